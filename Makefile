@@ -1,0 +1,37 @@
+# Every install step lives here: a fresh machine needs only python3 (3.11+) and make.
+# torch==2.13.0 is installed before anything that depends on it (a CPU build on these machines);
+# otherwise pip would resolve `torch` to a multi-GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: setup report test test-fast lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+# The main job on built-in defaults.
+report: setup
+	$(BIN)/pipespec theory --target-ms 120 --verify-ms 430 --plot figures/out/theory_rho_tokens.png \
+		--output results/theory.json
+
+# Lint, then every test (slow end-to-end ones included).
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: setup
+	$(BIN)/python benchmarks/bench_theory.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

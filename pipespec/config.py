@@ -1,0 +1,114 @@
+"""Command-line options generated from frozen config dataclasses.
+
+Each field's default and help text exist once, in the dataclass: `option(...)` stores the help
+(and CLI hints) in the field metadata, `add_arguments` turns the fields into argparse options and
+`from_args` builds the validated dataclass back from the parsed namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def option(default: Any, help: str, *, flag: str | None = None, choices: Sequence[Any] | None = None,
+           metavar: str | None = None) -> Any:
+    """A dataclass field carrying its CLI help text; tuples become multi-value options."""
+    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar}
+    if isinstance(default, list | dict | set):
+        raise TypeError("use tuples for multi-value defaults (config dataclasses are frozen)")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _flag(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _element_type(annotation: Any) -> tuple[type, bool, bool]:
+    """(scalar type, is_tuple, is_optional) of a field annotation."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    optional = False
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        optional = True
+        annotation = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is tuple:
+        return args[0], True, optional
+    return annotation, False, optional
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None) -> None:
+    """Add one option per field of the dataclass `cls` to `parser`."""
+    group = parser.add_argument_group(title) if title else parser
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if "help" not in field.metadata:
+            continue
+        scalar, is_tuple, _ = _element_type(hints[field.name])
+        default = field.default
+        kwargs: dict[str, Any] = {"dest": field.name, "default": default}
+        shown = " ".join(map(str, default)) if is_tuple else default
+        suffix = "" if default is None else f" (default: {shown})"
+        kwargs["help"] = field.metadata["help"] + suffix
+        if field.metadata.get("choices"):
+            kwargs["choices"] = field.metadata["choices"]
+        if field.metadata.get("metavar"):
+            kwargs["metavar"] = field.metadata["metavar"]
+        if scalar is bool and not is_tuple:
+            kwargs["action"] = argparse.BooleanOptionalAction if default else "store_true"
+            kwargs["help"] = field.metadata["help"]
+        else:
+            kwargs["type"] = _parse_bool if scalar is bool else scalar
+            if is_tuple:
+                kwargs["nargs"] = "+"
+        group.add_argument(_flag(field), **kwargs)
+
+
+def from_args(cls: type[T], namespace: argparse.Namespace, **overrides: Any) -> T:
+    """Build (and so validate) `cls` from the parsed options it declared."""
+    values = {}
+    for field in dataclasses.fields(cls):
+        if hasattr(namespace, field.name):
+            value = getattr(namespace, field.name)
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+    values.update(overrides)
+    return cls(**values)
+
+
+def from_mapping(cls: type[T], mapping: dict[str, Any], where: str) -> T:
+    """Build `cls` from a config-file mapping; unknown keys are an error naming them."""
+    from .errors import ConfigError
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in mapping.items():
+        _, is_tuple, _ = _element_type(hints[key])
+        if is_tuple and isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    return cls(**values)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (possibly nested) config dataclass."""
+    return dataclasses.asdict(config)
