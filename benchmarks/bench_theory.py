@@ -1,4 +1,5 @@
-"""Benchmark: evaluate the PipeSpec and SD closed forms over 10^6 parameter points on one core.
+"""Benchmark: evaluate the PipeSpec and SD closed forms over 10^6 parameter points on one core (NumPy's
+elementwise kernels are single-threaded).
 
 Goal (foundation issue): under 1 s. Writes JSON (median of repeats, with the environment):
     .venv/bin/python benchmarks/bench_theory.py [--points 1000000] [--repeats 5] [--output FILE]
@@ -7,16 +8,13 @@ Goal (foundation issue): under 1 s. Writes JSON (median of repeats, with the env
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from pipespec.io import result_document, write_json  # noqa: E402
-from pipespec.theory import pipespec, sd  # noqa: E402
+from pipespec.io import result_document, write_json
+from pipespec.theory import pipespec, sd
 
 GOAL_S = 1.0
 

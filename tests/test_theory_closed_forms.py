@@ -5,6 +5,7 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pipespec.theory import pipespec, ppsd, sd, specpipe, timing
 from pipespec.theory.symbols import alpha, c, c_hat, gamma, generic_branch, t_draft, t_gen, t_verify
 
