@@ -53,8 +53,13 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None) -> None:
-    """Add one option per field of the dataclass `cls` to `parser`."""
+def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None,
+                  only_given: bool = False) -> None:
+    """Add one option per field of the dataclass `cls` to `parser`.
+
+    only_given: options left off the command line stay out of the namespace (so they can be layered
+    over a preset or a config file); the help still shows the dataclass default.
+    """
     group = parser.add_argument_group(title) if title else parser
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
@@ -77,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
             kwargs["type"] = _parse_bool if scalar is bool else scalar
             if is_tuple:
                 kwargs["nargs"] = "+"
+        if only_given:
+            kwargs["default"] = argparse.SUPPRESS
         group.add_argument(_flag(field), **kwargs)
 
 
@@ -91,8 +98,14 @@ def from_args(cls: type[T], namespace: argparse.Namespace, **overrides: Any) -> 
     return cls(**values)
 
 
-def from_mapping(cls: type[T], mapping: dict[str, Any], where: str) -> T:
-    """Build `cls` from a config-file mapping; unknown keys are an error naming them."""
+def given_values(cls: type, namespace: argparse.Namespace) -> dict[str, Any]:
+    """The fields of `cls` present in `namespace` (with only_given: those typed on the command line)."""
+    return {f.name: (tuple(v) if isinstance(v := getattr(namespace, f.name), list) else v)
+            for f in dataclasses.fields(cls) if hasattr(namespace, f.name)}
+
+
+def mapping_values(cls: type, mapping: dict[str, Any], where: str) -> dict[str, Any]:
+    """Field values from a config-file mapping (lists become tuples); unknown keys are an error."""
     from .errors import ConfigError
 
     names = {f.name for f in dataclasses.fields(cls)}
@@ -103,10 +116,38 @@ def from_mapping(cls: type[T], mapping: dict[str, Any], where: str) -> T:
     values = {}
     for key, value in mapping.items():
         _, is_tuple, _ = _element_type(hints[key])
-        if is_tuple and isinstance(value, list):
-            value = tuple(value)
-        values[key] = value
-    return cls(**values)
+        if is_tuple and not isinstance(value, list | tuple):
+            value = (value,)
+        values[key] = tuple(str(v) if hints[key] == tuple[str, ...] else v for v in value) if is_tuple else value
+    return values
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """A TOML (.toml) or YAML (.yaml/.yml) mapping; one-line errors for missing or malformed files."""
+    import tomllib
+    from pathlib import Path
+
+    import yaml
+
+    from .errors import ConfigError
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--config: {path!r} does not exist")
+    text = file.read_text(encoding="utf-8")
+    try:
+        if file.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif file.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(f"--config: expected a .toml, .yaml or .yml file, got {path!r}")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"--config: {path!r} is malformed: {first}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {path!r} must hold a mapping of option names to values")
+    return data
 
 
 def to_dict(config: Any) -> dict[str, Any]:

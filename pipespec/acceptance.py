@@ -1,0 +1,150 @@
+"""Acceptance models shared by simulator, validation and backend traces: how many of a window of
+drafts a verifier accepts.
+
+`accepted(position, num_drafts, draws)` returns the length of the accepted prefix (0 … num_drafts)
+of drafts proposed for output positions position, position+1, …; the verifier then adds one
+correction or bonus token of its own. Three models:
+- Bernoulli(α): i.i.d. per token (the closed forms' assumption);
+- Positional(α_1, α_2, …): the j-th draft of a window is accepted with probability α_j given the
+  previous ones were (the last value repeats), i.e. a hazard curve fitted from a histogram;
+- Trace: replay of recorded token-level matches between two real models. Under greedy decoding the
+  draft's proposal for position p, given the verified prefix, matches the verifier iff trace[p] = 1,
+  so a window's accepted prefix is the run of ones starting at p. The recorded sequences are
+  concatenated and replayed cyclically (the result records the trace's length).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .errors import check_probability, require
+
+
+class Draws:
+    """Uniform(0, 1) numbers from one generator, drawn in blocks (a per-call rng.random() is slow)."""
+
+    def __init__(self, rng: np.random.Generator, block: int = 4096) -> None:
+        self._rng, self._block = rng, block
+        self._values: list[float] = []
+
+    def uniform(self) -> float:
+        if not self._values:
+            self._values = self._rng.random(self._block).tolist()[::-1]
+        return self._values.pop()
+
+
+class Acceptance(Protocol):
+    def accepted(self, position: int, num_drafts: int, draws: Draws) -> int: ...
+
+    def mean_alpha(self) -> float: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Bernoulli:
+    alpha: float
+
+    def __post_init__(self) -> None:
+        check_probability("alpha", self.alpha)
+
+    def accepted(self, position: int, num_drafts: int, draws: Draws) -> int:
+        if self.alpha >= 1.0:
+            return num_drafts
+        if self.alpha <= 0.0 or num_drafts == 0:
+            return 0
+        # P(accepted >= k) = α^k  ⇔  accepted = ⌊log u / log α⌋ (inverse CDF of a geometric)
+        u = draws.uniform()
+        return min(num_drafts, int(math.log(1.0 - u) / math.log(self.alpha)))
+
+    def mean_alpha(self) -> float:
+        return self.alpha
+
+    def describe(self) -> str:
+        return f"bernoulli({self.alpha:g})"
+
+
+@dataclass(frozen=True)
+class Positional:
+    alphas: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        require(len(self.alphas) > 0, "positional acceptance needs at least one α_j")
+        for a in self.alphas:
+            check_probability("positional alpha", a)
+
+    def accepted(self, position: int, num_drafts: int, draws: Draws) -> int:
+        last = len(self.alphas) - 1
+        for j in range(num_drafts):
+            if draws.uniform() >= self.alphas[min(j, last)]:
+                return j
+        return num_drafts
+
+    def mean_alpha(self) -> float:
+        return float(np.mean(self.alphas))
+
+    def describe(self) -> str:
+        return "positional(" + ",".join(f"{a:.3g}" for a in self.alphas) + ")"
+
+
+@dataclass(frozen=True)
+class Trace:
+    bits: tuple[int, ...]
+    name: str = "trace"
+    _runs: list[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        require(len(self.bits) > 0, f"acceptance trace {self.name!r} is empty")
+        require(set(self.bits) <= {0, 1}, f"acceptance trace {self.name!r} must hold only 0 and 1")
+        n = len(self.bits)
+        doubled = list(self.bits) * 2
+        runs = [0] * (2 * n + 1)
+        for i in range(2 * n - 1, -1, -1):  # runs[i] = consecutive ones from i on, cyclically, at most n
+            runs[i] = min(n, runs[i + 1] + 1) if doubled[i] else 0
+        object.__setattr__(self, "_runs", runs[:n])
+
+    def accepted(self, position: int, num_drafts: int, draws: Draws) -> int:
+        return min(num_drafts, self._runs[position % len(self.bits)])
+
+    def mean_alpha(self) -> float:
+        return float(np.mean(self.bits))
+
+    def describe(self) -> str:
+        return f"trace({self.name}, {len(self.bits)} positions, mean {self.mean_alpha():.3f})"
+
+
+def hazard_from_histogram(fractions: Sequence[float]) -> tuple[float, ...]:
+    """α_j from a histogram of tokens added per verification (index j = tokens added, bonus included).
+
+    Tokens added N = accepted + 1, so α_j = P(N > j | N ≥ j) for j = 1 … max-1: the probability the
+    j-th draft is accepted given the previous ones were.
+    """
+    p = np.asarray(fractions, dtype=float)
+    require(p.ndim == 1 and len(p) >= 3 and np.all(p >= 0) and p.sum() > 0, "histogram must be >= 3 non-negative bins")
+    p = p / p.sum()
+    survival = np.cumsum(p[::-1])[::-1]  # survival[j] = P(N >= j)
+    return tuple(float(survival[j + 1] / survival[j]) for j in range(1, len(p) - 1) if survival[j] > 0)
+
+
+def parse_acceptance(spec: str, where: str) -> Acceptance:
+    """From the CLI/config form: "0.8" (Bernoulli), "pos:0.9,0.8,…" (positional), "trace:FILE[#PAIR]"."""
+    from .errors import ConfigError
+    from .traces import load_trace
+
+    text = spec.strip()
+    try:
+        if text.startswith("pos:"):
+            return Positional(tuple(float(x) for x in text[4:].split(",")))
+        if text.startswith("trace:"):
+            path, _, pair = text[6:].partition("#")
+            return load_trace(path, pair or None)
+        return Bernoulli(float(text))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except ValueError:
+        raise ConfigError(f"{where}: expected an α in [0, 1], pos:A1,A2,… or trace:FILE[#PAIR], got {spec!r}") from None

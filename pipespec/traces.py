@@ -1,0 +1,60 @@
+"""The acceptance-trace file format, recorded by `pipespec profile` and replayed by the simulator.
+
+    {"format": "pipespec.acceptance-trace", "version": 1,
+     "pairs": {"DRAFT->TARGET": {"draft": "...", "target": "...",
+                                  "sequences": [[1, 1, 0, 1, ...], ...]}}}
+
+sequences[k][p] = 1 when the draft's greedy token for output position p of prompt k, given the
+target's own greedy prefix, equals the target's token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .acceptance import Trace
+from .errors import ConfigError, require
+from .io import write_json
+
+FORMAT = "pipespec.acceptance-trace"
+VERSION = 1
+
+
+def read_traces(path: str | Path) -> dict[str, dict[str, Any]]:
+    path = Path(path)
+    require(path.is_file(), f"acceptance trace {str(path)!r} does not exist")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"acceptance trace {str(path)!r} is not valid JSON: {exc}") from None
+    require(isinstance(document, dict) and document.get("format") == FORMAT,
+            f"acceptance trace {str(path)!r}: expected \"format\": \"{FORMAT}\"")
+    pairs = document.get("pairs")
+    require(isinstance(pairs, dict) and pairs, f"acceptance trace {str(path)!r} lists no pairs")
+    for name, entry in pairs.items():
+        ok = isinstance(entry, dict) and isinstance(entry.get("sequences"), list) and all(
+            isinstance(s, list) for s in entry["sequences"])
+        require(ok, f"acceptance trace {str(path)!r}, pair {name!r}: malformed sequences")
+    return pairs
+
+
+def load_trace(path: str | Path, pair: str | None = None) -> Trace:
+    pairs = read_traces(path)
+    if pair is None:
+        require(len(pairs) == 1, f"acceptance trace {str(path)!r} holds {', '.join(pairs)}: name one with #PAIR")
+        pair = next(iter(pairs))
+    require(pair in pairs, f"acceptance trace {str(path)!r} has no pair {pair!r} (has {', '.join(pairs)})")
+    bits = tuple(int(b) for seq in pairs[pair]["sequences"] for b in seq)
+    return Trace(bits, name=pair)
+
+
+def write_traces(path: str | Path, pairs: Mapping[str, Mapping[str, Any]]) -> Path:
+    """pairs: {"A->B": {"draft": "A", "target": "B", "sequences": [[0/1, ...], ...]}}."""
+    def clean(entry: Mapping[str, Any]) -> dict[str, Any]:
+        sequences: Sequence[Sequence[int]] = entry["sequences"]
+        return {**entry, "sequences": [[int(b) for b in s] for s in sequences]}
+
+    return write_json(path, {"format": FORMAT, "version": VERSION, "pairs": {k: clean(v) for k, v in pairs.items()}})

@@ -1,0 +1,142 @@
+"""The simulator's one configuration dataclass: CLI flags, config files and sweeps all build it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from functools import cached_property
+from typing import Any
+
+from ..acceptance import Acceptance, parse_acceptance
+from ..config import option
+from ..errors import check_int, require
+from ..latency import LatencyModel, parse_latency
+
+SCHEMES = ("ar", "sd", "pipespec", "ppsd", "specpipe")
+MIN_STAGES = {"ar": 1, "sd": 2, "pipespec": 2, "ppsd": 1, "specpipe": 2}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    scheme: str = option("pipespec", "ar | sd | pipespec | ppsd | specpipe", choices=SCHEMES)
+    latency: tuple[str, ...] = option(
+        ("12", "28", "431"),
+        "forward latency per model, draft first, final verifier last: MS (constant, ms), affine:A,B,C "
+        "(ms: A + B·tokens + C·context), or profile:FILE[#MODEL][@quantiles] (measured; @quantiles adds "
+        "jitter drawn from the measured quantiles). ppsd: one model. specpipe: draft, target")
+    acceptance: tuple[str, ...] = option(
+        ("0.9", "0.9"),
+        "per adjacent pair, draft first: α (i.i.d.), pos:A1,A2,... (α_j by window position), or "
+        "trace:FILE[#PAIR] (replayed matches); one value is used for every pair. ppsd: exit-head α; "
+        "specpipe: tree hit rate h")
+    names: tuple[str, ...] = option((), "model names (default M0, M1, ...)")
+    gamma: int = option(8, "sd: drafts per round (initial window for --schedule dynamic)")
+    schedule: str = option("fixed", "sd window: fixed, or dynamic (+2 after a full acceptance, -1 otherwise)",
+                           choices=("fixed", "dynamic"))
+    max_drafts: int | None = option(None, "pipespec: cap on drafts one step verifies (default: all available)")
+    rollback: str = option("abort", "on a rollback, upstream work in flight is: abort (interrupted at once) or "
+                           "finish (runs to the end, then is discarded, as a GPU kernel would)",
+                           choices=("abort", "finish"))
+    num_tokens: int = option(2000, "output tokens to generate")
+    prompt_len: int = option(128, "context length before the first output token")
+    devices: tuple[str, ...] = option((), "device name per stage; stages naming the same device share it "
+                                      "(default: a device each)")
+    device_capacity: int = option(1, "forwards one device runs at once")
+    num_layers: int = option(32, "ppsd: layers N of the model")
+    exit_layer: int = option(8, "ppsd: early-exit layer E (1 <= E < N)")
+    pp_stages: int = option(2, "ppsd/specpipe: pipeline stages P the model's layers are split over")
+    tree_width: int = option(1, "specpipe: tree nodes per level (tokens each pipeline step forwards)")
+    lazy_drafter: bool = option(True, "pipespec: compute a dedicated stage 0's progress on demand instead "
+                                "of one event per draft token (same results, faster)")
+    timeline: bool = option(False, "record every forward (for the Chrome trace and timeline plot)")
+    seed: int | None = option(0, "seed of the run's SeedSequence (one generator per random source)")
+
+    def __post_init__(self) -> None:
+        require(self.scheme in SCHEMES, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+        require(len(self.latency) >= 1, "--latency needs at least one model")
+        need = MIN_STAGES[self.scheme]
+        require(len(self.latency) >= need,
+                f"--latency: scheme {self.scheme} needs at least {need} models, got {len(self.latency)}")
+        if self.scheme in ("specpipe",):
+            require(len(self.latency) == 2, "--latency: specpipe takes exactly a draft and a target")
+        if self.scheme == "ppsd":
+            require(len(self.latency) == 1, "--latency: ppsd takes exactly one model (it drafts from itself)")
+        pairs = self.num_pairs
+        require(pairs == 0 or len(self.acceptance) in (1, pairs),
+                f"--acceptance: give 1 or {pairs} values (one per adjacent pair), got {len(self.acceptance)}")
+        require(not self.names or len(self.names) == len(self.latency),
+                f"--names: give one per model ({len(self.latency)}), got {len(self.names)}")
+        require(not self.devices or len(self.devices) == self.num_stage_devices,
+                f"--devices: give one per stage ({self.num_stage_devices}), got {len(self.devices)}")
+        check_int("--gamma", self.gamma, 1)
+        if self.max_drafts is not None:
+            check_int("--max-drafts", self.max_drafts, 1)
+        check_int("--num-tokens", self.num_tokens, 1)
+        check_int("--prompt-len", self.prompt_len, 0)
+        check_int("--device-capacity", self.device_capacity, 1)
+        check_int("--tree-width", self.tree_width, 1)
+        check_int("--num-layers", self.num_layers, 2)
+        check_int("--exit-layer", self.exit_layer, 1)
+        check_int("--pp-stages", self.pp_stages, 1)
+        require(self.seed is None or (isinstance(self.seed, int) and self.seed >= 0),
+                f"--seed must be an integer >= 0, got {self.seed!r}")
+        if self.scheme == "ppsd":
+            require(self.exit_layer < self.num_layers,
+                    f"--exit-layer must be < --num-layers ({self.num_layers}), got {self.exit_layer}")
+            require(self.pp_stages >= 2, f"--pp-stages: ppsd needs >= 2 stages (early, late), got {self.pp_stages}")
+            require(self.pp_stages <= self.num_layers,
+                    f"--pp-stages ({self.pp_stages}) must be <= --num-layers ({self.num_layers})")
+            self.ppsd_split  # noqa: B018  (validates the split)
+        if self.scheme == "specpipe":
+            require(self.pp_stages <= self.num_layers,
+                    f"--pp-stages ({self.pp_stages}) must be <= --num-layers ({self.num_layers})")
+        self.latency_models  # noqa: B018  (parse early: bad specs are config errors)
+        self.acceptance_models  # noqa: B018
+
+    @property
+    def num_pairs(self) -> int:
+        return {"ar": 0, "ppsd": 1, "specpipe": 1}.get(self.scheme, len(self.latency) - 1)
+
+    @property
+    def num_stage_devices(self) -> int:
+        if self.scheme == "ppsd":
+            return self.pp_stages
+        if self.scheme == "specpipe":
+            return self.pp_stages + 1
+        if self.scheme == "ar":
+            return 1
+        return len(self.latency)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return self.names or tuple(f"M{i}" for i in range(len(self.latency)))
+
+    @cached_property
+    def latency_models(self) -> tuple[LatencyModel, ...]:
+        return tuple(parse_latency(spec, f"--latency[{i}]") for i, spec in enumerate(self.latency))
+
+    @cached_property
+    def acceptance_models(self) -> tuple[Acceptance, ...]:
+        specs = self.acceptance * max(self.num_pairs, 1) if len(self.acceptance) == 1 else self.acceptance
+        return tuple(parse_acceptance(spec, f"--acceptance[{i}]") for i, spec in enumerate(specs[: max(self.num_pairs, 1)]))
+
+    @cached_property
+    def ppsd_split(self) -> tuple[tuple[int, ...], int]:
+        """(layers per stage, index of the last early stage): the exit sits on a stage boundary, the
+        early layers split evenly over round(P·E/N) stages (at least 1) and the late ones over the rest."""
+        p, e, n = self.pp_stages, self.exit_layer, self.num_layers
+        early = min(max(1, round(p * e / n)), p - 1)
+        late = p - early
+        require(e >= early and n - e >= late,
+                f"--pp-stages {p} cannot split {e} early and {n - e} late layers into non-empty stages")
+        return _even(e, early) + _even(n - e, late), early - 1
+
+    def with_values(self, **values: Any) -> SimConfig:
+        return replace(self, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _even(total: int, parts: int) -> tuple[int, ...]:
+    base, extra = divmod(total, parts)
+    return tuple(base + (1 if i < extra else 0) for i in range(parts))

@@ -1,0 +1,264 @@
+"""The machinery every simulated scheme shares: stages on devices, interruptible forwards, token
+buffers with rollback, and the statistics a result reports.
+
+A stage holds an abstract token sequence: `length` tokens decided so far (its output buffer O_i)
+and `kv_len` of them in its KV cache. A forward feeds the tokens not yet cached plus any drafts, so
+after a rollback or a resync that adopted several tokens the next forward is wider (and, with a
+measured profile, slower). Times are SimPy time in seconds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import simpy
+
+from ..acceptance import Acceptance, Draws
+from ..latency import LatencyModel
+
+Kind = Literal["generate", "verify", "forward", "aborted", "discarded"]  # forward: a layer-pipeline stage
+RollbackPolicy = Literal["abort", "finish"]
+
+
+@dataclass
+class StageStats:
+    """Per-stage counters; steps count completed forwards only."""
+
+    name: str
+    steps: int = 0
+    verify_steps: int = 0
+    generate_steps: int = 0
+    aborted_steps: int = 0
+    tokens_added: int = 0
+    tokens_forwarded: int = 0
+    busy_s: float = 0.0
+    wasted_s: float = 0.0
+
+
+@dataclass
+class PairStats:
+    """Per adjacent pair draft -> verifier (PAPERS.md §5 conventions)."""
+
+    name: str
+    verifications: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    rejections: int = 0  # verifications that ended on a rejected draft
+    rollbacks: int = 0
+    resyncs: int = 0
+    tokens_added_histogram: Counter = field(default_factory=Counter)  # tokens added per verification, bonus incl.
+
+
+@dataclass
+class Event:
+    stage: int
+    start_s: float
+    end_s: float
+    kind: Kind
+    num_tokens: int
+
+
+class Stage:
+    """One model of a pipeline: its latency, its device (None: a device of its own), its token buffer
+    and its statistics."""
+
+    def __init__(self, env: simpy.Environment, index: int, name: str, latency: LatencyModel,
+                 device: simpy.Resource | None, jitter_rng: np.random.Generator | None, prompt_len: int,
+                 policy: RollbackPolicy, timeline: list[Event] | None) -> None:
+        self.env, self.index, self.name, self.latency, self.device = env, index, name, latency, device
+        self.jitter_rng, self.prompt_len, self.policy, self.timeline = jitter_rng, prompt_len, policy, timeline
+        self.length = 0
+        self.kv_len = 0
+        self.stats = StageStats(name)
+        self.process: simpy.Process | None = None
+        self.busy = False  # inside forward(): queued for or holding the device
+        self.forward_start: float | None = None
+        self._steady_s: dict[int, float] | None = {} if latency.steady else None
+
+    def uncached(self) -> int:
+        """Tokens of its own sequence a forward must feed before any drafts (>= 1 once started)."""
+        return max(1, self.length - self.kv_len)
+
+    def duration_s(self, num_tokens: int) -> float:
+        if self._steady_s is not None:  # context-free and jitter-free: memoised by tokens per forward
+            value = self._steady_s.get(num_tokens)
+            if value is None:
+                value = self._steady_s[num_tokens] = self.latency.median_s(num_tokens, 0)
+            return value
+        return self.latency.sample_s(num_tokens, self.prompt_len + self.kv_len, self.jitter_rng)
+
+    def forward(self, num_tokens: int, kind: Kind):
+        """Generator: hold the device for one forward of `num_tokens`; raises simpy.Interrupt if rolled back.
+
+        With policy "finish" an interrupted forward still occupies the device to its end (a GPU
+        kernel cannot be cancelled) before the interrupt is re-raised; with "abort" it stops at once.
+        """
+        env = self.env
+        self.busy = True
+        request = None
+        try:
+            if self.device is not None:  # shared: queue for it (an interrupt while queued cancels the request)
+                request = self.device.request()
+                yield request
+            start = self.forward_start = env.now
+            end = start + self.duration_s(num_tokens)
+            try:
+                yield env.timeout(end - start)
+            except simpy.Interrupt:
+                if self.policy == "finish":
+                    while env.now < end:
+                        try:
+                            yield env.timeout(end - env.now)
+                        except simpy.Interrupt:
+                            pass
+                self._record(start, env.now, "aborted" if self.policy == "abort" else "discarded", num_tokens)
+                self.stats.aborted_steps += 1
+                self.stats.wasted_s += env.now - start
+                raise
+        finally:
+            self.busy = False
+            self.forward_start = None
+            if request is not None:
+                self.device.release(request)
+        self._record(start, end, kind, num_tokens)
+        stats = self.stats
+        stats.steps += 1
+        stats.tokens_forwarded += num_tokens
+        if kind == "verify":
+            stats.verify_steps += 1
+        elif kind == "generate":
+            stats.generate_steps += 1
+
+    def _record(self, start: float, end: float, kind: Kind, num_tokens: int) -> None:
+        self.stats.busy_s += end - start
+        if self.timeline is not None:
+            self.timeline.append(Event(self.index, start, end, kind, num_tokens))
+
+    def after_forward(self, fed_drafts: int, accepted: int) -> int:
+        """Update the buffer after a completed forward that fed `fed_drafts` drafts, `accepted` of them
+        accepted (0 for a generate step): its KV now covers its sequence plus the accepted drafts, and it
+        appends its own correction/bonus/next token. Returns the tokens added."""
+        self.kv_len = self.length + accepted
+        added = accepted + 1
+        self.length += added
+        self.stats.tokens_added += added
+        return added
+
+    def visible_length(self, now: float) -> int:
+        """Tokens a downstream stage can read at `now`."""
+        return self.length
+
+    def adopt(self, new_length: int) -> None:
+        """Roll back or resynchronise to a downstream sequence of `new_length` tokens: everything up to
+        new_length - 2 agrees with what this stage had cached; the last token is the downstream's own.
+        Work in flight is for a superseded position: the stage's process is interrupted."""
+        self.length = new_length
+        self.kv_len = min(self.kv_len, new_length - 1)
+        if self.busy and self.process is not None and self.process.is_alive:
+            self.process.interrupt("rollback")
+
+    def finish(self, now: float) -> None:
+        """Close the books at the end of a run (a forward still in flight counts as busy, not as a step)."""
+        if self.forward_start is not None:
+            self.stats.busy_s += now - self.forward_start
+
+
+class LazyDrafter(Stage):
+    """Stage 0 of a pipeline on a device of its own: it only ever generates, so its progress is
+    computed on demand from its step durations instead of one SimPy event per draft token."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.step_start = 0.0
+        self.step_tokens = 1
+        self.step_end = self.duration_s(1)
+        self.discard_in_flight = False
+
+    def _advance(self, now: float) -> None:
+        if self.step_end <= now and self.latency.steady and self.timeline is None and not self.discard_in_flight:
+            self._advance_steady(now)
+        while self.step_end <= now:
+            if self.discard_in_flight:
+                self.discard_in_flight = False
+                self._record(self.step_start, self.step_end, "discarded", self.step_tokens)
+                self.stats.aborted_steps += 1
+                self.stats.wasted_s += self.step_end - self.step_start
+            else:
+                self._record(self.step_start, self.step_end, "generate", self.step_tokens)
+                self.stats.steps += 1
+                self.stats.generate_steps += 1
+                self.stats.tokens_forwarded += self.step_tokens
+                self.after_forward(0, 0)
+            self._start_step(self.step_end)
+
+    def _advance_steady(self, now: float) -> None:
+        """Complete the in-flight step and every later one-token step ending by `now` at once (their
+        durations are all equal when the latency is steady)."""
+        if self.step_tokens != 1:
+            return
+        step_s = self.duration_s(1)
+        count = int((now - self.step_end) // step_s) + 1
+        stats = self.stats
+        stats.steps += count
+        stats.generate_steps += count
+        stats.tokens_forwarded += count
+        stats.tokens_added += count
+        stats.busy_s += count * step_s
+        self.length += count
+        self.kv_len = self.length - 1
+        self._start_step(self.step_end + (count - 1) * step_s)  # the end of the last completed step
+
+    def _start_step(self, at: float) -> None:
+        self.step_start = at
+        self.step_tokens = self.uncached()
+        self.step_end = at + self.duration_s(self.step_tokens)
+
+    def visible_length(self, now: float) -> int:
+        self._advance(now)
+        return self.length
+
+    def adopt(self, new_length: int) -> None:
+        now = self.env.now
+        self._advance(now)
+        self.length = new_length
+        self.kv_len = min(self.kv_len, new_length - 1)
+        if self.policy == "finish":
+            self.discard_in_flight = True
+            return
+        if now > self.step_start:
+            self._record(self.step_start, now, "aborted", self.step_tokens)
+            self.stats.aborted_steps += 1
+            self.stats.wasted_s += now - self.step_start
+        self.discard_in_flight = False
+        self._start_step(now)
+
+    def finish(self, now: float) -> None:
+        self._advance(now)
+        self.stats.busy_s += now - self.step_start
+
+
+class Pair:
+    """The acceptance process between stage i-1 (draft) and stage i (verifier)."""
+
+    def __init__(self, name: str, acceptance: Acceptance, rng: np.random.Generator) -> None:
+        self.name, self.acceptance = name, acceptance
+        self.draws = Draws(rng)
+        self.stats = PairStats(name)
+
+    def verify(self, position: int, num_drafts: int) -> int:
+        """Accepted prefix length of `num_drafts` drafts for positions position…; records the statistics."""
+        accepted = self.acceptance.accepted(position, num_drafts, self.draws)
+        stats = self.stats
+        stats.verifications += 1
+        stats.drafted += num_drafts
+        stats.accepted += accepted
+        stats.rejections += accepted < num_drafts
+        stats.tokens_added_histogram[accepted + 1] += 1
+        return accepted
+
+    def agrees(self, position: int) -> bool:
+        """Does the draft's own token at `position` match the verifier's (a window of one, unrecorded)?"""
+        return self.acceptance.accepted(position, 1, self.draws) == 1

@@ -1,0 +1,163 @@
+"""Layer pipelines: one model's layers split over P stages, each stage a SimPy process on its own
+device, items (tokens or token-tree levels) flowing stage to stage through stores. A miss flushes
+every item younger than the decided one: queued items are dropped, in-flight work is interrupted.
+
+- ppsd: the early layers end in an exit head; when token t leaves the last early stage, the next
+  token enters stage 0 on the exit's draft while the late stages verify t ("verify-while-draft").
+  When t leaves the last stage, the draft for t+1 is accepted or all younger work is discarded and
+  t+1 re-enters with the model's own token.
+- specpipe: each pipeline step the next level of a draft's token tree enters stage 0 (as long as the
+  draft has built it); when the oldest level leaves the last stage the target's next token is
+  decided: a hit keeps the subtree in flight, a miss flushes and the target's token becomes the new
+  root, entering at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import simpy
+
+from .engine import Pair, Stage
+
+
+@dataclass
+class Item:
+    position: int  # output position this item computes for
+    epoch: int  # flush generation it belongs to
+
+
+class LayerPipeline:
+    """Stages 0..P-1 connected by stores; `on_exit(stage_index, item)` is called as items leave stages."""
+
+    def __init__(self, env: simpy.Environment, stages: Sequence[Stage], tokens_per_item: int) -> None:
+        self.env, self.stages, self.tokens_per_item = env, stages, tokens_per_item
+        self.inboxes = [simpy.Store(env) for _ in stages]
+        self.current: list[Item | None] = [None] * len(stages)
+        self.epoch = 0
+        self.listeners: list = []
+        for index, stage in enumerate(stages):
+            stage.process = env.process(self._run(index))
+
+    def submit(self, position: int) -> None:
+        self.inboxes[0].put(Item(position, self.epoch))
+
+    def flush(self) -> None:
+        """Drop everything queued or in flight (items of older epochs are skipped or interrupted)."""
+        self.epoch += 1
+        for inbox in self.inboxes:
+            inbox.items.clear()
+        for stage, item in zip(self.stages, self.current, strict=True):
+            if item is not None and stage.busy:
+                stage.process.interrupt("flush")
+
+    def _run(self, index: int) -> Generator:
+        stage, inbox = self.stages[index], self.inboxes[index]
+        while True:
+            item = yield inbox.get()
+            if item.epoch != self.epoch:
+                continue
+            self.current[index] = item
+            try:
+                yield from stage.forward(self.tokens_per_item, "forward")
+            except simpy.Interrupt:
+                continue
+            finally:
+                self.current[index] = None
+            if item.epoch != self.epoch:
+                continue
+            if index + 1 < len(self.stages):
+                self.inboxes[index + 1].put(item)
+            for listener in self.listeners:
+                listener(index, item)
+
+
+def ppsd_controller(env: simpy.Environment, pipeline: LayerPipeline, pair: Pair, last_early_stage: int,
+                    num_tokens: int, done: simpy.Event) -> None:
+    """Wire PPSD's rules onto the pipeline; token 0 (the prompt's next token) enters at once."""
+    last = len(pipeline.stages) - 1
+    state = {"decided": 0, "drafted_upto": 0}
+
+    def on_exit(index: int, item: Item) -> None:
+        if index == last_early_stage and item.position == state["drafted_upto"]:
+            state["drafted_upto"] = item.position + 1
+            pipeline.submit(item.position + 1)  # enters on the exit head's draft
+        if index != last:
+            return
+        state["decided"] = item.position + 1  # the model's token for position + 1 is now known
+        if state["decided"] >= num_tokens:
+            if not done.triggered:
+                done.succeed()
+            return
+        if state["drafted_upto"] > item.position:  # the next token entered on a draft: check it
+            if pair.verify(item.position + 1, 1) == 1:
+                return
+            pair.stats.rollbacks += 1
+            pipeline.flush()
+        state["drafted_upto"] = item.position + 1
+        pipeline.submit(item.position + 1)
+
+    pipeline.listeners.append(on_exit)
+    pipeline.submit(0)
+
+
+def specpipe_controller(env: simpy.Environment, pipeline: LayerPipeline, draft: Stage, pair: Pair,
+                        tree_width: int, num_tokens: int, done: simpy.Event) -> Generator:
+    """The draft keeps one tree level built ahead of stage 0 (the tree spans at most P + 1 levels
+    beyond the decided token); a level enters stage 0 as soon as both are ready."""
+    depth = len(pipeline.stages)
+    last = depth - 1
+    state = {"decided": 0, "next_level": 1, "built": 0}  # built: levels ready but not yet submitted
+    wake = {"event": env.event()}
+
+    def stage0_idle() -> bool:
+        return pipeline.current[0] is None and not pipeline.inboxes[0].items
+
+    def try_submit() -> None:
+        if state["built"] > 0 and stage0_idle():
+            state["built"] -= 1
+            pipeline.submit(state["next_level"])
+            state["next_level"] += 1
+            if not wake["event"].triggered:
+                wake["event"].succeed()
+
+    def on_exit(index: int, item: Item) -> None:
+        if index == 0:
+            try_submit()
+        if index != last:
+            return
+        state["decided"] = item.position + 1
+        if state["decided"] >= num_tokens:
+            if not done.triggered:
+                done.succeed()
+            return
+        if state["next_level"] > state["decided"]:  # the level for the next position is in flight
+            if pair.verify(item.position + 1, 1) == 1:
+                if not wake["event"].triggered:
+                    wake["event"].succeed()
+                return
+            pair.stats.rollbacks += 1
+            pipeline.flush()
+            if draft.busy:
+                draft.process.interrupt("flush")
+        state["built"] = 0
+        state["next_level"] = state["decided"] + 1
+        pipeline.submit(state["decided"])  # the target's token is the new root
+        if not wake["event"].triggered:
+            wake["event"].succeed()
+
+    pipeline.listeners.append(on_exit)
+    pipeline.submit(0)
+    while not done.triggered:
+        ahead = state["next_level"] - state["decided"] + state["built"]
+        if state["built"] >= 1 or ahead > depth:
+            wake["event"] = env.event()
+            yield wake["event"]
+            continue
+        try:
+            yield from draft.forward(tree_width, "generate")
+        except simpy.Interrupt:
+            continue
+        state["built"] += 1
+        try_submit()

@@ -1,0 +1,102 @@
+"""simulate(config) -> SimResult: builds the stages, devices and random sources, runs the scheme."""
+
+from __future__ import annotations
+
+import numpy as np
+import simpy
+
+from ..latency import LatencyModel, ScaledLatency
+from .config import SimConfig
+from .engine import Event, LazyDrafter, Pair, Stage
+from .layerpipe import LayerPipeline, ppsd_controller, specpipe_controller
+from .result import SimResult
+from .schemes import Window, ar_process, pipespec_process, sd_process
+
+
+def _stage_plan(config: SimConfig) -> list[tuple[str, LatencyModel]]:
+    """(name, latency) of each simulated stage, in pipeline order."""
+    names, models = config.model_names, config.latency_models
+    if config.scheme == "ar":
+        return [(names[-1], models[-1])]
+    if config.scheme == "ppsd":
+        layers, _ = config.ppsd_split
+        return [(f"{names[0]}[{sum(layers[:i]) + 1}-{sum(layers[: i + 1])}]",
+                 ScaledLatency(models[0], n / config.num_layers)) for i, n in enumerate(layers)]
+    if config.scheme == "specpipe":
+        layers = [config.num_layers // config.pp_stages + (1 if i < config.num_layers % config.pp_stages else 0)
+                  for i in range(config.pp_stages)]
+        return [(names[0], models[0])] + [(f"{names[1]}[stage {i}]", ScaledLatency(models[1], n / config.num_layers))
+                                          for i, n in enumerate(layers)]
+    return list(zip(names, models, strict=True))
+
+
+def _pair_names(config: SimConfig) -> list[str]:
+    names = config.model_names
+    if config.scheme == "ppsd":
+        return [f"{names[0]}@exit{config.exit_layer}->{names[0]}"]
+    return [f"{names[i]}->{names[i + 1]}" for i in range(config.num_pairs)]
+
+
+def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
+    """Run one simulation; with_ar_baseline also times the final model alone on the same inputs."""
+    plan = _stage_plan(config)
+    pair_names = _pair_names(config)
+    seeds = np.random.SeedSequence(config.seed).spawn(len(plan) + len(pair_names))
+    rngs = [np.random.default_rng(s) for s in seeds]
+    env = simpy.Environment()
+    timeline: list[Event] | None = [] if config.timeline else None
+    device_names = list(config.devices) or [f"dev{i}" for i in range(len(plan))]
+    shared = {name for name in device_names if device_names.count(name) > config.device_capacity}
+    devices = {name: simpy.Resource(env, capacity=config.device_capacity) if name in shared else None
+               for name in dict.fromkeys(device_names)}
+
+    stages: list[Stage] = []
+    for index, (name, latency) in enumerate(plan):
+        lazy = (config.scheme == "pipespec" and index == 0 and config.lazy_drafter
+                and device_names[0] not in shared)
+        cls = LazyDrafter if lazy else Stage
+        stages.append(cls(env, index, name, latency, devices[device_names[index]], rngs[index],
+                          config.prompt_len, config.rollback, timeline))  # type: ignore[arg-type]
+    pairs = [Pair(name, model, rngs[len(plan) + i])
+             for i, (name, model) in enumerate(zip(pair_names, config.acceptance_models[: len(pair_names)], strict=True))]
+    done = env.event()
+    _start(config, env, stages, pairs, done)
+    env.run(until=done)
+    for stage in stages:
+        stage.finish(env.now)
+    result = SimResult(config.scheme, config.num_tokens, env.now, [s.stats for s in stages],
+                       [p.stats for p in pairs], timeline)
+    result.notes["acceptance"] = [m.describe() for m in config.acceptance_models[: len(pairs)]]
+    if config.scheme == "ppsd":
+        result.notes["layers_per_stage"] = list(config.ppsd_split[0])
+    if with_ar_baseline:
+        result.ar_elapsed_s = ar_elapsed_s(config)
+    return result
+
+
+def _start(config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
+           done: simpy.Event) -> None:
+    n = config.num_tokens
+    if config.scheme == "ar":
+        env.process(ar_process(env, stages[0], n, done))
+    elif config.scheme == "sd":
+        windows = [Window(config.gamma, config.schedule == "dynamic") for _ in pairs]
+        env.process(sd_process(env, stages, pairs, windows, n, done))
+    elif config.scheme == "pipespec":
+        for index, stage in enumerate(stages):
+            if not isinstance(stage, LazyDrafter):
+                stage.process = env.process(pipespec_process(env, stages, pairs, index, config.max_drafts, n, done))
+    elif config.scheme == "ppsd":
+        pipeline = LayerPipeline(env, stages, tokens_per_item=1)
+        ppsd_controller(env, pipeline, pairs[0], config.ppsd_split[1], n, done)
+    else:  # specpipe
+        pipeline = LayerPipeline(env, stages[1:], tokens_per_item=config.tree_width)
+        stages[0].process = env.process(
+            specpipe_controller(env, pipeline, stages[0], pairs[0], config.tree_width, n, done))
+
+
+def ar_elapsed_s(config: SimConfig) -> float:
+    """The final model decoding alone (for ppsd/specpipe: the whole model on one device)."""
+    baseline = config.with_values(scheme="ar", latency=config.latency[-1:], acceptance=("1",), names=(),
+                                  devices=(), timeline=False)
+    return simulate(baseline, with_ar_baseline=False).elapsed_s

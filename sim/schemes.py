@@ -1,0 +1,121 @@
+"""The schemes as SimPy processes over the shared stage machinery of engine.py.
+
+- ar: the final model alone, one token per forward.
+- sd: a synchronous chain M_0 … M_k: level i verifies γ_i drafts of level i-1 per round (fixed, or
+  the dynamic schedule +2 after a full acceptance, -1 otherwise); lower levels roll back to the
+  verifier's output after every round.
+- pipespec: every stage is its own process; a stage verifies all drafts its upstream has published
+  beyond its own sequence (optionally capped) or, when there are none, generates one token; a
+  rejection rolls the upstream stages back downstream-first, interrupting their work in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import simpy
+
+from .engine import Pair, Stage
+
+
+@dataclass
+class Window:
+    """γ for one verifying level: fixed, or Hugging Face's heuristic schedule."""
+
+    gamma: int
+    dynamic: bool = False
+
+    def update(self, fully_accepted: bool) -> None:
+        if self.dynamic:
+            self.gamma = self.gamma + 2 if fully_accepted else max(1, self.gamma - 1)
+
+
+def rollback_upstream(stages: Sequence[Stage], verifier: int, new_length: int) -> None:
+    """Downstream-first: stages verifier-1, …, 0 adopt the verifier's first `new_length` tokens."""
+    for j in range(verifier - 1, -1, -1):
+        stages[j].adopt(new_length)
+
+
+def settle_upstream(stages: Sequence[Stage], pair: Pair, verifier: int, own_position: int, rejected: bool) -> None:
+    """After stage `verifier` appended its own token at `own_position`, bring its upstream in line.
+
+    rejected: the token replaces a draft the verifier just rejected, so upstream must roll back.
+    Otherwise (bonus or generated token) an upstream that already holds a token there keeps its
+    buffer iff its token agrees; an upstream that is behind resynchronises to the verifier.
+    """
+    upstream = stages[verifier - 1]
+    new_length = own_position + 1
+    if rejected:
+        pair.stats.rollbacks += 1
+    elif upstream.visible_length(upstream.env.now) > own_position:
+        if pair.agrees(own_position):
+            return
+        pair.stats.rollbacks += 1
+    else:
+        pair.stats.resyncs += 1
+    rollback_upstream(stages, verifier, new_length)
+
+
+def ar_process(env: simpy.Environment, stage: Stage, num_tokens: int, done: simpy.Event) -> Generator:
+    while stage.length < num_tokens:
+        yield from stage.forward(stage.uncached(), "generate")
+        stage.after_forward(0, 0)
+    done.succeed()
+
+
+def sd_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[Pair], windows: Sequence[Window],
+               num_tokens: int, done: simpy.Event) -> Generator:
+    """One driver: the final level extends its output round by round, recursively asking lower levels."""
+
+    def extend(level: int, target_length: int) -> Generator:
+        stage = stages[level]
+        while stage.length < target_length:
+            if level == 0:
+                yield from stage.forward(stage.uncached(), "generate")
+                stage.after_forward(0, 0)
+                continue
+            below = stages[level - 1]
+            if below.length < stage.length:
+                below.adopt(stage.length)  # the draft continues from the verifier's sequence
+            window = windows[level - 1]
+            num_drafts = window.gamma
+            yield from extend(level - 1, stage.length + num_drafts)
+            position = stage.length
+            yield from stage.forward(stage.uncached() + num_drafts, "verify")
+            accepted = pairs[level - 1].verify(position, num_drafts)
+            stage.after_forward(num_drafts, accepted)
+            window.update(accepted == num_drafts)
+            settle_upstream(stages, pairs[level - 1], level, position + accepted, accepted < num_drafts)
+
+    yield from extend(len(stages) - 1, num_tokens)
+    done.succeed()
+
+
+def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[Pair], index: int,
+                     max_drafts: int | None, num_tokens: int, done: simpy.Event) -> Generator:
+    """Stage `index` of an asynchronous pipeline, looping until the final stage has num_tokens."""
+    stage = stages[index]
+    upstream = stages[index - 1] if index > 0 else None
+    pair = pairs[index - 1] if index > 0 else None
+    final = index == len(stages) - 1
+    read_after_peers = upstream is not None and upstream.process is not None  # an eager upstream
+    while not done.triggered:
+        num_drafts = 0
+        if upstream is not None:
+            if read_after_peers:
+                yield env.timeout(0)  # see every forward that completes at this same instant first
+            num_drafts = max(0, upstream.visible_length(env.now) - stage.length)
+            if max_drafts is not None:
+                num_drafts = min(num_drafts, max_drafts)
+        position = stage.length
+        try:
+            yield from stage.forward(stage.uncached() + num_drafts, "verify" if num_drafts else "generate")
+        except simpy.Interrupt:
+            continue  # rolled back by a downstream stage: its new state is already in place
+        accepted = pair.verify(position, num_drafts) if num_drafts else 0
+        stage.after_forward(num_drafts, accepted)
+        if pair is not None:
+            settle_upstream(stages, pair, index, position + accepted, accepted < num_drafts)
+        if final and stage.length >= num_tokens:
+            done.succeed()
