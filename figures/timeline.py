@@ -23,7 +23,8 @@ def draw_timeline(ax: plt.Axes, result: SimResult, until_s: float | None = None,
         spans: dict[int, list[tuple[float, float]]] = {}
         for e in result.timeline:
             if e.kind == kind and e.start_s < until:
-                spans.setdefault(e.stage, []).append((e.start_s / time_unit_s, (min(e.end_s, until) - e.start_s) / time_unit_s))
+                width = (min(e.end_s, until) - e.start_s) / time_unit_s
+                spans.setdefault(e.stage, []).append((e.start_s / time_unit_s, width))
         for stage, bars in spans.items():
             ax.broken_barh(bars, (rows - 1 - stage - 0.4, 0.8), facecolors=colour, edgecolor="white", linewidth=0.3,
                            label=kind)

@@ -110,6 +110,7 @@ def write_profiles(path: str | Path, models: Mapping[str, Mapping[str, Any]]) ->
         for name, entry in document["models"].items():
             for p in entry["points"]:
                 qmap = {float(q): s for q, s in p["quantiles_s"].items()}
-                writer.writerow([name, p["num_tokens"], p["context_len"], p["median_s"], *[qmap.get(q, "") for q in qs]])
+                quantiles = [qmap.get(q, "") for q in qs]
+                writer.writerow([name, p["num_tokens"], p["context_len"], p["median_s"], *quantiles])
         return write_text_atomic(path, buffer.getvalue())
     return write_json(path, document)

@@ -117,7 +117,8 @@ class SimConfig:
     @cached_property
     def acceptance_models(self) -> tuple[Acceptance, ...]:
         specs = self.acceptance * max(self.num_pairs, 1) if len(self.acceptance) == 1 else self.acceptance
-        return tuple(parse_acceptance(spec, f"--acceptance[{i}]") for i, spec in enumerate(specs[: max(self.num_pairs, 1)]))
+        specs = specs[: max(self.num_pairs, 1)]
+        return tuple(parse_acceptance(spec, f"--acceptance[{i}]") for i, spec in enumerate(specs))
 
     @cached_property
     def ppsd_split(self) -> tuple[tuple[int, ...], int]:

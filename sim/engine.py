@@ -9,6 +9,7 @@ measured profile, slower). Times are SimPy time in seconds.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
@@ -110,10 +111,8 @@ class Stage:
             except simpy.Interrupt:
                 if self.policy == "finish":
                     while env.now < end:
-                        try:
+                        with contextlib.suppress(simpy.Interrupt):  # later rollbacks change nothing
                             yield env.timeout(end - env.now)
-                        except simpy.Interrupt:
-                            pass
                 self._record(start, env.now, "aborted" if self.policy == "abort" else "discarded", num_tokens)
                 self.stats.aborted_steps += 1
                 self.stats.wasted_s += env.now - start

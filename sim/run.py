@@ -57,8 +57,9 @@ def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
         cls = LazyDrafter if lazy else Stage
         stages.append(cls(env, index, name, latency, devices[device_names[index]], rngs[index],
                           config.prompt_len, config.rollback, timeline))  # type: ignore[arg-type]
+    models = config.acceptance_models[: len(pair_names)]
     pairs = [Pair(name, model, rngs[len(plan) + i])
-             for i, (name, model) in enumerate(zip(pair_names, config.acceptance_models[: len(pair_names)], strict=True))]
+             for i, (name, model) in enumerate(zip(pair_names, models, strict=True))]
     done = env.event()
     _start(config, env, stages, pairs, done)
     env.run(until=done)
