@@ -77,6 +77,10 @@ class Stage:
         self.process: simpy.Process | None = None
         self.busy = False  # inside forward(): queued for or holding the device
         self.forward_start: float | None = None
+        self.forward_end = 0.0
+        self.forward_kind: Kind = "generate"
+        self.forward_tokens = 0
+        self.completed_at_rollback = False
         self._steady_s: dict[int, float] | None = {} if latency.steady else None
 
     def uncached(self) -> int:
@@ -105,23 +109,34 @@ class Stage:
                 request = self.device.request()
                 yield request
             start = self.forward_start = env.now
-            end = start + self.duration_s(num_tokens)
+            end = self.forward_end = start + self.duration_s(num_tokens)
+            self.forward_kind, self.forward_tokens = kind, num_tokens
             try:
                 yield env.timeout(end - start)
             except simpy.Interrupt:
+                if self.completed_at_rollback:  # adopt() completed it first (see there)
+                    self.completed_at_rollback = False
+                    raise
                 if self.policy == "finish":
                     while env.now < end:
                         with contextlib.suppress(simpy.Interrupt):  # later rollbacks change nothing
                             yield env.timeout(end - env.now)
-                self._record(start, env.now, "aborted" if self.policy == "abort" else "discarded", num_tokens)
-                self.stats.aborted_steps += 1
-                self.stats.wasted_s += env.now - start
+                if env.now > start:  # a forward cancelled at the instant it began cost nothing
+                    self._record(start, env.now, "aborted" if self.policy == "abort" else "discarded", num_tokens)
+                    self.stats.aborted_steps += 1
+                    self.stats.wasted_s += env.now - start
                 raise
         finally:
             self.busy = False
             self.forward_start = None
             if request is not None:
-                self.device.release(request)
+                if request.triggered:
+                    self.device.release(request)
+                else:
+                    request.cancel()  # interrupted while queued: leave the queue
+        self._complete(start, end, kind, num_tokens)
+
+    def _complete(self, start: float, end: float, kind: Kind, num_tokens: int) -> None:
         self._record(start, end, kind, num_tokens)
         stats = self.stats
         stats.steps += 1
@@ -154,10 +169,17 @@ class Stage:
         """Roll back or resynchronise to a downstream sequence of `new_length` tokens: everything up to
         new_length - 2 agrees with what this stage had cached; the last token is the downstream's own.
         Work in flight is for a superseded position: the stage's process is interrupted."""
+        if self.busy and self.process is not None and self.process.is_alive:
+            if (self.forward_start is not None and self.forward_end <= self.env.now
+                    and self.forward_kind == "generate"):
+                # Tie rule: a generate forward ending at the very instant of a rollback has completed
+                # (its token existed when the rollback was decided), as a lazily computed drafter sees it.
+                self._complete(self.forward_start, self.forward_end, "generate", self.forward_tokens)
+                self.after_forward(0, 0)
+                self.completed_at_rollback = True
+            self.process.interrupt("rollback")
         self.length = new_length
         self.kv_len = min(self.kv_len, new_length - 1)
-        if self.busy and self.process is not None and self.process.is_alive:
-            self.process.interrupt("rollback")
 
     def finish(self, now: float) -> None:
         """Close the books at the end of a run (a forward still in flight counts as busy, not as a step)."""

@@ -11,7 +11,7 @@ from .engine import Event, PairStats, StageStats
 @dataclass
 class SimResult:
     scheme: str
-    num_tokens: int
+    num_tokens: int  # tokens the final stage decided (a last round may pass the requested count)
     elapsed_s: float
     stages: list[StageStats]
     pairs: list[PairStats]
@@ -101,5 +101,5 @@ class SimResult:
                    for i, s in enumerate(self.stages)]
         events += [{"name": e.kind, "cat": e.kind, "ph": "X", "pid": run_id, "tid": e.stage,
                     "ts": e.start_s * 1e6, "dur": (e.end_s - e.start_s) * 1e6, "args": {"num_tokens": e.num_tokens}}
-                   for e in self.timeline]
+                   for e in sorted(self.timeline, key=lambda e: (e.start_s, e.stage))]
         return {"traceEvents": events, "displayTimeUnit": "ms"}

@@ -65,13 +65,14 @@ def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
     env.run(until=done)
     for stage in stages:
         stage.finish(env.now)
-    result = SimResult(config.scheme, config.num_tokens, env.now, [s.stats for s in stages],
+    produced = stages[-1].length if config.scheme in ("ar", "sd", "pipespec") else config.num_tokens
+    result = SimResult(config.scheme, produced, env.now, [s.stats for s in stages],
                        [p.stats for p in pairs], timeline)
     result.notes["acceptance"] = [m.describe() for m in config.acceptance_models[: len(pairs)]]
     if config.scheme == "ppsd":
         result.notes["layers_per_stage"] = list(config.ppsd_split[0])
     if with_ar_baseline:
-        result.ar_elapsed_s = ar_elapsed_s(config)
+        result.ar_elapsed_s = ar_elapsed_s(config.with_values(num_tokens=produced))
     return result
 
 
