@@ -1,5 +1,7 @@
 """The simulator against the closed forms (confidence intervals), and metamorphic relations."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -65,7 +67,8 @@ def test_pipespec_matches_closed_form_when_drafter_refills_window(alpha, gamma, 
     tokens, tokens_se = replicate(config, lambda r: r.tokens_per_step(r.stages[-1]))
     expected_rho = float(pipespec_theory.rho(alpha, gamma))
     expected_tokens = float(pipespec_theory.expected_tokens(alpha, gamma))
-    assert within_ci(rho, rho_se, expected_rho), f"ρ simulated {rho:.4f} ± {Z99 * rho_se:.4f}, closed {expected_rho:.4f}"
+    assert within_ci(rho, rho_se, expected_rho), (
+        f"ρ simulated {rho:.4f} ± {Z99 * rho_se:.4f}, closed form {expected_rho:.4f}")
     assert within_ci(tokens, tokens_se, expected_tokens), (
         f"E[N] simulated {tokens:.4f} ± {Z99 * tokens_se:.4f}, closed form {expected_tokens:.4f}")
 
@@ -142,7 +145,7 @@ def test_three_stage_raising_alpha_never_lowers_throughput_on_average(scheme):
         config = SimConfig(scheme=scheme, latency=("5", "20", "100"), acceptance=(str(alpha),), gamma=4,
                            num_tokens=1000)
         means.append(replicate(config, lambda r: r.tokens_per_s, seeds=range(4)))
-    for (lo, lo_se), (hi, hi_se) in zip(means, means[1:], strict=False):
+    for (lo, lo_se), (hi, hi_se) in itertools.pairwise(means):
         assert hi + Z99 * hi_se >= lo - Z99 * lo_se, f"{scheme}: tokens/s fell as α rose: {means}"
 
 
