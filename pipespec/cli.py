@@ -28,7 +28,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from .commands import simulate, theory
+    from .commands import simulate, sweep, theory
 
     parser = Parser(prog="pipespec", description="How fast will speculative decoding be if I chain these "
                     "models, at this depth, on these devices, and why? Closed forms, simulation and "
@@ -36,7 +36,7 @@ def build_parser() -> Parser:
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pipespec {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
-    for module in (theory, simulate):
+    for module in (theory, simulate, sweep):
         module.register(commands)
     return parser
 

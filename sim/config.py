@@ -24,7 +24,7 @@ class SimConfig:
         "(ms: A + B·tokens + C·context), or profile:FILE[#MODEL][@quantiles] (measured; @quantiles adds "
         "jitter drawn from the measured quantiles). ppsd: one model. specpipe: draft, target")
     acceptance: tuple[str, ...] = option(
-        ("0.9", "0.9"),
+        ("0.9",),
         "per adjacent pair, draft first: α (i.i.d.), pos:A1,A2,... (α_j by window position), or "
         "trace:FILE[#PAIR] (replayed matches); one value is used for every pair. ppsd: exit-head α; "
         "specpipe: tree hit rate h")
@@ -61,8 +61,9 @@ class SimConfig:
         if self.scheme == "ppsd":
             require(len(self.latency) == 1, "--latency: ppsd takes exactly one model (it drafts from itself)")
         pairs = self.num_pairs
+        allowed = "1 value" if pairs <= 1 else f"1 or {pairs} values (one per adjacent pair)"
         require(pairs == 0 or len(self.acceptance) in (1, pairs),
-                f"--acceptance: give 1 or {pairs} values (one per adjacent pair), got {len(self.acceptance)}")
+                f"--acceptance: give {allowed}, got {len(self.acceptance)}")
         require(not self.names or len(self.names) == len(self.latency),
                 f"--names: give one per model ({len(self.latency)}), got {len(self.names)}")
         require(not self.devices or len(self.devices) == self.num_stage_devices,

@@ -1,0 +1,116 @@
+"""Latency and acceptance inputs: profile files (JSON/CSV), interpolation, jitter, traces, bad files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipespec.acceptance import Bernoulli, Draws, Positional, Trace, hazard_from_histogram, parse_acceptance
+from pipespec.errors import ConfigError
+from pipespec.latency import AffineLatency, ConstantLatency, ProfileLatency, ProfilePoint, parse_latency
+from pipespec.profiles import load_profile, read_profiles, write_profiles
+from pipespec.sim import calibration
+
+POINTS = [ProfilePoint(1, 0, 0.010, ((0.1, 0.009), (0.5, 0.010), (0.9, 0.013))),
+          ProfilePoint(2, 0, 0.030, ((0.1, 0.027), (0.5, 0.030), (0.9, 0.039))),
+          ProfilePoint(8, 0, 0.036, ((0.1, 0.032), (0.5, 0.036), (0.9, 0.047))),
+          ProfilePoint(1, 512, 0.020, ((0.1, 0.018), (0.5, 0.020), (0.9, 0.026))),
+          ProfilePoint(2, 512, 0.040, ((0.1, 0.036), (0.5, 0.040), (0.9, 0.052))),
+          ProfilePoint(8, 512, 0.046, ((0.1, 0.041), (0.5, 0.046), (0.9, 0.060)))]
+
+
+def test_profile_keeps_single_token_separate_and_interpolates():
+    profile = ProfileLatency(tuple(POINTS))
+    assert profile.median_s(1, 0) == pytest.approx(0.010)  # n = 1 is its own point, not a line to n = 2
+    assert profile.median_s(2, 0) == pytest.approx(0.030)
+    assert profile.median_s(5, 0) == pytest.approx(0.033)
+    assert profile.median_s(5, 256) == pytest.approx(0.038)  # halfway in context
+    assert profile.median_s(14, 0) == pytest.approx(0.042)  # linear extrapolation past the last n
+    assert not profile.steady
+
+
+def test_jitter_quantiles_extend_or_truncate():
+    rng = np.random.default_rng(0)
+    extended = ProfileLatency(tuple(POINTS[:3]), jitter="quantiles")
+    truncated = ProfileLatency(tuple(POINTS[:3]), jitter="quantiles", jitter_tails="truncate")
+    ext = np.array([extended.sample_s(1, 0, rng) for _ in range(4000)])
+    trunc = np.array([truncated.sample_s(1, 0, rng) for _ in range(4000)])
+    ratio_lo, ratio_hi = np.mean([0.9, 0.9, 32 / 36]), np.mean([1.3, 1.3, 47 / 36])
+    assert trunc.min() >= 0.010 * ratio_lo - 1e-12 and trunc.max() <= 0.010 * ratio_hi + 1e-12
+    assert ext.min() < 0.010 * ratio_lo and ext.max() > 0.010 * ratio_hi  # tails extended past p10/p90
+    assert np.median(ext) == pytest.approx(0.010, rel=0.02)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv"])
+def test_profile_files_round_trip(tmp_path, suffix):
+    path = tmp_path / f"p{suffix}"
+    write_profiles(path, {"draft": {"device": "cpu", "points": POINTS}, "target": {"points": POINTS[:3]}})
+    models = read_profiles(path)
+    assert set(models) == {"draft", "target"}
+    loaded = load_profile(path, "draft")
+    assert loaded.median_s(5, 256) == pytest.approx(ProfileLatency(tuple(POINTS)).median_s(5, 256))
+    spec = parse_latency(f"profile:{path}#target@quantiles", "--latency[0]")
+    assert spec.jitter == "quantiles"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "not valid JSON"),
+        (json.dumps({"format": "something-else"}), "expected \"format\""),
+        (json.dumps({"format": "pipespec.latency-profile", "version": 1, "models": {}}), "lists no models"),
+        (json.dumps({"format": "pipespec.latency-profile", "version": 1,
+                     "models": {"m": {"points": [{"num_tokens": 1}]}}}), "malformed profile point"),
+        (json.dumps({"format": "pipespec.latency-profile", "version": 1,
+                     "models": {"m": {"points": [{"num_tokens": 1, "median_s": -1}]}}}), "must be > 0"),
+    ],
+)
+def test_malformed_profiles_are_config_errors(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_profile(path)
+
+
+def test_latency_specs():
+    assert parse_latency("12", "x").median_s(1, 0) == pytest.approx(0.012)
+    assert parse_latency("12ms", "x").median_s(1, 0) == pytest.approx(0.012)
+    affine = parse_latency("affine:10,2,0.01", "x")
+    assert isinstance(affine, AffineLatency) and affine.median_s(3, 100) == pytest.approx(0.017)
+    assert isinstance(parse_latency("5", "x"), ConstantLatency)
+    for bad in ("0", "-3", "abc", "affine:", "affine:1,2,3,4"):
+        with pytest.raises(ConfigError, match="x"):
+            parse_latency(bad, "x")
+
+
+def test_acceptance_models():
+    draws = Draws(np.random.default_rng(1))
+    windows = [Bernoulli(0.7).accepted(0, 10_000, draws) for _ in range(20_000)]
+    assert np.mean(windows) == pytest.approx(0.7 / 0.3, rel=0.03)
+    assert Bernoulli(1.0).accepted(0, 7, draws) == 7 and Bernoulli(0.0).accepted(0, 7, draws) == 0
+    first = [Positional((0.9, 0.1)).accepted(0, 5, draws) for _ in range(20_000)]
+    assert np.mean(np.array(first) >= 1) == pytest.approx(0.9, abs=0.01)
+    assert np.mean(np.array(first) >= 2) == pytest.approx(0.09, abs=0.01)
+    trace = Trace((1, 1, 0, 1))
+    assert [trace.accepted(p, 9, draws) for p in range(5)] == [2, 1, 0, 3, 2]
+    assert isinstance(parse_acceptance("pos:0.9,0.8", "x"), Positional)
+    for bad in ("1.2", "pos:", "pos:0.5,2", "trace:/nonexistent.json"):
+        with pytest.raises(ConfigError, match="x"):
+            parse_acceptance(bad, "x")
+
+
+def test_hazards_recover_a_geometric():
+    alpha, window = 0.8, 6
+    tokens = np.arange(1, window + 2)
+    probs = [alpha ** (k - 1) * (1 - alpha) if k <= window else alpha**window for k in tokens]
+    assert hazard_from_histogram([0.0, *probs]) == pytest.approx((alpha,) * window)
+
+
+def test_calibrated_profile_is_what_the_source_gives():
+    """The committed profile equals what calibration.py derives from the copied source data."""
+    committed = read_profiles(calibration.profile_path())
+    derived = calibration.profile_models()
+    for name, entry in derived.items():
+        assert committed[name]["points"] == entry["points"]
+    m2 = load_profile(calibration.profile_path(), "M2")
+    assert m2.median_s(1, 0) == pytest.approx(0.12025) and m2.median_s(9, 0) == pytest.approx(0.43123)

@@ -1,0 +1,149 @@
+"""`pipespec sweep`: grids, determinism across engines and workers, resume, interruption, errors."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipespec.sim import sweep
+from pipespec.sim.config import SimConfig
+
+BASE = ["--scheme", "pipespec", "--latency", "5", "20", "100", "--num-tokens", "300"]
+GRID = ["--grid", "alpha=0.6,0.8,0.9", "--grid", "latency[2]=80,160", "--replicates", "2"]
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sweep_writes_table_and_resolved_config(run_cli, tmp_path):
+    out = tmp_path / "s.csv"
+    code, _, err = run_cli("sweep", *BASE, *GRID, "--output", str(out), "--workers", "1")
+    assert code == 0, err
+    rows = read_csv(out)
+    assert len(rows) == 12
+    assert [(r["alpha"], r["latency[2]"], r["replicate"]) for r in rows[:3]] == [
+        ("0.6", "80", "0"), ("0.6", "80", "1"), ("0.6", "160", "0")]
+    meta = json.loads((tmp_path / "s.csv.config.json").read_text())
+    assert meta["config"]["grid"] == {"alpha": ["0.6", "0.8", "0.9"], "latency[2]": ["80", "160"]}
+    assert meta["config"]["base"]["latency"] == ["5", "20", "100"]
+    assert not (tmp_path / "s.csv.partial.jsonl").exists()
+
+
+def test_same_results_whatever_the_number_of_workers(run_cli, tmp_path):
+    one, two = tmp_path / "one.csv", tmp_path / "two.parquet"
+    assert run_cli("sweep", *BASE, *GRID, "--output", str(one), "--workers", "1")[0] == 0
+    assert run_cli("sweep", *BASE, *GRID, "--output", str(two), "--workers", "2")[0] == 0
+    import pyarrow.parquet as pq
+
+    parquet_rows = pq.read_table(two).to_pylist()
+    csv_rows = read_csv(one)
+    assert [float(r["ms_per_token"]) for r in csv_rows] == [r["ms_per_token"] for r in parquet_rows]
+
+
+def test_resume_skips_finished_points(tmp_path):
+    base = SimConfig(scheme="pipespec", latency=("5", "20", "100"), num_tokens=200)
+    axes = [sweep.parse_axis("alpha=0.6,0.9")]
+    grid = sweep.points(axes, 1)
+    resolved = {"base": base.to_dict(), "grid": {"alpha": ["0.6", "0.9"]}, "replicates": 1, "points": 2}
+    out = tmp_path / "r.csv"
+    checkpoint = sweep.Checkpoint.open(out, sweep.fingerprint(resolved), fresh=False)
+    checkpoint.add(sweep.point_key(grid[0]), {"alpha": "0.6", "replicate": 0, "marker": "kept"})
+    reopened = sweep.Checkpoint.open(out, sweep.fingerprint(resolved), fresh=False)
+    assert list(reopened.rows) == [sweep.point_key(grid[0])]
+    with pytest.raises(Exception, match="another configuration"):
+        sweep.Checkpoint.open(out, "different", fresh=False)
+
+
+def test_partial_sweep_resumes_from_the_cli(run_cli, tmp_path):
+    out = tmp_path / "p.csv"
+    grid = ["--grid", "alpha=0.6,0.9"]
+    assert run_cli("sweep", *BASE, *grid, "--output", str(out), "--workers", "1")[0] == 0
+    full = read_csv(out)
+    # fake an interrupted run: keep one finished row in the checkpoint, with a marker value
+    out.unlink()
+    partial = out.with_name("p.csv.partial.jsonl")
+    meta = json.loads((tmp_path / "p.csv.config.json").read_text())
+    fp = sweep.fingerprint(meta["config"])
+    first = {**{k: (float(v) if k not in ("alpha",) and v not in ("",) and k != "replicate" else v)
+                for k, v in full[0].items()}, "replicate": 0}
+    first["ms_per_token"] = -1.0
+    key = sweep.point_key({"alpha": "0.6", "replicate": 0})
+    partial.write_text(json.dumps({"fingerprint": fp}) + "\n" + json.dumps({"key": key, "row": first}) + "\n")
+    assert run_cli("sweep", *BASE, *grid, "--output", str(out), "--workers", "1")[0] == 0
+    resumed = read_csv(out)
+    assert resumed[0]["ms_per_token"] == "-1.0"  # taken from the checkpoint, not recomputed
+    assert resumed[1]["ms_per_token"] == full[1]["ms_per_token"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "grid is empty"),
+        (["--grid", "nonsense=1,2"], "unknown parameter"),
+        (["--grid", "alpha"], "NAME=V1,V2"),
+        (["--grid", "alpha=0.5,1.5"], "alpha must be in [0, 1]"),
+        (["--grid", "gamma=a,b"], "expected integers"),
+        (["--grid", "latency[7]=5"], "latency has 3 entries"),
+        (["--grid", "alpha=0.5", "--output", "x.txt"], "--output must end in .csv or .parquet"),
+        (["--grid", "alpha=0.5", "--engine", "dask"], "--engine dask needs --scheduler"),
+    ],
+)
+def test_bad_sweeps_are_one_line_errors(run_cli, tmp_path, args, message):
+    if "--output" not in args:
+        args = [*args, "--output", str(tmp_path / "bad.csv")]
+    code, _, err = run_cli("sweep", *BASE, *args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.csv").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_workers_and_keeps_finished_points(tmp_path):
+    out = tmp_path / "big.csv"
+    cmd = [sys.executable, "-m", "pipespec", "sweep", "--scheme", "pipespec", "--latency", "5", "20", "100",
+           "--num-tokens", "3000", "--grid", "alpha=" + ",".join(f"0.{i}" for i in range(50, 99)),
+           "--output", str(out), "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    partial = out.with_name("big.csv.partial.jsonl")
+    deadline = time.time() + 60
+    while time.time() < deadline and (not partial.exists() or len(partial.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    kept = len(partial.read_text().splitlines()) - 1
+    assert kept >= 2 and not out.exists()
+    leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True, check=False)
+    assert leftover.stdout.strip() == "", "worker processes survived Ctrl-C"
+    # the same command resumes and finishes
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert len(read_csv(out)) == 49
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_local_results(run_cli, tmp_path):
+    from distributed import LocalCluster
+
+    local_out, dask_out = tmp_path / "local.csv", tmp_path / "dask.csv"
+    assert run_cli("sweep", *BASE, *GRID, "--output", str(local_out), "--workers", "2")[0] == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                      processes=True) as cluster:
+        code, _, err = run_cli("sweep", *BASE, *GRID, "--output", str(dask_out), "--engine", "dask",
+                               "--scheduler", cluster.scheduler_address)
+    assert code == 0, err
+    assert read_csv(local_out) == read_csv(dask_out)
+
+
+def test_unreachable_scheduler_is_a_one_line_error(run_cli, tmp_path):
+    code, _, err = run_cli("sweep", *BASE, "--grid", "alpha=0.5", "--output", str(tmp_path / "d.csv"),
+                           "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9")
+    assert code == 2 and "cannot reach the Dask scheduler" in err
