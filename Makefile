@@ -17,10 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
-# The main job on built-in defaults.
+# The main job on built-in defaults: every figure, regenerated from committed inputs into figures/out/.
 report: setup
-	$(BIN)/pipespec theory --target-ms 120 --verify-ms 430 --plot figures/out/theory_rho_tokens.png \
-		--output results/theory.json
+	$(BIN)/pipespec reproduce
 
 # Lint, then every test (slow end-to-end ones included).
 test: setup
@@ -32,6 +31,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_theory.py
+	$(BIN)/python benchmarks/bench_sim.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -14,6 +14,9 @@ conventions: α = per-token acceptance rate; γ = drafts per verification; c = t
 (Leviathan et al.; the PipeSpec paper writes the inverse); times are stored in seconds, shown in ms.
 
 examples:
+  pipespec reproduce
+  pipespec simulate --preset pipespec-a100
+  pipespec sweep --preset pipespec-a100 --grid alpha=0.7,0.8,0.9 --output sweep.csv
   pipespec theory --alpha 0.8 --gamma 4 --c 0.1
   pipespec theory --derive --only pipespec
   pipespec theory --alpha 0.6 0.7 0.8 0.9 --gamma 2 4 8 --target-ms 120 --verify-ms 430 --only timing
@@ -28,7 +31,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from .commands import simulate, sweep, theory
+    from .commands import reproduce, simulate, sweep, theory
 
     parser = Parser(prog="pipespec", description="How fast will speculative decoding be if I chain these "
                     "models, at this depth, on these devices, and why? Closed forms, simulation and "
@@ -36,7 +39,7 @@ def build_parser() -> Parser:
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pipespec {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
-    for module in (theory, simulate, sweep):
+    for module in (theory, simulate, sweep, reproduce):
         module.register(commands)
     return parser
 
