@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     summary = {"kind": "reproduce", "config": {"out": str(out), "quick": args.quick}, "environment": environment(),
                "results": written, "wall_time_s": time.perf_counter() - started, "peak_rss_mib": peak_mib}
     write_text_atomic(out / "reproduce.json", to_json(summary))
+    if args.json:
+        print(to_json(summary), end="")
+        return 0
     for name, entry in written.items():
         print(f"{name}: " + ", ".join(entry["files"]))
     print(f"done in {summary['wall_time_s']:.1f} s, peak memory {peak_mib:.0f} MiB -> {out / 'reproduce.json'}")
@@ -84,4 +87,5 @@ def register(commands: argparse._SubParsersAction) -> None:
         examples="  pipespec reproduce\n  pipespec reproduce --out /tmp/figs --quick\n")
     parser.add_argument("--out", default="figures/out", help="output folder (default: figures/out)")
     parser.add_argument("--quick", action="store_true", help="fewer seeds and tokens (a smoke run)")
+    parser.add_argument("--json", action="store_true", help="print the run's summary as JSON")
     parser.set_defaults(handler=run)

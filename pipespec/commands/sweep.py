@@ -82,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
             "environment": environment(), "wall_time_s": time.perf_counter() - started, "output": str(output)}
     write_text_atomic(output.with_name(output.name + ".config.json"), to_json(meta))
     checkpoint.remove()
-    print(f"{len(rows)} points -> {output} (resolved config: {output.name}.config.json)")
+    if args.json:
+        print(to_json({**meta, "results": rows}), end="")
+    else:
+        print(f"{len(rows)} points -> {output} (resolved config: {output.name}.config.json)")
     return 0
 
 
@@ -113,6 +116,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--fresh", action="store_true", help="discard a partial sweep at --output and start over")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
+    parser.add_argument("--json", action="store_true", help="also print the resolved config and rows as JSON")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="base configuration")
     parser.add_argument("--config", metavar="FILE", help="TOML/YAML base configuration")
     add_arguments(parser, SimConfig, "base simulation (as for simulate)", only_given=True)
