@@ -10,8 +10,7 @@ measured profile, slower). Times are SimPy time in seconds.
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -19,38 +18,10 @@ import simpy
 
 from ..acceptance import Acceptance, Draws
 from ..latency import LatencyModel
+from ..metrics import PairStats, StageStats
 
 Kind = Literal["generate", "verify", "forward", "aborted", "discarded"]  # forward: a layer-pipeline stage
 RollbackPolicy = Literal["abort", "finish"]
-
-
-@dataclass
-class StageStats:
-    """Per-stage counters; steps count completed forwards only."""
-
-    name: str
-    steps: int = 0
-    verify_steps: int = 0
-    generate_steps: int = 0
-    aborted_steps: int = 0
-    tokens_added: int = 0
-    tokens_forwarded: int = 0
-    busy_s: float = 0.0
-    wasted_s: float = 0.0
-
-
-@dataclass
-class PairStats:
-    """Per adjacent pair draft -> verifier (PAPERS.md §5 conventions)."""
-
-    name: str
-    verifications: int = 0
-    drafted: int = 0
-    accepted: int = 0
-    rejections: int = 0  # verifications that ended on a rejected draft
-    rollbacks: int = 0
-    resyncs: int = 0
-    tokens_added_histogram: Counter = field(default_factory=Counter)  # tokens added per verification, bonus incl.
 
 
 @dataclass
@@ -272,12 +243,7 @@ class Pair:
     def verify(self, position: int, num_drafts: int) -> int:
         """Accepted prefix length of `num_drafts` drafts for positions position…; records the statistics."""
         accepted = self.acceptance.accepted(position, num_drafts, self.draws)
-        stats = self.stats
-        stats.verifications += 1
-        stats.drafted += num_drafts
-        stats.accepted += accepted
-        stats.rejections += accepted < num_drafts
-        stats.tokens_added_histogram[accepted + 1] += 1
+        self.stats.record(num_drafts, accepted)
         return accepted
 
     def agrees(self, position: int) -> bool:

@@ -2,94 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .engine import Event, PairStats, StageStats
+from ..metrics import RunResult
+from .engine import Event
 
 
 @dataclass
-class SimResult:
-    scheme: str
-    num_tokens: int  # tokens the final stage decided (a last round may pass the requested count)
-    elapsed_s: float
-    stages: list[StageStats]
-    pairs: list[PairStats]
+class SimResult(RunResult):
     timeline: list[Event] | None = None
-    ar_elapsed_s: float | None = None  # the final model alone on the same inputs
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ms_per_token(self) -> float:
-        return self.elapsed_s / self.num_tokens * 1e3
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.num_tokens / self.elapsed_s
-
-    @property
-    def speedup(self) -> float | None:
-        return None if self.ar_elapsed_s is None else self.ar_elapsed_s / self.elapsed_s
-
-    def busy_fraction(self, stage: StageStats) -> float:
-        return stage.busy_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @staticmethod
-    def rho(stage: StageStats) -> float | None:
-        """Fraction of the stage's completed steps that verified (PipeSpec's ρ_i); None for stages that
-        neither verify nor generate (layer-pipeline stages)."""
-        decided = stage.verify_steps + stage.generate_steps
-        return stage.verify_steps / decided if decided else None
-
-    @staticmethod
-    def tokens_per_step(stage: StageStats) -> float | None:
-        """Tokens the stage appended per completed step (PipeSpec's E[N(M_i)])."""
-        decided = stage.verify_steps + stage.generate_steps
-        return stage.tokens_added / decided if decided and stage.tokens_added else None
-
-    @staticmethod
-    def acceptance_rate(pair: PairStats) -> float | None:
-        return pair.accepted / pair.drafted if pair.drafted else None
-
-    @staticmethod
-    def alpha_estimate(pair: PairStats) -> float | None:
-        """Per-token α under i.i.d. acceptance: accepted / (accepted + rejections), the MLE of a
-        geometric truncated by the window (acceptance_rate falls as windows grow; this does not)."""
-        trials = pair.accepted + pair.rejections
-        return pair.accepted / trials if trials else None
-
-    @staticmethod
-    def mean_accepted_length(pair: PairStats) -> float | None:
-        """τ = 1 + accepted / verifications: tokens a verification adds, correction/bonus included."""
-        return 1 + pair.accepted / pair.verifications if pair.verifications else None
-
-    def summary(self) -> dict[str, Any]:
-        """A JSON-ready dict in the field's conventions (ms/token, tokens/s, speedup, α, τ, ρ)."""
-        return {
-            "scheme": self.scheme,
-            "num_tokens": self.num_tokens,
-            "elapsed_s": self.elapsed_s,
-            "ms_per_token": self.ms_per_token,
-            "tokens_per_s": self.tokens_per_s,
-            "ar_ms_per_token": None if self.ar_elapsed_s is None else self.ar_elapsed_s / self.num_tokens * 1e3,
-            "speedup_over_ar": self.speedup,
-            "stages": [
-                {"name": s.name, "steps": s.steps, "verify_steps": s.verify_steps, "generate_steps": s.generate_steps,
-                 "aborted_steps": s.aborted_steps, "busy_s": s.busy_s, "busy_fraction": self.busy_fraction(s),
-                 "wasted_s": s.wasted_s, "rho": self.rho(s), "tokens_per_step": self.tokens_per_step(s),
-                 "tokens_forwarded": s.tokens_forwarded}
-                for s in self.stages
-            ],
-            "pairs": [
-                {"name": p.name, "verifications": p.verifications, "drafted": p.drafted, "accepted": p.accepted,
-                 "acceptance_rate": self.acceptance_rate(p), "alpha_estimate": self.alpha_estimate(p),
-                 "mean_accepted_length": self.mean_accepted_length(p),
-                 "rollbacks": p.rollbacks, "resyncs": p.resyncs,
-                 "tokens_added_histogram": {str(k): v for k, v in sorted(p.tokens_added_histogram.items())}}
-                for p in self.pairs
-            ],
-            "notes": self.notes,
-        }
 
     def to_chrome_trace(self, run_id: int = 0, run_name: str | None = None) -> dict[str, Any]:
         """Chrome/Perfetto trace: pid = run, tid = stage, one complete event per forward (µs)."""

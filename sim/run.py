@@ -67,7 +67,7 @@ def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
         stage.finish(env.now)
     produced = stages[-1].length if config.scheme in ("ar", "sd", "pipespec") else config.num_tokens
     result = SimResult(config.scheme, produced, env.now, [s.stats for s in stages],
-                       [p.stats for p in pairs], timeline)
+                       [p.stats for p in pairs], timeline=timeline)
     result.notes["acceptance"] = [m.describe() for m in config.acceptance_models[: len(pairs)]]
     if config.scheme == "ppsd":
         result.notes["layers_per_stage"] = list(config.ppsd_split[0])
