@@ -6,11 +6,12 @@ import numpy as np
 import simpy
 
 from ..latency import LatencyModel, ScaledLatency
+from ..schedule import Window
 from .config import SimConfig
 from .engine import Event, LazyDrafter, Pair, Stage
 from .layerpipe import LayerPipeline, ppsd_controller, specpipe_controller
 from .result import SimResult
-from .schemes import Window, ar_process, pipespec_process, sd_process
+from .schemes import ar_process, pipespec_process, sd_process
 
 
 def _stage_plan(config: SimConfig) -> list[tuple[str, LatencyModel]]:

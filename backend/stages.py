@@ -1,0 +1,135 @@
+"""A chain's stages as the engines see them: a model (Decoder) that drafts, verifies and rolls back, or
+the model-free n-gram drafter. Both record the per-stage counters every run reports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ..metrics import StageStats
+from .decoding import Decoder, Verdict, probabilities, synchronize, verify_greedy, verify_sampling
+from .ngram import NgramDrafter
+
+
+@dataclass
+class Sampler:
+    """Greedy at temperature 0, else sampling with one seeded generator per stage."""
+
+    temperature: float
+    generator: torch.Generator = field(default_factory=torch.Generator)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def choose(self, logits: torch.Tensor) -> tuple[int, torch.Tensor | None]:
+        """(token, its distribution) from one row of logits."""
+        if self.greedy:
+            return int(logits.argmax().item()), None
+        probs = probabilities(logits, self.temperature)
+        return int(torch.multinomial(probs, 1, generator=self.generator).item()), probs
+
+
+class ModelStage:
+    """One model of the chain. `probs[i]` is the distribution token i was drawn from (sampling only)."""
+
+    def __init__(self, name: str, decoder: Decoder, sampler: Sampler) -> None:
+        self.name, self.decoder, self.sampler = name, decoder, sampler
+        self.stats = StageStats(name)
+        self.probs: list[torch.Tensor | None] = []
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.decoder.tokens
+
+    def reset(self, prompt: Sequence[int]) -> None:
+        self.decoder.reset(prompt)
+        self.probs = [None] * len(prompt)
+
+    def _forward(self, drafts: Sequence[int]) -> torch.Tensor:
+        synchronize(self.decoder.device)
+        start = time.perf_counter()
+        fed = len(self.tokens) - self.decoder.kv_len + len(drafts)
+        logits = self.decoder.forward(drafts)
+        synchronize(self.decoder.device)
+        stats = self.stats
+        stats.busy_s += time.perf_counter() - start
+        stats.steps += 1
+        stats.tokens_forwarded += fed
+        return logits
+
+    def generate(self) -> int:
+        """One token of its own (an autoregressive step)."""
+        logits = self._forward(())
+        token, probs = self.sampler.choose(logits[0])
+        self.decoder.keep((), 0, token)
+        self.probs.append(probs)
+        self.stats.generate_steps += 1
+        self.stats.tokens_added += 1
+        return token
+
+    def verify(self, drafts: Sequence[int], draft_probs: Sequence[torch.Tensor | None]) -> Verdict:
+        """Score drafts in one forward, keep the accepted prefix plus its own next token."""
+        logits = self._forward(drafts)
+        if self.sampler.greedy:
+            verdict = verify_greedy(logits, drafts)
+            own = [None] * (verdict.accepted + 1)
+        else:
+            p = probabilities(logits, self.sampler.temperature)  # (n + 1, V)
+            q = torch.stack([_as_probs(d, t, p.shape[-1]) for d, t in zip(draft_probs, drafts, strict=True)]) \
+                if drafts else p[:0]
+            verdict = verify_sampling(p, q, drafts, self.sampler.generator)
+            own = [p[j] for j in range(verdict.accepted + 1)]  # what this stage would have drawn each from
+        self.decoder.keep(drafts, verdict.accepted, verdict.next_token)
+        self.probs.extend(own)
+        self.stats.verify_steps += 1
+        self.stats.tokens_added += verdict.accepted + 1
+        return verdict
+
+    def adopt(self, tokens: Sequence[int], probs: Sequence[torch.Tensor | None]) -> int:
+        common = self.decoder.adopt(tokens)
+        if common < len(tokens):
+            self.probs = self.probs[:common] + list(probs[common:])
+        return common
+
+
+class NgramStage:
+    """Prompt lookup as stage 0: proposes what followed the last n-gram; one-hot distributions."""
+
+    def __init__(self, name: str, drafter: NgramDrafter) -> None:
+        self.name, self.drafter = name, drafter
+        self.stats = StageStats(name)
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.drafter.tokens
+
+    def reset(self, prompt: Sequence[int]) -> None:
+        self.drafter.reset(prompt)
+
+    def propose(self, count: int) -> list[int]:
+        start = time.perf_counter()
+        drafts = self.drafter.propose(count)
+        self.stats.busy_s += time.perf_counter() - start
+        self.stats.steps += 1
+        self.stats.generate_steps += 1
+        self.stats.tokens_added += len(drafts)
+        return drafts
+
+    def adopt(self, tokens: Sequence[int], probs: Sequence[torch.Tensor | None]) -> int:
+        return self.drafter.adopt(tokens)
+
+
+def _as_probs(probs: torch.Tensor | None, token: int, vocab: int) -> torch.Tensor:
+    """A draft's distribution; None means the draft was deterministic (one-hot on its token)."""
+    if probs is not None:
+        return probs
+    one_hot = torch.zeros(vocab)
+    one_hot[token] = 1.0
+    return one_hot
+
+
+Stage = ModelStage | NgramStage
