@@ -24,6 +24,7 @@ class DecodeOptions:
     gamma: int = 5
     dynamic_window: bool = False
     max_drafts: int | None = None  # pipespec: cap on drafts one verification scores
+    max_lead: int = 32  # pipespec: tokens a stage may run ahead of its verifier before it waits
     eos_token_id: int | None = None
 
 

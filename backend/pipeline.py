@@ -1,0 +1,263 @@
+"""The asynchronous PipeSpec engine: one OS process per stage, each on its own device or CPU threads.
+
+What improves on the authors' design (PAPERS.md §1): buffers are lock-free seqlocked shared memory
+(shared.py) read without a lock round trip, and a reader re-reads only when the version moved; a
+stage waits on an event (never spinning) only when it has run `max_lead` tokens ahead of its verifier;
+rollback crops the KV cache to the first position that differs.
+
+Stage i's loop: resynchronise to its verifier's published sequence (crop at the first difference);
+if its upstream has published drafts beyond its own sequence that agree with it, verify them in one
+forward (capped by max_drafts); otherwise generate one token; publish. The final stage alone decides
+the output, so greedy decoding stays lossless whatever the timing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+
+from ..errors import ConfigError
+from ..metrics import PairStats, StageStats
+from .engines import DecodeOptions, PromptResult
+from .models import ModelRef
+from .shared import Doorbell, TokenBuffer
+
+EPOCH, DONE, STOP = 0, 1, 2  # control slots
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a stage runs: a torch device, its thread count, and (on CPUs) the cores it may use."""
+
+    device: str = "cpu"
+    threads: int = 1
+    cpus: tuple[int, ...] = ()
+
+
+class StageFailed(RuntimeError):
+    """A stage raised or died; the message names it."""
+
+
+def _stage_main(index: int, refs: Sequence[ModelRef], placement: Placement, options: DecodeOptions,
+                buffers: Sequence[TokenBuffer], prompt: TokenBuffer, control: torch.Tensor,
+                wake: Sequence[Any], results: Any) -> None:
+    """Entry point of a stage process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and stops us
+    try:
+        torch.set_num_threads(placement.threads)
+        if placement.cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, placement.cpus)
+        worker = _StageWorker(index, refs, placement, options, buffers, prompt, control, wake, results)
+        results.put(("ready", index))
+        worker.serve()
+    except BaseException as exc:
+        summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        with contextlib.suppress(Exception):
+            results.put(("error", index, summary))
+
+
+class _StageWorker:
+    def __init__(self, index: int, refs: Sequence[ModelRef], placement: Placement, options: DecodeOptions,
+                 buffers: Sequence[TokenBuffer], prompt: TokenBuffer, control: torch.Tensor,
+                 wake: Sequence[Any], results: Any) -> None:
+        from .stages import build_stage
+
+        self.index, self.options = index, options
+        self.final = index == len(refs) - 1
+        self.buffers, self.prompt, self.control, self.wake, self.results = buffers, prompt, control, wake, results
+        self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature=0.0)
+        self.pair_name = f"M{index - 1}:{refs[index - 1].spec}->M{index}:{refs[index].spec}" if index else None
+
+    def serve(self) -> None:
+        seen = 0
+        control = self.control.numpy()
+        while not control[STOP]:
+            if control[EPOCH] == seen:
+                self.wake[self.index].wait(0.1)
+                continue
+            seen = int(control[EPOCH])
+            self.decode(seen)
+
+    def _notify(self) -> None:
+        for j in (self.index - 1, self.index + 1):
+            if 0 <= j < len(self.wake):
+                self.wake[j].ring()
+
+    def decode(self, epoch: int) -> None:
+        from .stages import ModelStage
+
+        control = self.control.numpy()
+        _, prompt = self.prompt.read()
+        stage = self.stage
+        stage.reset(prompt)
+        stage.stats = StageStats(stage.stats.name)
+        pair = PairStats(self.pair_name) if self.pair_name else None
+        own = self.buffers[self.index]
+        own.publish(prompt)
+        down = self.buffers[self.index + 1] if not self.final else None
+        up = self.buffers[self.index - 1] if self.index > 0 else None
+        down_version, down_len = -1, len(prompt)
+        first_token_at, started = None, time.perf_counter()
+        limit = len(prompt) + self.options.max_new_tokens
+        resyncs = 0  # caught up with the verifier's sequence without a conflict
+        while control[DONE] < epoch and not control[STOP]:
+            if down is not None and down.version() != down_version:
+                down_version, down_tokens = down.read()
+                down_len = len(down_tokens)
+                conflict = down_tokens[: len(stage.tokens)] != stage.tokens[: len(down_tokens)]
+                resyncs += not conflict and len(down_tokens) > len(stage.tokens)
+                stage.adopt(down_tokens, [None] * len(down_tokens))
+            if down is not None and len(stage.tokens) - down_len >= self.options.max_lead:
+                self.wake[self.index].wait(0.05)  # far enough ahead: wait for the verifier to move
+                continue
+            drafts: list[int] = []
+            if up is not None:
+                _, up_tokens = up.read()
+                mine = len(stage.tokens)
+                if len(up_tokens) > mine and up_tokens[:mine] == stage.tokens:
+                    drafts = up_tokens[mine:mine + (self.options.max_drafts or len(up_tokens))]
+            if drafts:
+                verdict = stage.verify(drafts, [None] * len(drafts))
+                pair.record(len(drafts), verdict.accepted)
+                pair.rollbacks += verdict.accepted < len(drafts)
+            elif isinstance(stage, ModelStage):
+                stage.generate()
+            else:  # the n-gram drafter: propose, or wait for the sequence to change
+                proposal = stage.propose(self.options.max_lead)
+                if not proposal:
+                    self.wake[self.index].wait(0.05)
+                    continue
+                stage.drafter.tokens.extend(proposal)
+            own.publish(stage.tokens)
+            self._notify()
+            if self.final:
+                new = len(stage.tokens) - len(prompt)
+                if new > 0 and first_token_at is None:
+                    first_token_at = time.perf_counter()
+                eos = self.options.eos_token_id
+                if len(stage.tokens) >= limit or (eos is not None and eos in stage.tokens[len(prompt):]):
+                    control[DONE] = epoch
+                    for bell in self.wake:
+                        bell.ring()
+        report = {"stats": stage.stats, "pair": pair, "resyncs": resyncs}
+        if self.final:
+            out = stage.tokens[len(prompt):]
+            eos = self.options.eos_token_id
+            if eos is not None and eos in out:
+                out = out[: out.index(eos) + 1]
+            report.update(output=out[: self.options.max_new_tokens], first_token_at=first_token_at,
+                          finished_at=time.perf_counter(), started_at=started)
+        self.results.put(("done", self.index, epoch, report))
+
+
+class PipelineEngine:
+    """Start the stage processes once, decode prompts one by one, stop everything on every exit path."""
+
+    def __init__(self, refs: Sequence[ModelRef], placements: Sequence[Placement], options: DecodeOptions,
+                 capacity: int = 8192, start_timeout_s: float = 300.0) -> None:
+        if len(refs) < 2:
+            raise ConfigError("--chain: pipespec needs at least 2 models")
+        if options.max_lead < 1:
+            raise ConfigError("max_lead must be >= 1")
+        self.refs, self.placements, self.options = list(refs), list(placements), options
+        self.start_timeout_s = start_timeout_s
+        context = mp.get_context("spawn")
+        self.buffers = [TokenBuffer(capacity) for _ in refs]
+        self.prompt = TokenBuffer(capacity)
+        self.control = torch.zeros(3, dtype=torch.int64).share_memory_()
+        self.wake = [Doorbell(context) for _ in refs]
+        self.capacity = capacity
+        self.results = context.Queue()
+        self.processes = [context.Process(target=_stage_main, name=f"pipespec-stage-{i}", daemon=True,
+                                          args=(i, self.refs, placements[i], options, self.buffers, self.prompt,
+                                                self.control, self.wake, self.results))
+                          for i in range(len(refs))]
+        self.epoch = 0
+
+    def __enter__(self) -> PipelineEngine:
+        try:
+            for process in self.processes:
+                process.start()
+            ready: set[int] = set()
+            deadline = time.monotonic() + self.start_timeout_s
+            while len(ready) < len(self.processes):
+                message = self._next_message(deadline)
+                if message[0] == "ready":
+                    ready.add(message[1])
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _next_message(self, deadline: float) -> tuple:
+        while True:
+            try:
+                message = self.results.get(timeout=0.2)
+            except queue.Empty:
+                for i, process in enumerate(self.processes):
+                    if not process.is_alive():
+                        raise StageFailed(f"stage {i} ({self.refs[i].spec}) died (exit code {process.exitcode})")
+                if time.monotonic() > deadline:
+                    raise StageFailed("timed out waiting for the pipeline's stages") from None
+                continue
+            if message[0] == "error":
+                raise StageFailed(f"stage {message[1]} ({self.refs[message[1]].spec}) failed: {message[2]}")
+            return message
+
+    def decode(self, prompt: Sequence[int], timeout_s: float = 3600.0) -> PromptResult:
+        needed = len(prompt) + self.options.max_new_tokens + self.options.max_lead + (self.options.max_drafts or 0) + 1
+        if needed > self.capacity:
+            raise ConfigError(f"prompt of {len(prompt)} tokens + {self.options.max_new_tokens} new tokens does not "
+                              f"fit the pipeline's buffers ({self.capacity} tokens)")
+        self.prompt.publish(list(prompt))
+        self.epoch += 1
+        control = self.control.numpy()
+        started = time.perf_counter()
+        control[EPOCH] = self.epoch
+        for bell in self.wake:
+            bell.ring()
+        reports: dict[int, dict] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(reports) < len(self.processes):
+            message = self._next_message(deadline)
+            if message[0] == "done" and message[2] == self.epoch:
+                reports[message[1]] = message[3]
+        final = reports[len(self.processes) - 1]
+        pairs = [reports[i]["pair"] for i in range(1, len(self.processes))]
+        for i, pair in enumerate(pairs):
+            pair.resyncs = reports[i]["resyncs"]
+        first = final["first_token_at"]
+        return PromptResult(final["output"], final["finished_at"] - started,
+                            (first - started) if first is not None else 0.0,
+                            [reports[i]["stats"] for i in range(len(self.processes))], pairs)
+
+    def close(self) -> None:
+        """Stop every stage: ask, then terminate, then kill; never leave a process behind."""
+        self.control.numpy()[STOP] = 1
+        for bell in self.wake:
+            bell.ring()
+        for process in self.processes:
+            if process.pid is not None:
+                process.join(timeout=2.0)
+        for process in self.processes:
+            if process.pid is not None and process.is_alive():
+                process.terminate()
+                process.join(timeout=2.0)
+            if process.pid is not None and process.is_alive():
+                process.kill()
+                process.join(timeout=2.0)
+        self.results.close()
+        self.results.join_thread()
