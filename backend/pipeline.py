@@ -209,7 +209,8 @@ class PipelineEngine:
             except queue.Empty:
                 for i, process in enumerate(self.processes):
                     if not process.is_alive():
-                        raise StageFailed(f"stage {i} ({self.refs[i].spec}) died (exit code {process.exitcode})")
+                        raise StageFailed(
+                            f"stage {i} ({self.refs[i].spec}) died (exit code {process.exitcode})") from None
                 if time.monotonic() > deadline:
                     raise StageFailed("timed out waiting for the pipeline's stages") from None
                 continue

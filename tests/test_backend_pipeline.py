@@ -50,7 +50,7 @@ def test_a_killed_stage_stops_the_run_within_seconds():
     with engine:
         killer_started = time.monotonic()
         os.kill(engine.processes[0].pid, signal.SIGKILL)
-        with pytest.raises(StageFailed, match="stage 0 .* died"):
+        with pytest.raises(StageFailed, match=r"stage 0 .* died"):
             engine.decode(prompts(1)[0])
         assert time.monotonic() - killer_started < 10
     assert _children_alive(engine) == []
@@ -59,7 +59,7 @@ def test_a_killed_stage_stops_the_run_within_seconds():
 def test_a_stage_that_raises_reports_its_error():
     refs = [resolve("tiny:1:1:64"), resolve(TARGET)]
     engine = PipelineEngine(refs, [Placement(), Placement(device="meta-nonsense")], DecodeOptions(max_new_tokens=50))
-    with pytest.raises(StageFailed, match="stage 1 .* failed"):
+    with pytest.raises(StageFailed, match=r"stage 1 .* failed"):
         engine.__enter__()
     assert _children_alive(engine) == []
 
