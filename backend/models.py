@@ -49,6 +49,7 @@ def target_path(progress: bool = True) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = _gguf_folder()
+    quiet_transformers()
     if progress:
         print(f"pipespec: dequantising {TARGET_GGUF} to fp32 once (about 25 s) -> {path}", flush=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=TARGET_GGUF)
@@ -152,11 +153,20 @@ def check_shared_tokenizer(refs: list[ModelRef]) -> None:
         require(i is None or i == target_id, f"--chain: {ref.spec!r} and {target_ref.spec!r} do not share a tokenizer")
 
 
+def quiet_transformers() -> None:
+    """No per-load progress bars or advice from transformers: pipespec prints its own progress."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
 def load_model(ref: ModelRef, device: str, dtype: str = "float32") -> Any:
     """A causal LM in eval mode on `device` (for ngram: the drafter object)."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
+    quiet_transformers()
     if ref.kind == "ngram":
         from .ngram import NgramDrafter
 

@@ -31,7 +31,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from .commands import reproduce, simulate, sweep, theory
+    from .commands import reproduce, run, simulate, sweep, theory
 
     parser = Parser(prog="pipespec", description="How fast will speculative decoding be if I chain these "
                     "models, at this depth, on these devices, and why? Closed forms, simulation and "
@@ -39,7 +39,7 @@ def build_parser() -> Parser:
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pipespec {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
-    for module in (theory, simulate, sweep, reproduce):
+    for module in (theory, simulate, sweep, run, reproduce):
         module.register(commands)
     return parser
 
