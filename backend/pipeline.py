@@ -53,11 +53,12 @@ def _stage_main(index: int, refs: Sequence[ModelRef], placement: Placement, opti
                 wake: Sequence[Any], results: Any) -> None:
     """Entry point of a stage process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and stops us
+    parent = os.getppid()
     try:
         torch.set_num_threads(placement.threads)
         if placement.cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, placement.cpus)
-        worker = _StageWorker(index, refs, placement, options, buffers, prompt, control, wake, results)
+        worker = _StageWorker(index, refs, placement, options, buffers, prompt, control, wake, results, parent)
         results.put(("ready", index))
         worker.serve()
     except BaseException as exc:
@@ -69,19 +70,24 @@ def _stage_main(index: int, refs: Sequence[ModelRef], placement: Placement, opti
 class _StageWorker:
     def __init__(self, index: int, refs: Sequence[ModelRef], placement: Placement, options: DecodeOptions,
                  buffers: Sequence[TokenBuffer], prompt: TokenBuffer, control: torch.Tensor,
-                 wake: Sequence[Any], results: Any) -> None:
+                 wake: Sequence[Any], results: Any, parent: int) -> None:
         from .stages import build_stage
 
         self.index, self.options = index, options
         self.final = index == len(refs) - 1
         self.buffers, self.prompt, self.control, self.wake, self.results = buffers, prompt, control, wake, results
+        self.parent = parent
         self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature=0.0)
         self.pair_name = f"M{index - 1}:{refs[index - 1].spec}->M{index}:{refs[index].spec}" if index else None
+
+    def stopped(self) -> bool:
+        """Asked to stop, or orphaned (the coordinator died without asking)."""
+        return bool(self.control.numpy()[STOP]) or os.getppid() != self.parent
 
     def serve(self) -> None:
         seen = 0
         control = self.control.numpy()
-        while not control[STOP]:
+        while not self.stopped():
             if control[EPOCH] == seen:
                 self.wake[self.index].wait(0.1)
                 continue
@@ -110,7 +116,7 @@ class _StageWorker:
         first_token_at, started = None, time.perf_counter()
         limit = len(prompt) + self.options.max_new_tokens
         resyncs = 0  # caught up with the verifier's sequence without a conflict
-        while control[DONE] < epoch and not control[STOP]:
+        while control[DONE] < epoch and not self.stopped():
             if down is not None and down.version() != down_version:
                 down_version, down_tokens = down.read()
                 down_len = len(down_tokens)

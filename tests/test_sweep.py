@@ -121,6 +121,10 @@ def test_ctrl_c_stops_workers_and_keeps_finished_points(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     kept = len(partial.read_text().splitlines()) - 1
     assert kept >= 2 and not out.exists()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True,
+                                                         check=False).stdout.strip():
+        time.sleep(0.2)
     leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True, check=False)
     assert leftover.stdout.strip() == "", "worker processes survived Ctrl-C"
     # the same command resumes and finishes
