@@ -32,7 +32,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from .commands import reproduce, run, simulate, sweep, theory
+    from .commands import profile, reproduce, run, simulate, sweep, theory
 
     parser = Parser(prog="pipespec", description="How fast will speculative decoding be if I chain these "
                     "models, at this depth, on these devices, and why? Closed forms, simulation and "
@@ -40,7 +40,7 @@ def build_parser() -> Parser:
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pipespec {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
-    for module in (theory, simulate, sweep, run, reproduce):
+    for module in (theory, simulate, sweep, run, profile, reproduce):
         module.register(commands)
     return parser
 
@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except ConfigError as exc:
         print(f"pipespec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output folder that is a file, a read-only path, a full disk
+        print(f"pipespec {args.command}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pipespec {args.command}: interrupted", file=sys.stderr)

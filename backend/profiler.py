@@ -1,0 +1,92 @@
+"""`pipespec profile`: what the simulator needs from real models on the machine at hand.
+
+- Latency profiles: each model's forward time on its device and threads as a function of tokens in
+  the pass (1 … 64) and of the context already cached, with warm-up passes left out and quantiles
+  over repeats, written in the format of pipespec/profiles.py.
+- Acceptance traces: for each adjacent pair, whether the draft's greedy token matches the verifier's
+  at every position of the verifier's own greedy output (pipespec/traces.py), for trace-driven
+  simulation.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..latency import ProfilePoint
+from .decoding import synchronize
+from .ngram import NgramDrafter
+
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+@torch.inference_mode()
+def profile_latency(model: torch.nn.Module, device: str, num_tokens: Sequence[int], contexts: Sequence[int],
+                    repeats: int, warmup: int, seed: int = 0,
+                    progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it) -> list[ProfilePoint]:
+    """Median and quantiles of one forward of n tokens over a cache of `context` tokens."""
+    from transformers import DynamicCache
+
+    vocab = model.config.vocab_size
+    rng = np.random.default_rng(seed)
+    points = []
+    for context in progress([(c, n) for c in contexts for n in num_tokens]):
+        ctx, n = context
+        cache = DynamicCache(config=model.config)
+        if ctx:
+            prefix = torch.tensor([rng.integers(0, vocab, ctx).tolist()], device=device)
+            model(input_ids=prefix, past_key_values=cache, use_cache=True)
+        ids = torch.tensor([rng.integers(0, vocab, n).tolist()], device=device)  # (1, n)
+        times = []
+        for r in range(warmup + repeats):
+            synchronize(device)
+            start = time.perf_counter()
+            model(input_ids=ids, past_key_values=cache, use_cache=True)
+            synchronize(device)
+            elapsed = time.perf_counter() - start
+            cache.crop(-n)  # back to the same context for the next repeat
+            if r >= warmup:
+                times.append(elapsed)
+        quantiles = tuple((q, float(np.quantile(times, q))) for q in QUANTILES)
+        points.append(ProfilePoint(n, ctx, float(statistics.median(times)), quantiles))
+    return points
+
+
+@torch.inference_mode()
+def greedy_continuation(model: torch.nn.Module, device: str, prompt: Sequence[int], max_new_tokens: int,
+                        eos: int | None) -> list[int]:
+    from .decoding import Decoder
+
+    decoder = Decoder(model, device)
+    decoder.reset(prompt)
+    out: list[int] = []
+    while len(out) < max_new_tokens:
+        token = int(decoder.forward(()).argmax(-1)[0].item())
+        decoder.keep((), 0, token)
+        out.append(token)
+        if eos is not None and token == eos:
+            break
+    return out
+
+
+@torch.inference_mode()
+def match_bits(draft: torch.nn.Module | NgramDrafter, device: str, prompt: Sequence[int],
+               reference: Sequence[int]) -> list[int]:
+    """bits[p] = 1 iff the draft's greedy token for output position p, given prompt + reference[:p],
+    equals reference[p] (one teacher-forced forward for a model)."""
+    if isinstance(draft, NgramDrafter):
+        bits = []
+        for p in range(len(reference)):
+            draft.reset([*prompt, *reference[:p]])
+            proposal = draft.propose(1)
+            bits.append(int(bool(proposal) and proposal[0] == reference[p]))
+        return bits
+    ids = torch.tensor([[*prompt, *reference]], device=device)
+    logits = draft(input_ids=ids).logits[0]  # (len(prompt) + len(reference), V)
+    predicted = logits[len(prompt) - 1: len(prompt) - 1 + len(reference)].argmax(-1).tolist()
+    return [int(a == b) for a, b in zip(predicted, reference, strict=True)]

@@ -1,0 +1,38 @@
+"""`pipespec profile` writes what `pipespec simulate` reads: measured latencies and traces drive a run."""
+
+import json
+
+import pytest
+
+from pipespec.profiles import load_profile
+from pipespec.traces import load_trace
+
+
+@pytest.mark.slow
+def test_profile_then_simulate(run_cli, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("\n".join(json.dumps({"id": i, "input_ids": list(range(10 + i, 40 + i))}) for i in range(2)))
+    profile, traces = tmp_path / "profile.json", tmp_path / "traces.json"
+    code, out, err = run_cli("profile", "--chain", "ngram", "tiny:1:1:64", "tiny:1:3:64", "--num-tokens", "1", "4",
+                             "--contexts", "0", "32", "--repeats", "3", "--warmup", "1", "--prompts", str(prompts),
+                             "--max-new-tokens", "20", "--output", str(profile), "--traces", str(traces))
+    assert code == 0, err
+    latency = load_profile(profile, "tiny:1:3:64")
+    assert latency.median_s(1, 0) > 0 and latency.median_s(4, 32) > 0
+    assert set(json.loads(profile.read_text())["models"]) == {"tiny:1:1:64", "tiny:1:3:64"}
+    trace = load_trace(traces, "tiny:1:1:64->tiny:1:3:64")
+    assert len(trace.bits) == 40
+    assert "greedy match rate" in out
+    code, out, err = run_cli("simulate", "--scheme", "pipespec", "--latency", "0.01",
+                             f"profile:{profile}#tiny:1:1:64", f"profile:{profile}#tiny:1:3:64",
+                             "--acceptance", f"trace:{traces}#ngram->tiny:1:1:64",
+                             f"trace:{traces}#tiny:1:1:64->tiny:1:3:64", "--num-tokens", "200", "--json")
+    assert code == 0, err
+    assert json.loads(out)["results"]["ms_per_token"] > 0
+
+
+def test_profile_rejects_bad_options(run_cli):
+    for args, message in ((["--num-tokens", "0"], "--num-tokens"), (["--output", "p.txt"], "--output"),
+                          (["--device", "cuda:3"], "CUDA")):
+        code, _, err = run_cli("profile", "--chain", "tiny:1:1:32", *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
