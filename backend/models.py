@@ -177,10 +177,34 @@ def load_model(ref: ModelRef, device: str, dtype: str = "float32") -> Any:
         model = LlamaForCausalLM(tiny_config(layers, hidden))
         torch.manual_seed(seed)
         model.apply(model._init_weights)
+    elif ref.path is not None and (ref.path / "exit.safetensors").is_file():
+        model = load_exit_draft(ref.path)
     else:
         path = ref.path if ref.path is not None else target_path()
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     return model.to(device=device, dtype=torch_dtype).eval()
+
+
+def load_exit_draft(path: Path) -> Any:
+    """An early-exit self-draft: the target truncated after its exit layer, with the trained last layer
+    and final norm from `exit.safetensors`."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    config = json.loads((path / "config.json").read_text())
+    exit_layer = int(config["exit_layer"])
+    model = AutoModelForCausalLM.from_pretrained(target_path(), dtype=torch.float32)
+    model.model.layers = model.model.layers[:exit_layer]
+    model.config.num_hidden_layers = exit_layer
+    if hasattr(model.config, "layer_types") and model.config.layer_types:
+        model.config.layer_types = model.config.layer_types[:exit_layer]
+    trained = load_file(str(path / "exit.safetensors"))
+    layer = {k[len("layer."):]: v.float() for k, v in trained.items() if k.startswith("layer.")}
+    norm = {k[len("norm."):]: v.float() for k, v in trained.items() if k.startswith("norm.")}
+    model.model.layers[exit_layer - 1].load_state_dict(layer)
+    model.model.norm.load_state_dict(norm)
+    return model
 
 
 def tiny_config(layers: int, hidden: int, vocab_size: int = 49152) -> Any:

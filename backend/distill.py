@@ -1,0 +1,269 @@
+"""Drafts for the built-in target, built offline and deterministically (`pipespec models build`).
+
+Two kinds, both distilled from the target (KL to its next-token distribution at every position):
+- `exit`: an early-exit self-draft: the target's first L layers with the last of them and the final
+  norm fine-tuned (the embeddings and head stay the target's). Only the trained tensors are saved;
+  the draft is assembled from the target when loaded.
+- `small`: a separate small Llama (a few layers, narrow), embeddings initialised from a PCA of the
+  target's, everything trained; saved whole in fp16.
+
+Corpus: the Python standard library's sources and, when Debian's python3.11-doc is installed, its reST
+prose; tokenised once and cached. Training is resumable: a checkpoint is written every few minutes
+to the cache folder, and a run continues from it until its step budget is spent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sysconfig
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import require
+from .models import cache_dir, target_path
+
+DOC_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
+
+
+@dataclass(frozen=True)
+class DraftRecipe:
+    name: str
+    kind: str  # exit | small
+    layers: int  # exit: the exit layer L; small: the draft's depth
+    hidden: int = 256  # small only
+    steps: int = 3000  # total optimiser steps
+    pretrain_steps: int = 0  # the first ones learn the corpus's next tokens (no teacher: 5-10x cheaper)
+    batch: int = 8
+    seq_len: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    eval_windows: int = 32
+
+
+RECIPES = {
+    "smollm2-exit8": DraftRecipe("smollm2-exit8", "exit", layers=8, lr=3e-4),
+    "smollm2-small4": DraftRecipe("smollm2-small4", "small", layers=4, hidden=256, steps=6000, pretrain_steps=4000),
+}
+
+
+def corpus_files() -> list[Path]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in stdlib.rglob("*.py") if "site-packages" not in p.parts and "test" not in p.parts
+                   and "idlelib" not in p.parts)
+    if DOC_SOURCES.is_dir():
+        files += sorted(DOC_SOURCES.rglob("*.txt"))
+    return files
+
+
+def corpus_tokens(tokenizer: Any, progress: Callable = lambda it, **_: it) -> np.ndarray:
+    """The whole corpus as one int32 token stream (cached by the file list's fingerprint)."""
+    files = corpus_files()
+    key = f"{len(files)}-{sum(f.stat().st_size for f in files)}"
+    path = cache_dir() / "corpus" / f"stdlib-docs-{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    chunks = []
+    for file in progress(files, desc="tokenising corpus"):
+        text = file.read_text(encoding="utf-8", errors="replace")
+        chunks.append(np.asarray(tokenizer(text)["input_ids"] + [tokenizer.eos_token_id], dtype=np.int32))
+    stream = np.concatenate(chunks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, stream)
+    os.replace(tmp, path)
+    return stream
+
+
+def pca_embeddings(weight: torch.Tensor, hidden: int) -> torch.Tensor:
+    """(V, hidden): the target's embeddings projected on their top principal directions."""
+    centred = weight - weight.mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)  # v: (d, d)
+    projected = centred @ v[:hidden].T
+    return projected / projected.std() * weight.std()
+
+
+class Student(torch.nn.Module):
+    """What is trained, with the teacher it learns from."""
+
+    def __init__(self, recipe: DraftRecipe, target: torch.nn.Module) -> None:
+        super().__init__()
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        self.recipe, self.target = recipe, target
+        for p in target.parameters():
+            p.requires_grad_(False)
+        if recipe.kind == "exit":
+            require(1 <= recipe.layers < target.config.num_hidden_layers, "exit layer out of range")
+            self.layer = _clone(target.model.layers[recipe.layers - 1])
+            self.norm = _clone(target.model.norm)
+        else:
+            config = LlamaConfig(vocab_size=target.config.vocab_size, hidden_size=recipe.hidden,
+                                 intermediate_size=recipe.hidden * 4, num_hidden_layers=recipe.layers,
+                                 num_attention_heads=recipe.hidden // 64,
+                                 num_key_value_heads=max(1, recipe.hidden // 128),
+                                 max_position_embeddings=target.config.max_position_embeddings,
+                                 rope_theta=getattr(target.config, "rope_theta", 10000.0), tie_word_embeddings=True,
+                                 bos_token_id=target.config.bos_token_id, eos_token_id=target.config.eos_token_id)
+            torch.manual_seed(recipe.seed)
+            self.model = LlamaForCausalLM(config)
+            with torch.no_grad():
+                pca = pca_embeddings(target.model.embed_tokens.weight, recipe.hidden)
+                self.model.model.embed_tokens.weight.copy_(pca)
+
+    def pretrain_loss(self, ids: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on the corpus's own next tokens (small drafts only)."""
+        logits = self.model(input_ids=ids[:, :-1]).logits
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+    def losses(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(KL to the teacher, agreement of greedy tokens) on a (B, T) batch."""
+        with torch.no_grad():
+            teacher = self.target(input_ids=ids, output_hidden_states=self.recipe.kind == "exit")
+            teacher_logp = F.log_softmax(teacher.logits.float(), -1)
+        if self.recipe.kind == "exit":
+            hidden = teacher.hidden_states[self.recipe.layers - 1]  # input to layer L, (B, T, d)
+            logits = self._exit_logits(hidden)
+        else:
+            logits = self.model(input_ids=ids).logits
+        logp = F.log_softmax(logits.float(), -1)
+        kl = F.kl_div(logp, teacher_logp, log_target=True, reduction="batchmean") / ids.shape[1]
+        agreement = (logits.argmax(-1) == teacher.logits.argmax(-1)).float().mean()
+        return kl, agreement
+
+    def _exit_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        model = self.target.model
+        positions = torch.arange(hidden.shape[1]).unsqueeze(0)
+        rotary = model.rotary_emb(hidden, positions)
+        out = self.layer(hidden, position_embeddings=rotary, attention_mask=None, position_ids=positions)
+        out = out[0] if isinstance(out, tuple) else out
+        return self.target.lm_head(self.norm(out))
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        modules = [self.layer, self.norm] if self.recipe.kind == "exit" else [self.model]
+        return [p for m in modules for p in m.parameters()]
+
+
+def _clone(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    clone = copy.deepcopy(module)
+    for p in clone.parameters():
+        p.requires_grad_(True)
+    return clone
+
+
+def _batch(stream: np.ndarray, recipe: DraftRecipe, step: int, eval_split: int) -> torch.Tensor:
+    """Deterministic windows for a step: a generator seeded by (seed, step), training part of the stream."""
+    rng = np.random.default_rng([recipe.seed, step])
+    starts = rng.integers(eval_split, len(stream) - recipe.seq_len - 1, recipe.batch)
+    return torch.from_numpy(np.stack([stream[s:s + recipe.seq_len] for s in starts]).astype(np.int64))
+
+
+def _eval_batches(stream: np.ndarray, recipe: DraftRecipe) -> list[torch.Tensor]:
+    """Held-out windows from the start of the stream (never sampled for training)."""
+    rows = [stream[i * recipe.seq_len:(i + 1) * recipe.seq_len] for i in range(recipe.eval_windows)]
+    return [torch.from_numpy(np.stack(rows[i:i + recipe.batch]).astype(np.int64))
+            for i in range(0, len(rows), recipe.batch)]
+
+
+def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: int | None,
+          progress: Callable = lambda it, **_: it, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train (resuming from the last checkpoint) until the recipe's steps are done or `minutes` pass;
+    export when done. Returns the training record."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    folder = target_path()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    target = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    stream = corpus_tokens(tokenizer, progress)
+    eval_split = recipe.eval_windows * recipe.seq_len
+    student = Student(recipe, target)
+    params = student.trainable()
+    optimiser = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
+    ckpt = Path(os.environ.get("PIPESPEC_CHECKPOINTS", cache_dir() / "checkpoints")) / recipe.name / "state.pt"
+    record: dict[str, Any] = {"recipe": asdict(recipe), "corpus_tokens": len(stream), "curve": [], "step": 0,
+                              "cpu_seconds": 0.0}
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        student.load_state_dict(state["student"], strict=False)
+        optimiser.load_state_dict(state["optimiser"])
+        record = state["record"]
+        log(f"resuming {recipe.name} at step {record['step']}/{recipe.steps}")
+    started = time.monotonic()
+    last_save = started
+
+    def save() -> None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        trainable = {k: v for k, v in student.state_dict().items() if not k.startswith("target.")}
+        state = {"student": trainable, "optimiser": optimiser.state_dict(), "record": record}
+        torch.save(state, ckpt.with_suffix(".tmp"))
+        os.replace(ckpt.with_suffix(".tmp"), ckpt)
+
+    def evaluate() -> float:
+        with torch.no_grad():
+            return float(np.mean([student.losses(b)[1].item() for b in _eval_batches(stream, recipe)]))
+
+    if not record["curve"]:
+        record["curve"].append({"step": 0, "tokens": 0, "agreement": evaluate()})
+    steps = range(record["step"], recipe.steps)
+    for step in progress(steps, desc=f"training {recipe.name}", initial=record["step"], total=recipe.steps):
+        lr = recipe.lr * 0.5 * (1 + math.cos(math.pi * step / recipe.steps))
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        t0 = time.process_time()
+        batch = _batch(stream, recipe, step, eval_split)
+        if step < recipe.pretrain_steps:
+            kl = student.pretrain_loss(batch)
+        else:
+            kl, _ = student.losses(batch)
+        optimiser.zero_grad()
+        kl.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimiser.step()
+        record["cpu_seconds"] += time.process_time() - t0
+        record["step"] = step + 1
+        if (step + 1) % 250 == 0 or step + 1 == recipe.steps:
+            record["curve"].append({"step": step + 1, "tokens": (step + 1) * recipe.batch * recipe.seq_len,
+                                    "agreement": evaluate(), "loss": float(kl.item()),
+                                    "phase": "corpus" if step < recipe.pretrain_steps else "distil"})
+            log(f"step {step + 1}: held-out greedy agreement {record['curve'][-1]['agreement']:.3f}")
+        if time.monotonic() - last_save > 300:
+            save()
+            last_save = time.monotonic()
+        if minutes is not None and time.monotonic() - started > minutes * 60:
+            break
+    save()
+    if record["step"] >= recipe.steps:
+        export(student, recipe, out_dir, record, tokenizer)
+    return record
+
+
+def export(student: Student, recipe: DraftRecipe, out_dir: Path, record: dict[str, Any], tokenizer: Any) -> Path:
+    """Write the draft to out_dir/NAME: fp16 weights (only the trained tensors for an exit draft)."""
+    from safetensors.torch import save_file
+
+    path = out_dir / recipe.name
+    path.mkdir(parents=True, exist_ok=True)
+    if recipe.kind == "exit":
+        tensors = {f"layer.{k}": v.half().contiguous() for k, v in student.layer.state_dict().items()}
+        tensors |= {f"norm.{k}": v.half().contiguous() for k, v in student.norm.state_dict().items()}
+        save_file(tensors, str(path / "exit.safetensors"))
+        config = {"pipespec_draft": "exit", "exit_layer": recipe.layers, "base": "smollm2"}
+        (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    else:
+        student.model.half().save_pretrained(path)
+        student.model.float()
+    tokenizer.save_pretrained(path)
+    (path / "build.json").write_text(json.dumps(record, indent=2) + "\n")
+    return path
