@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup report test test-fast lint bench clean
+.PHONY: setup report test test-fast lint bench models clean
 
 setup: $(STAMP)
 
@@ -31,9 +31,15 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
+# Drafts for the built-in target (CPU-hours, resumable: run again to continue).
+models: setup
+	apt-get install -y python3.11-doc || echo "python3.11-doc unavailable: training on the standard library's sources only"
+	$(BIN)/pipespec models build all
+
 bench: setup
 	$(BIN)/python benchmarks/bench_theory.py
 	$(BIN)/python benchmarks/bench_sim.py
+	$(BIN)/python benchmarks/bench_backend.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

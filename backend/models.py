@@ -95,10 +95,10 @@ def resolve(spec: str) -> ModelRef:
         return ModelRef(text, "ngram", None, (int(n),))
     if text.startswith("tiny:"):
         parts = text.split(":")[1:]
-        require(all(p.isdigit() for p in parts) and 1 <= len(parts) <= 3,
-                f"--chain: tiny takes tiny:SEED[:LAYERS[:HIDDEN]], got {spec!r}")
-        values = [int(p) for p in parts] + [2, 32][len(parts) - 1:]
-        return ModelRef(text, "tiny", None, tuple(values[:3]))
+        require(all(p.isdigit() for p in parts) and 1 <= len(parts) <= 4,
+                f"--chain: tiny takes tiny:SEED[:LAYERS[:HIDDEN[:VOCAB]]], got {spec!r}")
+        values = [int(p) for p in parts] + [2, 32, 49152][len(parts) - 1:]
+        return ModelRef(text, "tiny", None, tuple(values[:4]))
     if text.startswith("draft:"):
         path = drafts_dir() / text[len("draft:"):]
         require((path / "config.json").is_file(),
@@ -175,10 +175,17 @@ def load_model(ref: ModelRef, device: str, dtype: str = "float32") -> Any:
         return NgramDrafter(ref.params[0])
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     if ref.kind == "tiny":
-        seed, layers, hidden = ref.params
-        model = LlamaForCausalLM(tiny_config(layers, hidden))
+        seed, layers, hidden, vocab = ref.params
+        config = tiny_config(layers, hidden, vocab)
+        # A small vocabulary (statistical tests) gets an untied head with large weights, so that
+        # distributions are far from uniform and differ from seed to seed.
+        config.tie_word_embeddings = vocab == 49152
+        model = LlamaForCausalLM(config)
         torch.manual_seed(seed)
-        model.apply(model._init_weights)
+        model.apply(model._init_weights)  # deterministic given the seed
+        if not config.tie_word_embeddings:
+            with torch.no_grad():
+                model.lm_head.weight.normal_(0.0, 0.5)
     elif ref.path is not None and (ref.path / "exit.safetensors").is_file():
         model = load_exit_draft(ref.path)
     elif ref.spec == INT8_DRAFT:
@@ -219,6 +226,16 @@ def load_exit_draft(path: Path) -> Any:
     model.model.layers[exit_layer - 1].load_state_dict(layer)
     model.model.norm.load_state_dict(norm)
     return model
+
+
+def vocab_size(ref: ModelRef) -> int:
+    """The vocabulary of a --chain entry, from its config (no weights loaded)."""
+    if ref.kind == "tiny":
+        return int(ref.params[3])
+    if ref.kind == "ngram":
+        return 0
+    folder = ref.path if ref.path is not None and not (ref.path / "exit.safetensors").is_file() else target_path()
+    return int(json.loads((folder / "config.json").read_text())["vocab_size"])
 
 
 def tiny_config(layers: int, hidden: int, vocab_size: int = 49152) -> Any:

@@ -19,7 +19,7 @@ import queue
 import signal
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,8 @@ import torch.multiprocessing as mp
 from ..errors import ConfigError
 from ..metrics import PairStats, StageStats
 from .engines import DecodeOptions, PromptResult
-from .models import ModelRef
-from .shared import Doorbell, TokenBuffer
+from .models import ModelRef, vocab_size
+from .shared import Doorbell, ProbRing, TokenBuffer
 
 EPOCH, DONE, STOP = 0, 1, 2  # control slots
 
@@ -49,8 +49,8 @@ class StageFailed(RuntimeError):
 
 
 def _stage_main(index: int, refs: Sequence[ModelRef], placement: Placement, options: DecodeOptions,
-                buffers: Sequence[TokenBuffer], prompt: TokenBuffer, control: torch.Tensor,
-                wake: Sequence[Any], results: Any) -> None:
+                sampling: tuple[float, int], buffers: Sequence[TokenBuffer], rings: Sequence[ProbRing | None],
+                prompt: TokenBuffer, control: torch.Tensor, wake: Sequence[Any], results: Any) -> None:
     """Entry point of a stage process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and stops us
     parent = os.getppid()
@@ -58,7 +58,8 @@ def _stage_main(index: int, refs: Sequence[ModelRef], placement: Placement, opti
         torch.set_num_threads(placement.threads)
         if placement.cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, placement.cpus)
-        worker = _StageWorker(index, refs, placement, options, buffers, prompt, control, wake, results, parent)
+        worker = _StageWorker(index, refs, placement, options, sampling, buffers, rings, prompt, control, wake,
+                              results, parent)
         results.put(("ready", index))
         worker.serve()
     except BaseException as exc:
@@ -69,15 +70,18 @@ def _stage_main(index: int, refs: Sequence[ModelRef], placement: Placement, opti
 
 class _StageWorker:
     def __init__(self, index: int, refs: Sequence[ModelRef], placement: Placement, options: DecodeOptions,
-                 buffers: Sequence[TokenBuffer], prompt: TokenBuffer, control: torch.Tensor,
-                 wake: Sequence[Any], results: Any, parent: int) -> None:
+                 sampling: tuple[float, int], buffers: Sequence[TokenBuffer], rings: Sequence[ProbRing | None],
+                 prompt: TokenBuffer, control: torch.Tensor, wake: Sequence[Any], results: Any, parent: int) -> None:
         from .stages import build_stage
 
         self.index, self.options = index, options
         self.final = index == len(refs) - 1
         self.buffers, self.prompt, self.control, self.wake, self.results = buffers, prompt, control, wake, results
         self.parent = parent
-        self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature=0.0)
+        temperature, seed = sampling
+        self.sampling, self.rings = temperature > 0, rings
+        self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature,
+                                 seed + index)
         self.pair_name = f"M{index - 1}:{refs[index - 1].spec}->M{index}:{refs[index].spec}" if index else None
 
     def stopped(self) -> bool:
@@ -94,6 +98,32 @@ class _StageWorker:
             seen = int(control[EPOCH])
             self.decode(seen)
 
+    def _drafts(self, up: TokenBuffer, ring: ProbRing | None,
+                mine: list[int]) -> tuple[list[int], list[torch.Tensor | None]]:
+        """Upstream tokens beyond this stage's sequence, if upstream agrees with it, with the distributions
+        they were drawn from (None: greedy, or a deterministic drafter), read in one consistent snapshot."""
+        start, cap = len(mine), self.options.max_drafts or self.options.max_lead
+
+        def rows(tokens: list[int]) -> torch.Tensor | None:
+            positions = range(start, min(len(tokens), start + cap))
+            return ring.rows(positions) if ring is not None and self.sampling and positions else None
+
+        _, tokens, probs = up.read(rows)
+        if len(tokens) <= start or tokens[:start] != mine:
+            return [], []
+        drafts = tokens[start:start + cap]
+        return drafts, list(probs) if probs is not None else [None] * len(drafts)
+
+    def _row_writer(self, start: int) -> Callable[[], None]:
+        """Write the rows of the tokens appended or replaced since the last publish (sampling)."""
+        ring, probs = self.rings[self.index], self.stage.probs
+
+        def write() -> None:
+            for position in range(max(start, len(probs) - len(ring.tensor)), len(probs)):
+                if probs[position] is not None:
+                    ring.write(position, probs[position])
+        return write
+
     def _notify(self) -> None:
         for j in (self.index - 1, self.index + 1):
             if 0 <= j < len(self.wake):
@@ -103,7 +133,7 @@ class _StageWorker:
         from .stages import ModelStage
 
         control = self.control.numpy()
-        _, prompt = self.prompt.read()
+        _, prompt, _ = self.prompt.read()
         stage = self.stage
         stage.reset(prompt)
         stage.stats = StageStats(stage.stats.name)
@@ -116,24 +146,23 @@ class _StageWorker:
         first_token_at, started = None, time.perf_counter()
         limit = len(prompt) + self.options.max_new_tokens
         resyncs = 0  # caught up with the verifier's sequence without a conflict
+        own_ring = self.rings[self.index]
+        up_ring = self.rings[self.index - 1] if self.index > 0 else None
+        changed_from = len(prompt)  # first position whose distribution row is not yet published
         while control[DONE] < epoch and not self.stopped():
             if down is not None and down.version() != down_version:
-                down_version, down_tokens = down.read()
+                down_version, down_tokens, _ = down.read()
                 down_len = len(down_tokens)
                 conflict = down_tokens[: len(stage.tokens)] != stage.tokens[: len(down_tokens)]
                 resyncs += not conflict and len(down_tokens) > len(stage.tokens)
-                stage.adopt(down_tokens, [None] * len(down_tokens))
+                changed_from = min(changed_from, stage.adopt(down_tokens, [None] * len(down_tokens)))
             if down is not None and len(stage.tokens) - down_len >= self.options.max_lead:
                 self.wake[self.index].wait(0.05)  # far enough ahead: wait for the verifier to move
                 continue
-            drafts: list[int] = []
-            if up is not None:
-                _, up_tokens = up.read()
-                mine = len(stage.tokens)
-                if len(up_tokens) > mine and up_tokens[:mine] == stage.tokens:
-                    drafts = up_tokens[mine:mine + (self.options.max_drafts or len(up_tokens))]
+            mine = len(stage.tokens)
+            drafts, draft_probs = self._drafts(up, up_ring, stage.tokens) if up is not None else ([], [])
             if drafts:
-                verdict = stage.verify(drafts, [None] * len(drafts))
+                verdict = stage.verify(drafts, draft_probs)
                 pair.record(len(drafts), verdict.accepted)
                 pair.rollbacks += verdict.accepted < len(drafts)
             elif isinstance(stage, ModelStage):
@@ -144,7 +173,9 @@ class _StageWorker:
                     self.wake[self.index].wait(0.05)
                     continue
                 stage.drafter.tokens.extend(proposal)
-            own.publish(stage.tokens)
+            changed_from = min(changed_from, mine)
+            own.publish(stage.tokens, self._row_writer(changed_from) if own_ring is not None else None)
+            changed_from = len(stage.tokens)
             self._notify()
             if self.final:
                 new = len(stage.tokens) - len(prompt)
@@ -170,7 +201,8 @@ class PipelineEngine:
     """Start the stage processes once, decode prompts one by one, stop everything on every exit path."""
 
     def __init__(self, refs: Sequence[ModelRef], placements: Sequence[Placement], options: DecodeOptions,
-                 capacity: int = 8192, start_timeout_s: float = 300.0) -> None:
+                 capacity: int = 8192, start_timeout_s: float = 300.0, temperature: float = 0.0,
+                 seed: int = 0) -> None:
         if len(refs) < 2:
             raise ConfigError("--chain: pipespec needs at least 2 models")
         if options.max_lead < 1:
@@ -179,14 +211,18 @@ class PipelineEngine:
         self.start_timeout_s = start_timeout_s
         context = mp.get_context("spawn")
         self.buffers = [TokenBuffer(capacity) for _ in refs]
+        slots = options.max_lead + (options.max_drafts or options.max_lead) + 8
+        self.rings = [ProbRing(slots, vocab_size(ref)) if temperature > 0 and ref.kind != "ngram" else None
+                      for ref in refs]
         self.prompt = TokenBuffer(capacity)
         self.control = torch.zeros(3, dtype=torch.int64).share_memory_()
         self.wake = [Doorbell(context) for _ in refs]
         self.capacity = capacity
         self.results = context.Queue()
         self.processes = [context.Process(target=_stage_main, name=f"pipespec-stage-{i}", daemon=True,
-                                          args=(i, self.refs, placements[i], options, self.buffers, self.prompt,
-                                                self.control, self.wake, self.results))
+                                          args=(i, self.refs, placements[i], options, (temperature, seed),
+                                                self.buffers, self.rings, self.prompt, self.control, self.wake,
+                                                self.results))
                           for i in range(len(refs))]
         self.epoch = 0
 

@@ -27,7 +27,7 @@ class RunConfig:
     prompts: str | None = option(None, "JSONL of {\"id\", \"prompt\"} or {\"id\", \"input_ids\"} (default: built-in)")
     limit: int | None = option(None, "use the first N prompts")
     max_new_tokens: int = option(128, "tokens to generate per prompt")
-    temperature: float = option(0.0, "0: greedy (lossless); > 0: speculative sampling (sd)")
+    temperature: float = option(0.0, "0: greedy (lossless); > 0: sampling, verified by speculative sampling")
     seed: int = option(0, "sampling seed")
     gamma: int = option(5, "sd: drafts per verification (initial window for --schedule dynamic)")
     schedule: str = option("fixed", "sd: fixed, or dynamic (+2 after a full acceptance, -1 otherwise)",
@@ -56,8 +56,6 @@ class RunConfig:
         if self.max_drafts is not None:
             check_int("--max-drafts", self.max_drafts, 1)
         require(self.temperature >= 0, f"--temperature must be >= 0, got {self.temperature}")
-        require(self.temperature == 0 or self.scheme != "pipespec",
-                "--temperature > 0 is supported by ar and sd; the pipespec engine verifies greedily")
         for device in (self.device, *self.devices):
             check_device(device)
         require(not self.devices or len(self.devices) == len(self.chain),
@@ -186,7 +184,8 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions) ->
         threads = _threads(config, len(refs))
         cpus = [tuple(int(c) for c in spec.split(",")) for spec in config.cpus] or [()] * len(refs)
         placements = [Placement(d, t, c) for d, t, c in zip(devices, threads, cpus, strict=True)]
-        engine = PipelineEngine(refs, placements, options).__enter__()
+        engine = PipelineEngine(refs, placements, options, temperature=config.temperature,
+                                seed=config.seed).__enter__()
         return engine.decode, engine.close
     from .stages import build_stage
 

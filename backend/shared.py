@@ -9,10 +9,13 @@ can tell cheaply whether anything changed since it last looked.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
+
+T = TypeVar("T")
 
 
 class TokenBuffer:
@@ -36,26 +39,51 @@ class TokenBuffer:
     def version(self) -> int:
         return int(self._array[0])
 
-    def publish(self, tokens: Sequence[int]) -> None:
-        """Writer only."""
+    def publish(self, tokens: Sequence[int], also: Callable[[], None] | None = None) -> None:
+        """Writer only. `also` writes companion data (probability rows) inside the same critical section."""
         array = self._array
-        n = min(len(tokens), self.capacity)
+        if len(tokens) > self.capacity:
+            raise ValueError(f"{len(tokens)} tokens exceed the shared buffer's {self.capacity}")
+        n = len(tokens)
         array[0] += 1  # odd: being written
-        array[2:2 + n] = tokens[:n]
+        if also is not None:
+            also()
+        array[2:2 + n] = tokens
         array[1] = n
         array[0] += 1  # even: stable
 
-    def read(self) -> tuple[int, list[int]]:
-        """(version, tokens): a consistent snapshot."""
+    def read(self, also: Callable[[list[int]], T] | None = None) -> tuple[int, list[int], T | None]:
+        """(version, tokens, also(tokens)): a consistent snapshot of the tokens and their companion data."""
         array = self._array
         while True:
             before = int(array[0])
             if before % 2 == 0:
                 n = int(array[1])
                 tokens = array[2:2 + n].tolist()
+                extra = also(tokens) if also is not None else None
                 if int(array[0]) == before:
-                    return before, tokens
+                    return before, tokens, extra
             time.sleep(0)  # a writer is mid-copy (microseconds): yield the core, then look again
+
+
+class ProbRing:
+    """The distributions a stage drew its most recent tokens from (sampling), by position modulo `slots`:
+    what its verifier needs as q for speculative sampling. Written inside the stage's publish."""
+
+    def __init__(self, slots: int, vocab: int) -> None:
+        self.tensor = torch.zeros(slots, vocab, dtype=torch.float32).share_memory_()
+
+    def __getstate__(self) -> dict:
+        return {"tensor": self.tensor}
+
+    def __setstate__(self, state: dict) -> None:
+        self.tensor = state["tensor"]
+
+    def write(self, position: int, row: torch.Tensor) -> None:
+        self.tensor[position % len(self.tensor)] = row
+
+    def rows(self, positions: Sequence[int]) -> torch.Tensor:
+        return self.tensor[[p % len(self.tensor) for p in positions]].clone()  # (n, V)
 
 
 class Doorbell:

@@ -71,3 +71,33 @@ def test_a_prompt_longer_than_the_buffers_is_a_config_error():
     with PipelineEngine(refs, [Placement()] * 2, DecodeOptions(max_new_tokens=50), capacity=64) as engine, \
             pytest.raises(ConfigError, match="does not fit"):
         engine.decode(list(range(3, 60)))
+
+
+def test_pipeline_sampling_keeps_the_targets_distribution():
+    """Speculative sampling across processes: q travels with the drafts through shared memory."""
+    from scipy import stats
+
+    from pipespec.backend.models import load_model
+
+    vocab, runs, prompt = 6, 1500, [1, 4, 2, 4, 2]
+    target_spec, draft_spec = "tiny:0:2:16:6", "tiny:1:1:16:6"
+    target = load_model(resolve(target_spec), "cpu")
+    with torch.no_grad():
+        p1 = torch.softmax(target(torch.tensor([prompt])).logits[0, -1], -1)
+        expected = np.concatenate([(p1[x] * torch.softmax(target(torch.tensor([[*prompt, x]])).logits[0, -1], -1))
+                                   .numpy() for x in range(vocab)]).astype(np.float64)
+    counts = np.zeros(vocab * vocab)
+    refs = [resolve(draft_spec), resolve(target_spec)]
+    with PipelineEngine(refs, [Placement()] * 2, DecodeOptions(max_new_tokens=2, max_lead=4), temperature=1.0,
+                        seed=7) as engine:
+        drafted = 0
+        for _ in range(runs):
+            result = engine.decode(prompt)
+            counts[result.output[0] * vocab + result.output[1]] += 1
+            drafted += result.pairs[0].drafted
+    assert drafted > 0, "the draft never got a window verified: the test would not exercise sampling"
+    mask = expected * runs >= 5
+    observed = np.append(counts[mask], counts[~mask].sum())
+    wanted = np.append(expected[mask], expected[~mask].sum()) * runs
+    _, p_value = stats.chisquare(observed, wanted * observed.sum() / wanted.sum())
+    assert p_value > 1e-3, f"pipeline samples differ from the target's distribution (p = {p_value:.2g})"

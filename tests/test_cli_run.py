@@ -50,7 +50,7 @@ def test_every_scheme_gives_the_targets_greedy_output(run_cli, id_prompts):
         (["--chain", "ngram"], "needs at least 2 models"),
         (["--chain", "tiny:1:1:32", "ngram"], "the target (last) must be a model"),
         (["--max-new-tokens", "0"], "--max-new-tokens"),
-        (["--scheme", "pipespec", "--temperature", "0.7"], "verifies greedily"),
+        (["--temperature", "-1"], "--temperature"),
         (["--prompts", "/no/such.jsonl"], "does not exist"),
         (["--chain", "draft:nonexistent", "tiny:1:1:32"], "no built draft"),
     ],
