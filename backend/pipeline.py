@@ -99,17 +99,17 @@ class _StageWorker:
             self.decode(seen)
 
     def _drafts(self, up: TokenBuffer, ring: ProbRing | None,
-                mine: list[int]) -> tuple[list[int], list[torch.Tensor | None]]:
+                own_tokens: list[int]) -> tuple[list[int], list[torch.Tensor | None]]:
         """Upstream tokens beyond this stage's sequence, if upstream agrees with it, with the distributions
         they were drawn from (None: greedy, or a deterministic drafter), read in one consistent snapshot."""
-        start, cap = len(mine), self.options.max_drafts or self.options.max_lead
+        start, cap = len(own_tokens), self.options.max_drafts or self.options.max_lead
 
         def rows(tokens: list[int]) -> torch.Tensor | None:
             positions = range(start, min(len(tokens), start + cap))
             return ring.rows(positions) if ring is not None and self.sampling and positions else None
 
         _, tokens, probs = up.read(rows)
-        if len(tokens) <= start or tokens[:start] != mine:
+        if len(tokens) <= start or tokens[:start] != own_tokens:
             return [], []
         drafts = tokens[start:start + cap]
         return drafts, list(probs) if probs is not None else [None] * len(drafts)
@@ -143,8 +143,7 @@ class _StageWorker:
         down = self.buffers[self.index + 1] if not self.final else None
         up = self.buffers[self.index - 1] if self.index > 0 else None
         down_version, down_len = -1, len(prompt)
-        first_token_at, started = None, time.perf_counter()
-        limit = len(prompt) + self.options.max_new_tokens
+        first_token_at = None
         resyncs = 0  # caught up with the verifier's sequence without a conflict
         own_ring = self.rings[self.index]
         up_ring = self.rings[self.index - 1] if self.index > 0 else None
@@ -178,23 +177,30 @@ class _StageWorker:
             changed_from = len(stage.tokens)
             self._notify()
             if self.final:
-                new = len(stage.tokens) - len(prompt)
-                if new > 0 and first_token_at is None:
+                if first_token_at is None and len(stage.tokens) > len(prompt):
                     first_token_at = time.perf_counter()
-                eos = self.options.eos_token_id
-                if len(stage.tokens) >= limit or (eos is not None and eos in stage.tokens[len(prompt):]):
+                if self._finished(stage.tokens, len(prompt)):
                     control[DONE] = epoch
                     for bell in self.wake:
                         bell.ring()
         report = {"stats": stage.stats, "pair": pair, "resyncs": resyncs}
         if self.final:
-            out = stage.tokens[len(prompt):]
-            eos = self.options.eos_token_id
-            if eos is not None and eos in out:
-                out = out[: out.index(eos) + 1]
-            report.update(output=out[: self.options.max_new_tokens], first_token_at=first_token_at,
-                          finished_at=time.perf_counter(), started_at=started)
+            report.update(output=self._output(stage.tokens, len(prompt)), first_token_at=first_token_at,
+                          finished_at=time.perf_counter())
         self.results.put(("done", self.index, epoch, report))
+
+    def _finished(self, tokens: list[int], prompt_len: int) -> bool:
+        eos = self.options.eos_token_id
+        return len(tokens) - prompt_len >= self.options.max_new_tokens or (
+            eos is not None and eos in tokens[prompt_len:])
+
+    def _output(self, tokens: list[int], prompt_len: int) -> list[int]:
+        """The new tokens, cut after EOS and at the token limit."""
+        out = tokens[prompt_len:]
+        eos = self.options.eos_token_id
+        if eos is not None and eos in out:
+            out = out[: out.index(eos) + 1]
+        return out[: self.options.max_new_tokens]
 
 
 class PipelineEngine:
@@ -266,6 +272,8 @@ class PipelineEngine:
             raise ConfigError(f"prompt of {len(prompt)} tokens + {self.options.max_new_tokens} new tokens does not "
                               f"fit the pipeline's buffers ({self.capacity} tokens)")
         self.prompt.publish(list(prompt))
+        for buffer in self.buffers:  # no stage may read another's tokens from the previous prompt
+            buffer.publish(list(prompt))  # safe: every stage is idle between prompts
         self.epoch += 1
         control = self.control.numpy()
         started = time.perf_counter()
