@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..config import option
-from ..errors import ConfigError, check_int, require
+from ..errors import check_int, require
 from ..metrics import PairStats, RunResult, StageStats
 from .engines import DecodeOptions, PromptResult, decode_ar, decode_sd
 from .models import ModelRef, check_shared_tokenizer, resolve, target_path
@@ -210,5 +210,3 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions) ->
 def config_dict(config: RunConfig) -> dict[str, Any]:
     return asdict(config)
 
-
-__all__ = ["SCHEMES", "ConfigError", "RunConfig", "config_dict", "run"]

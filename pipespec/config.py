@@ -149,7 +149,3 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"--config: {path!r} must hold a mapping of option names to values")
     return data
 
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a (possibly nested) config dataclass."""
-    return dataclasses.asdict(config)
