@@ -11,7 +11,9 @@ Schemes, on the built-in target (SmolLM2-135M-Instruct, fp32) and the same promp
   pipespec-k2-int8   smollm2-int8 (core 0) -> smollm2 (core 1)
   pipespec-k3        ngram -> smollm2-int8 (core 0) -> smollm2 (core 1)
 Speedups are over `ar` (median ms/token over repeats), and every scheme's output is checked to be
-the target's own greedy output.
+the target's own greedy output. For our SD and PipeSpec runs the closed forms predict ms/token from
+what was measured: the per-token α (accepted / (accepted + rejections)), the mean window, and the
+target's forward latency at 1 and γ+1 tokens from a profile taken in the same run.
 
     .venv/bin/python benchmarks/bench_backend.py [--limit 8] [--max-new-tokens 96] [--repeats 3]
 """
@@ -29,9 +31,14 @@ import torch
 from pipespec.backend.engines import DecodeOptions, decode_ar, decode_sd
 from pipespec.backend.models import quiet_transformers, resolve, target_path
 from pipespec.backend.pipeline import PipelineEngine, Placement
+from pipespec.backend.profiler import profile_latency
 from pipespec.backend.prompts import encode, load_prompts
 from pipespec.backend.stages import build_stage
 from pipespec.io import result_document, write_json
+from pipespec.latency import ProfileLatency
+from pipespec.metrics import PairStats, RunResult
+from pipespec.theory import pipespec as pipespec_theory
+from pipespec.theory import timing
 
 
 def main() -> None:
@@ -64,19 +71,27 @@ def main() -> None:
             return out[0, len(ids):].tolist(), time.perf_counter() - start
         return decode
 
-    def ours(engine, stages):
+    last_pairs: dict[str, list[PairStats]] = {}
+    draft_step_s = {"sd-int8": [], "sd-ngram": []}  # measured draft forward time per token (synchronous SD)
+
+    def ours(engine, stages, name):
         def decode(ids):
+            for stage in stages:
+                stage.stats = type(stage.stats)(stage.stats.name)
             result = engine(stages, ids, options)
+            last_pairs.setdefault(name, []).append(result.pairs)
+            if name in draft_step_s and result.stages[0].steps:
+                draft_step_s[name].append(result.stages[0].busy_s / max(1, result.stages[0].tokens_added))
             return result.output, result.elapsed_s
         return decode
 
     schemes = {
-        "ar": ours(decode_ar, [target]),
+        "ar": ours(decode_ar, [target], "ar"),
         "hf-generate": hf(),
         "hf-prompt-lookup": hf(prompt_lookup_num_tokens=args.gamma),
         "hf-assisted-int8": hf(assistant_model=hf_int8),
-        "sd-ngram": ours(decode_sd, [ngram, target]),
-        "sd-int8": ours(decode_sd, [int8, target]),
+        "sd-ngram": ours(decode_sd, [ngram, target], "sd-ngram"),
+        "sd-int8": ours(decode_sd, [int8, target], "sd-int8"),
     }
     pipelines = {
         "pipespec-k2": (["ngram", "smollm2"], [Placement(threads=1), Placement(threads=2)]),
@@ -101,20 +116,59 @@ def main() -> None:
             engine.decode(prompts[0])  # warm-up
             for _ in range(args.repeats):
                 results = [engine.decode(ids) for ids in prompts]
+                last_pairs.setdefault(name, []).extend(r.pairs for r in results)
                 lossless[name] = lossless.get(name, True) and [r.output for r in results] == reference
                 ms_per_token[name].append(sum(r.elapsed_s for r in results) / sum(len(r.output) for r in results) * 1e3)
         print(f"{name}: {statistics.median(ms_per_token[name]):.2f} ms/token", flush=True)
     ar = statistics.median(ms_per_token["ar"])
+    profile = ProfileLatency(tuple(profile_latency(hf_target, "cpu", range(1, 17), (128,), 5, 2)))
+    draft_s = {k: statistics.median(v) if v else 0.0 for k, v in draft_step_s.items()}
+    predictions = predict(last_pairs, profile, draft_s)
     rows = {name: {"ms_per_token": statistics.median(v), "tokens_per_s": 1e3 / statistics.median(v),
                    "speedup_over_ar": ar / statistics.median(v), "repeats_ms_per_token": v,
-                   "output_equals_target_greedy": lossless[name]} for name, v in ms_per_token.items()}
+                   "output_equals_target_greedy": lossless[name], **predictions.get(name, {})}
+            for name, v in ms_per_token.items()}
+    for row in rows.values():
+        if "predicted_ms_per_token" in row:
+            row["prediction_error"] = row["predicted_ms_per_token"] / row["ms_per_token"] - 1
     config = {**vars(args), "threads_in_process": 2, "cores": len(os.sched_getaffinity(0)),
               "placements": {k: [vars(p) for p in v[1]] for k, v in pipelines.items()}}
     write_json(Path(args.output), result_document("bench_backend", config, rows, device="cpu"))
     for name, row in rows.items():
+        predicted = (f"  predicted {row['predicted_ms_per_token']:.2f} ({row['prediction_error']:+.0%}), "
+                     f"α {row['alpha']:.3f}, mean window {row['mean_window']:.2f}") if "prediction_error" in row else ""
         print(f"{name:18s} {row['ms_per_token']:7.2f} ms/token  {row['speedup_over_ar']:.2f}x  "
-              f"lossless={row['output_equals_target_greedy']}")
+              f"lossless={row['output_equals_target_greedy']}{predicted}")
     print(f"-> {args.output}")
+
+
+def predict(pairs_by_scheme: dict[str, list[list[PairStats]]], target: ProfileLatency,
+            draft_s: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Closed-form ms/token from the measured per-token α and mean window of the final pair, the target's
+    profiled forward latency at 1 and window+1 tokens, and (synchronous SD) the draft's measured time per
+    drafted token; in PipeSpec the drafts' time overlaps the target's, as the closed form assumes."""
+    out = {}
+    for name, runs in pairs_by_scheme.items():
+        if name == "ar" or not runs or not runs[0]:
+            continue
+        final = PairStats("final")
+        for pairs in runs:
+            pair = pairs[-1]
+            for field in ("verifications", "drafted", "accepted", "rejections"):
+                setattr(final, field, getattr(final, field) + getattr(pair, field))
+        alpha = RunResult.alpha_estimate(final)
+        if alpha is None or final.verifications == 0:
+            continue
+        window = final.drafted / final.verifications
+        g = max(1, round(window))
+        t_gen, t_verify = target.median_s(1, 128), target.median_s(g + 1, 128)
+        if name.startswith("sd"):
+            seconds = float(timing.sd_time(alpha, g, draft_s.get(name, 0.0), t_verify))
+        else:
+            seconds = float(timing.pipeline_time(alpha, g, t_gen, t_verify))
+        out[name] = {"predicted_ms_per_token": seconds * 1e3, "alpha": alpha, "mean_window": window,
+                     "predicted_rho": float(pipespec_theory.rho(alpha, g))}
+    return out
 
 
 if __name__ == "__main__":
