@@ -228,14 +228,33 @@ def load_exit_draft(path: Path) -> Any:
     return model
 
 
+def _hf_config(ref: ModelRef) -> dict[str, Any]:
+    """The config.json of a checkpoint (an exit draft's is the target's), without loading weights."""
+    folder = ref.path if ref.path is not None and not (ref.path / "exit.safetensors").is_file() else target_path()
+    return json.loads((folder / "config.json").read_text())
+
+
 def vocab_size(ref: ModelRef) -> int:
-    """The vocabulary of a --chain entry, from its config (no weights loaded)."""
+    """The vocabulary of a --chain entry (0 for the model-free drafter)."""
     if ref.kind == "tiny":
         return int(ref.params[3])
-    if ref.kind == "ngram":
-        return 0
-    folder = ref.path if ref.path is not None and not (ref.path / "exit.safetensors").is_file() else target_path()
-    return int(json.loads((folder / "config.json").read_text())["vocab_size"])
+    return 0 if ref.kind == "ngram" else int(_hf_config(ref)["vocab_size"])
+
+
+def context_limit(ref: ModelRef) -> int:
+    """The longest sequence a model takes, from its config."""
+    if ref.kind == "tiny":
+        return int(tiny_config(1, 8).max_position_embeddings)
+    return int(_hf_config(ref).get("max_position_embeddings", 2048))
+
+
+def load_tokenizer(ref: ModelRef) -> Any:
+    """The tokenizer of a model (the built-in target's for tiny models and exit drafts)."""
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    folder = ref.path if ref.kind == "hf" and ref.path is not None else target_path()
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def tiny_config(layers: int, hidden: int, vocab_size: int = 49152) -> Any:

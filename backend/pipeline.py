@@ -28,7 +28,7 @@ import torch.multiprocessing as mp
 
 from ..errors import ConfigError
 from ..metrics import PairStats, StageStats
-from .engines import DecodeOptions, PromptResult
+from .engines import DecodeOptions, Output, PromptResult
 from .models import ModelRef, vocab_size
 from .shared import Doorbell, ProbRing, TokenBuffer
 
@@ -143,7 +143,7 @@ class _StageWorker:
         down = self.buffers[self.index + 1] if not self.final else None
         up = self.buffers[self.index - 1] if self.index > 0 else None
         down_version, down_len = -1, len(prompt)
-        first_token_at = None
+        output = Output(len(prompt), self.options, time.perf_counter()) if self.final else None
         resyncs = 0  # caught up with the verifier's sequence without a conflict
         own_ring = self.rings[self.index]
         up_ring = self.rings[self.index - 1] if self.index > 0 else None
@@ -176,31 +176,15 @@ class _StageWorker:
             own.publish(stage.tokens, self._row_writer(changed_from) if own_ring is not None else None)
             changed_from = len(stage.tokens)
             self._notify()
-            if self.final:
-                if first_token_at is None and len(stage.tokens) > len(prompt):
-                    first_token_at = time.perf_counter()
-                if self._finished(stage.tokens, len(prompt)):
-                    control[DONE] = epoch
-                    for bell in self.wake:
-                        bell.ring()
+            if output is not None and output.done(stage.tokens):
+                control[DONE] = epoch
+                for bell in self.wake:
+                    bell.ring()
         report = {"stats": stage.stats, "pair": pair, "resyncs": resyncs}
-        if self.final:
-            report.update(output=self._output(stage.tokens, len(prompt)), first_token_at=first_token_at,
-                          finished_at=time.perf_counter())
+        if output is not None:
+            first = None if output.ttft_s is None else output.started + output.ttft_s
+            report.update(output=output.tokens(stage.tokens), first_token_at=first, finished_at=time.perf_counter())
         self.results.put(("done", self.index, epoch, report))
-
-    def _finished(self, tokens: list[int], prompt_len: int) -> bool:
-        eos = self.options.eos_token_id
-        return len(tokens) - prompt_len >= self.options.max_new_tokens or (
-            eos is not None and eos in tokens[prompt_len:])
-
-    def _output(self, tokens: list[int], prompt_len: int) -> list[int]:
-        """The new tokens, cut after EOS and at the token limit."""
-        out = tokens[prompt_len:]
-        eos = self.options.eos_token_id
-        if eos is not None and eos in out:
-            out = out[: out.index(eos) + 1]
-        return out[: self.options.max_new_tokens]
 
 
 class PipelineEngine:

@@ -12,7 +12,7 @@ from ..config import option
 from ..errors import check_int, require
 from ..metrics import PairStats, RunResult, StageStats
 from .engines import DecodeOptions, PromptResult, decode_ar, decode_sd
-from .models import ModelRef, check_shared_tokenizer, resolve, target_path
+from .models import ModelRef, check_shared_tokenizer, context_limit, load_tokenizer, resolve
 from .prompts import Prompt, encode, load_prompts
 
 SCHEMES = ("ar", "sd", "pipespec")
@@ -85,41 +85,14 @@ def check_device(device: str) -> None:
             f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
 
 
-def _tokenizer(refs: list[ModelRef]) -> Any:
-    from transformers import AutoTokenizer
-
-    from .models import quiet_transformers
-
-    quiet_transformers()
-    target = refs[-1]
-    folder = target.path if target.path is not None else target_path()
-    return AutoTokenizer.from_pretrained(folder)
-
-
-def context_limit(ref: ModelRef) -> int:
-    """The target's maximum sequence length, from its config (no weights loaded)."""
-    import json
-
-    from .models import tiny_config
-
-    if ref.kind == "tiny":
-        return int(tiny_config(1, 8).max_position_embeddings)
-    folder = ref.path if ref.path is not None else target_path()
-    return int(json.loads((folder / "config.json").read_text()).get("max_position_embeddings", 2048))
-
-
 def _aggregate(scheme: str, results: list[PromptResult]) -> RunResult:
     stages = [StageStats(s.name) for s in results[0].stages]
     pairs = [PairStats(p.name) for p in results[0].pairs]
     for result in results:
         for total, stats in zip(stages, result.stages, strict=True):
-            for field in ("steps", "verify_steps", "generate_steps", "aborted_steps", "tokens_added",
-                          "tokens_forwarded", "busy_s", "wasted_s"):
-                setattr(total, field, getattr(total, field) + getattr(stats, field))
-        for total, stats in zip(pairs, result.pairs, strict=True):
-            for field in ("verifications", "drafted", "accepted", "rejections", "rollbacks", "resyncs"):
-                setattr(total, field, getattr(total, field) + getattr(stats, field))
-            total.tokens_added_histogram.update(stats.tokens_added_histogram)
+            total.add(stats)
+        for total, pair in zip(pairs, result.pairs, strict=True):
+            total.add(pair)
     return RunResult(scheme, sum(len(r.output) for r in results), sum(r.elapsed_s for r in results), stages, pairs)
 
 
@@ -139,7 +112,7 @@ def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = 
         refs = refs[-1:]
     check_shared_tokenizer(refs)
     prompts: list[Prompt] = load_prompts(config.prompts, config.limit)
-    tokenizer = _tokenizer(refs) if any(p.input_ids is None for p in prompts) else None
+    tokenizer = load_tokenizer(refs[-1]) if any(p.input_ids is None for p in prompts) else None
     eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
     options = DecodeOptions(config.max_new_tokens, config.gamma, config.schedule == "dynamic", config.max_drafts,
                             config.max_lead, eos)

@@ -153,9 +153,7 @@ def predict(pairs_by_scheme: dict[str, list[list[PairStats]]], target: ProfileLa
             continue
         final = PairStats("final")
         for pairs in runs:
-            pair = pairs[-1]
-            for field in ("verifications", "drafted", "accepted", "rejections"):
-                setattr(final, field, getattr(final, field) + getattr(pair, field))
+            final.add(pairs[-1])
         alpha = RunResult.alpha_estimate(final)
         if alpha is None or final.verifications == 0:
             continue

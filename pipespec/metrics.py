@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -21,6 +21,12 @@ class StageStats:
     busy_s: float = 0.0
     wasted_s: float = 0.0
 
+    def add(self, other: StageStats) -> None:
+        """Accumulate another run's counters (e.g. over prompts)."""
+        for f in fields(self):
+            if f.name != "name":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
 
 @dataclass
 class PairStats:
@@ -34,6 +40,14 @@ class PairStats:
     rollbacks: int = 0
     resyncs: int = 0
     tokens_added_histogram: Counter = field(default_factory=Counter)  # tokens added per verification, bonus incl.
+
+    def add(self, other: PairStats) -> None:
+        """Accumulate another run's counters (e.g. over prompts)."""
+        for f in fields(self):
+            if f.name == "tokens_added_histogram":
+                self.tokens_added_histogram.update(other.tokens_added_histogram)
+            elif f.name != "name":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def record(self, num_drafts: int, accepted: int) -> None:
         """One verification of `num_drafts` drafts of which the first `accepted` were accepted."""

@@ -46,10 +46,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..backend.models import check_shared_tokenizer, load_model, resolve
+    from ..backend.models import check_shared_tokenizer, context_limit, load_model, load_tokenizer, resolve
     from ..backend.profiler import greedy_continuation, match_bits, profile_latency
     from ..backend.prompts import encode, load_prompts
-    from ..backend.runner import _tokenizer, context_limit
     from ..io import environment
     from ..profiles import write_profiles
     from ..traces import write_traces
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"latency profile of {', '.join(profiles)} -> {config.output}")
     if config.traces:
         prompts = load_prompts(config.prompts, config.limit)
-        tokenizer = _tokenizer(refs) if any(p.input_ids is None for p in prompts) else None
+        tokenizer = load_tokenizer(refs[-1]) if any(p.input_ids is None for p in prompts) else None
         eos = getattr(tokenizer, "eos_token_id", None)
         pairs: dict[str, dict[str, Any]] = {}
         for i in range(1, len(refs)):
