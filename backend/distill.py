@@ -47,11 +47,17 @@ class DraftRecipe:
     lr: float = 1e-3
     seed: int = 0
     eval_windows: int = 32
+    # small only: the distillation phase learns the teacher's top-k next-token distribution on this many
+    # fixed training windows, computed once and cached (the teacher's forward is the cost of distillation;
+    # recomputing it every step makes a step 5x dearer); 0 computes the full KL every step instead.
+    teacher_windows: int = 0
+    top_k: int = 16
 
 
 RECIPES = {
     "smollm2-exit8": DraftRecipe("smollm2-exit8", "exit", layers=8, lr=3e-4),
-    "smollm2-small4": DraftRecipe("smollm2-small4", "small", layers=4, hidden=256, steps=6000, pretrain_steps=4000),
+    "smollm2-small4": DraftRecipe("smollm2-small4", "small", layers=4, hidden=256, steps=2000, pretrain_steps=1400,
+                                  teacher_windows=768),
 }
 
 
@@ -139,6 +145,12 @@ class Student(torch.nn.Module):
         agreement = (logits.argmax(-1) == teacher.logits.argmax(-1)).float().mean()
         return kl, agreement
 
+    def cached_loss(self, ids: torch.Tensor, probs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy to the teacher's (renormalised) top-k distribution: KL to it up to a constant."""
+        logp = F.log_softmax(self.model(input_ids=ids).logits.float(), -1)
+        probs = probs.float() / probs.float().sum(-1, keepdim=True)
+        return -(probs * logp.gather(-1, index.long())).sum(-1).mean()
+
     def _exit_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         model = self.target.model
         positions = torch.arange(hidden.shape[1]).unsqueeze(0)
@@ -173,6 +185,29 @@ def _eval_batches(stream: np.ndarray, recipe: DraftRecipe) -> list[torch.Tensor]
     rows = [stream[i * recipe.seq_len:(i + 1) * recipe.seq_len] for i in range(recipe.eval_windows)]
     return [torch.from_numpy(np.stack(rows[i:i + recipe.batch]).astype(np.int64))
             for i in range(0, len(rows), recipe.batch)]
+
+
+def teacher_targets(stream: np.ndarray, recipe: DraftRecipe, target: torch.nn.Module, eval_split: int,
+                    progress: Callable = lambda it, **_: it) -> dict[str, torch.Tensor]:
+    """The teacher's top-k next-token distribution on `teacher_windows` fixed training windows (cached)."""
+    key = f"{recipe.seed}-{recipe.teacher_windows}x{recipe.seq_len}-top{recipe.top_k}-{len(stream)}"
+    path = cache_dir() / "corpus" / f"teacher-{key}.pt"
+    if path.is_file():
+        return torch.load(path)
+    rng = np.random.default_rng([recipe.seed, 1 << 20])  # a stream of its own, apart from the step batches
+    starts = rng.integers(eval_split, len(stream) - recipe.seq_len - 1, recipe.teacher_windows)
+    ids = torch.from_numpy(np.stack([stream[s:s + recipe.seq_len] for s in starts]).astype(np.int64))
+    probs, index = [], []
+    with torch.no_grad():
+        for chunk in progress(ids.split(recipe.batch), desc="teacher top-k"):
+            top = F.log_softmax(target(input_ids=chunk).logits.float(), -1).topk(recipe.top_k, -1)
+            probs.append(top.values.exp().half())
+            index.append(top.indices.int())
+    targets = {"ids": ids, "probs": torch.cat(probs), "index": torch.cat(index)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(targets, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+    return targets
 
 
 def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: int | None,
@@ -216,6 +251,9 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
 
     if not record["curve"]:
         record["curve"].append({"step": 0, "tokens": 0, "agreement": evaluate()})
+    cached = None
+    if recipe.kind == "small" and recipe.teacher_windows and record["step"] < recipe.steps:
+        cached = teacher_targets(stream, recipe, target, eval_split, progress)
     steps = range(record["step"], recipe.steps)
     for step in progress(steps, desc=f"training {recipe.name}", initial=record["step"], total=recipe.steps):
         lr = recipe.lr * 0.5 * (1 + math.cos(math.pi * step / recipe.steps))
@@ -225,6 +263,10 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
         batch = _batch(stream, recipe, step, eval_split)
         if step < recipe.pretrain_steps:
             kl = student.pretrain_loss(batch)
+        elif cached is not None:
+            rows = torch.from_numpy(np.random.default_rng([recipe.seed, step]).integers(0, len(cached["ids"]),
+                                                                                        recipe.batch))
+            kl = student.cached_loss(cached["ids"][rows], cached["probs"][rows], cached["index"][rows])
         else:
             kl, _ = student.losses(batch)
         optimiser.zero_grad()

@@ -40,3 +40,26 @@ def plot_sim_vs_closed_form(path: str | Path, rows: Sequence[dict[str, Any]]) ->
              "one verifier step, the closed form's assumption; right of it windows come up short and E[N] falls "
              "below the closed form (99% CIs over seeds).", ha="center", fontsize=8, wrap=True)
     return save(fig, path)
+
+
+def plot_predicted_vs_measured(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "") -> Path:
+    """Per configuration: measured, simulated and closed-form ms/token side by side, errors annotated."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(rows) + 2), 4.8))
+    x = np.arange(len(rows))
+    for offset, (key, label, colour) in zip((-0.27, 0.0, 0.27), (
+            ("measured_ms_per_token", "measured", "black"), ("sim_ms_per_token", "simulator", "tab:green"),
+            ("closed_ms_per_token", "closed form", "tab:orange")), strict=True):
+        bars = ax.bar(x + offset, [r[key] for r in rows], width=0.26, label=label, color=colour,
+                      alpha=0.85 if key != "measured_ms_per_token" else 0.6)
+        if key != "measured_ms_per_token":
+            error = "sim_error" if key == "sim_ms_per_token" else "closed_error"
+            for bar, row in zip(bars, rows, strict=True):
+                ax.annotate(f"{row[error]:+.0%}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_xticks(x, [r["config"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="decode ms per token", title=title or "Predicted vs measured")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return save(fig, path)

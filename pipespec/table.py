@@ -14,8 +14,8 @@ def _cell(value: Any, spec: str) -> str:
         return "-"
     if isinstance(value, float) and math.isinf(value):
         return "inf"
-    if isinstance(value, str):
-        return value
+    if isinstance(value, str) or spec == "s":
+        return str(value)
     return format(value, spec)
 
 
@@ -29,3 +29,23 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], t
     lines.append("  ".join("-" * w for w in widths))
     lines.extend("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells)
     return "\n".join(lines)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> str:
+    """The same columns as a GitHub-flavoured markdown table."""
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---:|" * len(columns)]
+    lines.extend("| " + " | ".join(_cell(row.get(k), spec) for k, _, spec in columns) + " |" for row in rows)
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows as CSV text, columns in first-seen order."""
+    import csv
+    import io
+
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -66,6 +66,19 @@ def acceptance_hazards() -> dict[str, tuple[float, ...]]:
     return {pair: hazard_from_histogram(histograms[pair])[:RELIABLE_HAZARDS[pair]] for pair in RELIABLE_HAZARDS}
 
 
+def latency_specs() -> dict[str, str]:
+    """The simulator's --latency spec of each calibrated model."""
+    return {m: f"profile:{profile_path()}#{m}" for m in MODEL_NAMES}
+
+
+def acceptance_specs() -> dict[str, str]:
+    """The simulator's --acceptance spec of each calibrated pair ("M0->M1": "pos:a1,a2,...")."""
+    return {pair: "pos:" + ",".join(f"{a:.4f}" for a in h) for pair, h in acceptance_hazards().items()}
+
+
+DEVICES_NEEDED = {"M0": 1, "M1": 1, "M2": 2}  # the 70B NF4 ran on two A100-40GB
+
+
 def measured() -> dict[str, Any]:
     """What the authors measured, for comparison with simulated runs (ms/token, histograms)."""
     runs = source()["runs"]

@@ -10,11 +10,10 @@ from .config import SimConfig
 
 
 def _calibrated(scheme: str, **overrides: object) -> SimConfig:
-    path = calibration.profile_path()
-    hazards = calibration.acceptance_hazards()
-    acceptance = tuple("pos:" + ",".join(f"{a:.4f}" for a in hazards[pair]) for pair in ("M0->M1", "M1->M2"))
-    values = {"scheme": scheme, "latency": tuple(f"profile:{path}#{m}" for m in calibration.MODEL_NAMES),
-              "acceptance": acceptance, "names": ("Llama-3.2-1B", "Llama-3.1-8B", "Llama-3.1-70B-NF4"),
+    specs = calibration.acceptance_specs()
+    values = {"scheme": scheme, "latency": tuple(calibration.latency_specs().values()),
+              "acceptance": (specs["M0->M1"], specs["M1->M2"]),
+              "names": ("Llama-3.2-1B", "Llama-3.1-8B", "Llama-3.1-70B-NF4"),
               "max_drafts": calibration.MAX_DRAFTS, "gamma": 8, "num_tokens": 2000, "prompt_len": 128}
     values.update(overrides)
     return SimConfig(**values)  # type: ignore[arg-type]

@@ -7,11 +7,11 @@ import pytest
 
 @pytest.mark.slow
 def test_reproduce_quick_writes_figures(run_cli, tmp_path):
-    code, out, err = run_cli("reproduce", "--out", str(tmp_path), "--quick")
+    code, out, err = run_cli("reproduce", "--out", str(tmp_path), "--quick", "--no-backend")
     assert code == 0, err
     summary = json.loads((tmp_path / "reproduce.json").read_text())
     files = [f for entry in summary["results"].values() for f in entry["files"]]
-    assert len(files) == 7
+    assert len(files) == 14 and not (tmp_path / "local").exists()
     for name in files:
         path = tmp_path / name.split("/")[-1]
         assert path.stat().st_size > 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 import time
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 
 from ..errors import ConfigError, check_int, require
 from ..io import environment, to_json, write_atomic, write_text_atomic
+from ..table import csv_text
 from .common import subparser
 from .simulate import resolve_config
 
@@ -27,11 +26,7 @@ def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
         table = pa.table({c: [row.get(c) for row in rows] for c in columns})
         write_atomic(path, lambda tmp: pq.write_table(table, tmp))
         return
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    write_text_atomic(path, csv_text(rows))
 
 
 def run(args: argparse.Namespace) -> int:

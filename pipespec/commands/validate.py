@@ -1,0 +1,157 @@
+"""`pipespec validate`: the simulator's and the closed forms' predictions against measured runs, here."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import add_arguments, from_args, option
+from ..errors import check_int, require
+from ..table import csv_text, format_table, markdown_table
+from .common import OutputConfig, emit, subparser
+
+COLUMNS = [("config", "config", "s"), ("chain", "chain", "s"), ("placement", "threads@cores", "s"),
+           ("window", "window", "s"), ("measured_ms_per_token", "measured ms/tok", ".1f"),
+           ("measured_speedup", "measured speedup", ".2f"), ("sim_ms_per_token", "sim ms/tok", ".1f"),
+           ("sim_error", "sim error", "+.1%"), ("closed_ms_per_token", "closed ms/tok", ".1f"),
+           ("closed_error", "closed error", "+.1%"), ("lossless", "lossless", "")]
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    prompts: str | None = option(None, "JSONL prompts (default: built-in)")
+    limit: int | None = option(6, "first N prompts")
+    max_new_tokens: int = option(64, "tokens per prompt")
+    repeats: int = option(3, "measured repeats per configuration (median reported)")
+    gamma: int = option(4, "sd: window γ")
+    draft: str | None = option("auto", "a trained draft to include (draft:NAME), 'auto' (the built one, if "
+                               "any) or 'none'")
+    lookahead: tuple[int, ...] = option((), "also measure SD γ and PipeSpec max-drafts at these values "
+                                        "(the measured lookahead plot)")
+    configs: tuple[str, ...] = option((), "run only these configurations (names as in the table; ar is always "
+                                      "run first, as the baseline)")
+    seeds: int = option(3, "simulator seeds per configuration")
+    device: str = option("cpu", "device: cpu or cuda:N (the built-in placements assume 2 CPU cores)")
+    out: str = option("results/validate", "output folder: table (CSV, markdown), plots, profile, traces, JSON")
+
+    def __post_init__(self) -> None:
+        from ..backend.runner import check_device
+
+        if self.limit is not None:
+            check_int("--limit", self.limit, 1)
+        check_int("--max-new-tokens", self.max_new_tokens, 2)
+        check_int("--repeats", self.repeats, 1)
+        check_int("--gamma", self.gamma, 1)
+        check_int("--seeds", self.seeds, 1)
+        for g in self.lookahead:
+            check_int("--lookahead", g, 1)
+        check_device(self.device)
+        require(self.draft in (None, "auto", "none") or self.draft.startswith("draft:"),
+                f"--draft must be auto, none or draft:NAME, got {self.draft!r}")
+
+
+def built_draft() -> str | None:
+    """The trained separate draft, when `pipespec models build` has exported it."""
+    from ..backend.distill import RECIPES
+    from ..backend.models import drafts_dir
+
+    for name, recipe in RECIPES.items():
+        if recipe.kind == "small" and (drafts_dir() / name / "config.json").is_file():
+            return f"draft:{name}"
+    return None
+
+
+def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
+    """Everything `validate` does, with its outputs written under config.out; returns the results."""
+    from ..backend.models import resolve
+    from ..figures.pipeline import plot_accepted_histograms, plot_lookahead
+    from ..figures.sim_vs_theory import plot_predicted_vs_measured
+    from ..io import write_text_atomic
+    from ..metrics import PairStats
+    from ..validation.backend import Workload, builtin_setups, validate
+
+    draft = built_draft() if config.draft == "auto" else (None if config.draft in (None, "none") else config.draft)
+    if draft:
+        resolve(draft)  # a one-line error if it is not built
+    setups = builtin_setups(config.gamma, draft, config.lookahead)
+    if config.configs:
+        known = [s.name for s in setups]
+        for name in config.configs:
+            require(name in known, f"--configs: unknown configuration {name!r} (known: {', '.join(known)})")
+        setups = [s for s in setups if s.name == "ar" or s.name in config.configs]
+    out = Path(config.out)
+    workload = Workload(config.prompts, config.limit, config.max_new_tokens, config.repeats, device=config.device)
+    results = validate(setups, workload, out, config.seeds, progress)
+    rows = results["rows"]
+    files = [write_text_atomic(out / "validate.csv", csv_text([{k: v for k, v in r.items() if "histogram" not in k}
+                                                                for r in rows])),
+             write_text_atomic(out / "validate.md", markdown_table(rows, COLUMNS)),
+             plot_predicted_vs_measured(out / "validate.png", rows, "Decode ms/token on this machine: measured vs "
+                                                                    "predicted from profiles and traces")]
+    showcase = next((r for r in rows if r["config"] == "pipespec-k2-int8"), rows[-1])
+    if showcase["measured_histograms"]:
+        pairs = []
+        for histogram in showcase["measured_histograms"]:
+            pair = PairStats(showcase["chain"])
+            pair.tokens_added_histogram = Counter({int(k): v for k, v in histogram.items()})
+            pairs.append(pair)
+        reference = [[h.get(str(j), 0) for j in range(max(map(int, h), default=0) + 1)]
+                     for h in showcase["sim_histograms"]]
+        files.append(plot_accepted_histograms(out / "accepted_histogram.png", pairs, reference, "simulator",
+                                              title=f"{showcase['config']}: tokens added per verification, "
+                                                    "measured vs simulated", max_bin=33))
+    sweep = [r for r in rows if r["config"].startswith(("sd-int8-g", "pipespec-k2-int8-max"))]
+    if sweep:
+        points = [{"scheme": r["scheme"], "lookahead": int(r["window"]), "sim_ms_per_token": r["measured_ms_per_token"]}
+                  for r in sweep]
+        files.append(plot_lookahead(out / "lookahead.png", points, rows[0]["measured_ms_per_token"],
+                                    title="smollm2-int8 -> smollm2 on this CPU: measured ms/token against lookahead"))
+    results["files"] = [str(f) for f in files] + [results["profile"], results["traces"]]
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    config = from_args(ValidateConfig, args)
+    output = from_args(OutputConfig, args)
+    started = time.perf_counter()
+
+    def progress(items: Any, **kwargs: Any) -> Any:
+        return tqdm(items, file=sys.stderr, disable=None, **kwargs)
+
+    results = run_validation(config, progress)
+    results["wall_time_s"] = time.perf_counter() - started
+    # the largest resident set of this process or of any stage process it started (Linux: KiB)
+    results["peak_rss_mib"] = max(resource.getrusage(who).ru_maxrss for who in
+                                  (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+    from ..io import result_document, write_json
+
+    write_json(Path(config.out) / "validate.json", result_document("validate", asdict(config), results, config.device))
+    text = "\n".join([format_table(results["rows"], COLUMNS, "decode ms/token: measured vs predicted "
+                                   "(simulator and closed form, from profiles and traces only)"),
+                      f"\nwrote {', '.join(results['files'])}, {Path(config.out) / 'validate.json'} "
+                      f"in {results['wall_time_s']:.0f} s (peak memory {results['peak_rss_mib']:.0f} MiB)"])
+    emit(output, "validate", asdict(config), results, text, device=config.device)
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = subparser(
+        commands, "validate", help="predicted (simulator, closed forms) vs measured on this machine",
+        description="Profile the built-in family here (latency against tokens per pass and context, at "
+                    "each configuration's thread count), record acceptance traces on the prompts, measure "
+                    "AR, SD and PipeSpec (k = 2 and 3) with the backend, and predict the same runs from "
+                    "the profiles and traces alone with the simulator and the closed forms. Writes a table "
+                    "(CSV, markdown), plots, and JSON with the wall time and peak memory.",
+        examples="  pipespec validate\n  pipespec validate --limit 4 --max-new-tokens 48 --repeats 1 "
+                 "--lookahead 1 2 4 8\n")
+    add_arguments(parser, ValidateConfig, "validate")
+    add_arguments(parser, OutputConfig, "output")
+    parser.set_defaults(handler=run)

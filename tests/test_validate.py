@@ -1,0 +1,86 @@
+"""`pipespec validate`: predictions from profiles and traces alone, and the measured end-to-end run."""
+
+import json
+
+import pytest
+
+from pipespec.profiles import write_profiles
+from pipespec.traces import write_traces
+from pipespec.validation.backend import Setup, Workload, builtin_setups, planning_inputs, predict
+
+
+def _inputs(tmp_path, setup, draft_ms=10.0, target_ms=40.0, bits=None):
+    points = lambda ms: [{"num_tokens": n, "context_len": 0, "median_s": ms / 1e3 * (1 + 0.05 * (n - 1))}  # noqa: E731
+                         for n in (1, 2, 4, 8, 16, 33)]
+    keys = setup.profile_keys()
+    write_profiles(tmp_path / "p.json", {keys[0]: {"points": points(draft_ms)},
+                                         keys[-1]: {"points": points(target_ms)}})
+    sequences = bits or [[1, 1, 1, 0] * 25]
+    write_traces(tmp_path / "t.json", {f"{setup.chain[0]}->{setup.chain[-1]}": {"sequences": sequences}})
+    return planning_inputs(setup, tmp_path / "p.json", tmp_path / "t.json", {}, context=0)
+
+
+def test_ar_prediction_is_the_profiled_single_token_forward(tmp_path):
+    setup = Setup("sd", "sd", ("a", "b"), (2,), gamma=3)
+    inputs = _inputs(tmp_path, setup)
+    ar = predict(Setup("ar", "ar", ("b",), (2,)), inputs, Workload(), num_tokens=200, seeds=1)
+    assert ar["sim_ms_per_token"] == pytest.approx(40.0) and ar["closed_ms_per_token"] == pytest.approx(40.0)
+
+
+def test_sd_prediction_follows_the_trace(tmp_path):
+    """Trace 1110 repeated, γ = 3: the replayed trace accepts every window of 3 (the 0 falls on the
+    verifier's own bonus token), so each round adds 4 tokens; the closed form, assuming i.i.d. α = 0.75,
+    expects fewer — this is what trace replay is for."""
+    setup = Setup("sd", "sd", ("a", "b"), (2,), gamma=3)
+    inputs = _inputs(tmp_path, setup, draft_ms=2.0)
+    got = predict(setup, inputs, Workload(), num_tokens=400, seeds=2)
+    assert got["trace_alpha"] == {"a@2t->b@2t": pytest.approx(0.75)}
+    assert got["sim_ms_per_token"] < 40.0 and got["closed_ms_per_token"] < 40.0
+    # one round = 3 drafts (6 ms) + verify 4 tokens (46 ms) and yields 4 tokens: 13 ms/token
+    assert got["sim_ms_per_token"] == pytest.approx(13.0, rel=0.03)
+    assert got["closed_ms_per_token"] > 1.3 * got["sim_ms_per_token"]
+
+
+def test_pipespec_shares_a_core_between_pinned_stages(tmp_path):
+    shared = Setup("k", "pipespec", ("a", "b"), (1, 1), ("0", "0"))
+    apart = Setup("k", "pipespec", ("a", "b"), (1, 1), ("0", "1"))
+    inputs = _inputs(tmp_path, apart, draft_ms=10.0)
+    one_core = predict(shared, inputs, Workload(), 300, 1)["sim_ms_per_token"]
+    two_cores = predict(apart, inputs, Workload(), 300, 1)["sim_ms_per_token"]
+    assert two_cores < one_core
+
+
+def test_builtin_setups():
+    names = [s.name for s in builtin_setups(4, "draft:x", (2, 4))]
+    assert names[0] == "ar" and len(names) == len(set(names))
+    assert {"pipespec-k2-int8", "pipespec-k3", "sd-x", "pipespec-k2-x", "sd-int8-g2",
+            "pipespec-k2-int8-max4"} <= set(names)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--repeats", "0"), "--repeats must be"),
+    (("--configs", "nope"), "--configs: unknown configuration 'nope'"),
+    (("--draft", "draft:missing"), "missing"),
+    (("--device", "tpu"), "--device: unknown device"),
+])
+def test_bad_input_is_one_line(run_cli, tmp_path, args, message):
+    code, _, err = run_cli("validate", "--out", str(tmp_path), "--draft", "none", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_validate_end_to_end(run_cli, tmp_path):
+    code, out, err = run_cli("validate", "--configs", "sd-ngram", "pipespec-k2-int8", "--limit", "1",
+                             "--max-new-tokens", "12", "--repeats", "1", "--seeds", "1", "--draft", "none",
+                             "--out", str(tmp_path), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    rows = doc["results"]["rows"]
+    assert [r["config"] for r in rows] == ["ar", "sd-ngram", "pipespec-k2-int8"]
+    for row in rows:
+        assert row["lossless"] and row["measured_ms_per_token"] > 0 and row["sim_ms_per_token"] > 0
+        assert abs(row["sim_error"]) < 1.0  # same order of magnitude, whatever the machine's load
+    assert doc["results"]["wall_time_s"] > 0 and doc["results"]["peak_rss_mib"] > 0
+    for name in ("validate.csv", "validate.md", "validate.png", "validate.json", "profile.json", "traces.json",
+                 "accepted_histogram.png"):
+        assert (tmp_path / name).stat().st_size > 0, name

@@ -1,0 +1,302 @@
+"""Predicted against measured on the machine at hand (`pipespec validate`).
+
+1. Profile every model of the built-in family at the thread count each configuration runs it with
+   (forward latency against tokens per pass and context: the simulator's profile format), and record
+   acceptance traces for every draft → verifier pair on the prompts (greedy agreement along the
+   verifier's own output).
+2. Measure each configuration with the backend (`backend.runner.run`, medians over repeats).
+3. Predict the same runs from the profile and traces alone — nothing from step 2 — with the simulator
+   (trace replay, stages pinned to the same cores sharing a simulated device) and with the closed forms
+   (α = the trace's match rate, `sim.plan`'s SD-chain and pipeline formulas).
+
+Compared: decode ms/token, (wall time − time to first token) / (tokens − 1) over all prompts, since
+neither prediction models the prefill; speedups are over the measured and predicted AR respectively.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import require
+
+Progress = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One measured configuration: scheme, chain, and where each stage runs."""
+
+    name: str
+    scheme: str  # ar | sd | pipespec
+    chain: tuple[str, ...]
+    threads: tuple[int, ...]  # one per stage (ar/sd: one value for the process)
+    cpus: tuple[str, ...] = ()  # pipespec: cores per stage ("0", "1", "0,1")
+    gamma: int = 4
+    max_drafts: int | None = None
+
+    def stage_threads(self) -> tuple[int, ...]:
+        return self.threads if len(self.threads) == len(self.chain) else self.threads * len(self.chain)
+
+    def profile_keys(self) -> tuple[str, ...]:
+        return tuple(profile_key(m, t) for m, t in zip(self.chain, self.stage_threads(), strict=True))
+
+
+def profile_key(model: str, threads: int) -> str:
+    return model if model.startswith("ngram") else f"{model}@{threads}t"
+
+
+def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence[int] = ()) -> list[Setup]:
+    """The built-in family on a 2-core CPU: in-process runs on both cores, pipelines one core per stage
+    (a model-free n-gram stage shares core 0)."""
+    setups = [
+        Setup("ar", "ar", ("smollm2",), (2,)),
+        Setup("sd-ngram", "sd", ("ngram", "smollm2"), (2,), gamma=gamma),
+        Setup("sd-int8", "sd", ("smollm2-int8", "smollm2"), (2,), gamma=gamma),
+        Setup("pipespec-k2-ngram", "pipespec", ("ngram", "smollm2"), (1, 1), ("0", "1")),
+        Setup("pipespec-k2-int8", "pipespec", ("smollm2-int8", "smollm2"), (1, 1), ("0", "1")),
+        Setup("pipespec-k3", "pipespec", ("ngram", "smollm2-int8", "smollm2"), (1, 1, 1), ("0", "0", "1")),
+    ]
+    if draft:
+        label = draft.removeprefix("draft:")
+        setups += [Setup(f"sd-{label}", "sd", (draft, "smollm2"), (2,), gamma=gamma),
+                   Setup(f"pipespec-k2-{label}", "pipespec", (draft, "smollm2"), (1, 1), ("0", "1")),
+                   Setup(f"pipespec-k3-{label}", "pipespec", (draft, "smollm2-int8", "smollm2"), (1, 1, 1),
+                         ("0", "0", "1"))]
+    for g in lookahead:
+        setups += [Setup(f"sd-int8-g{g}", "sd", ("smollm2-int8", "smollm2"), (2,), gamma=g),
+                   Setup(f"pipespec-k2-int8-max{g}", "pipespec", ("smollm2-int8", "smollm2"), (1, 1), ("0", "1"),
+                         max_drafts=g)]
+    return [s for i, s in enumerate(setups) if s.name not in {t.name for t in setups[:i]}]
+
+
+@dataclass
+class Workload:
+    """The prompts and decoding limits every configuration runs with."""
+
+    prompts: str | None = None
+    limit: int | None = 6
+    max_new_tokens: int = 64
+    repeats: int = 3
+    max_lead: int = 32
+    device: str = "cpu"
+    encoded: list[list[int]] = field(default_factory=list)
+    eos: int | None = None
+
+
+def prepare(workload: Workload) -> Workload:
+    from ..backend.models import load_tokenizer, resolve
+    from ..backend.prompts import encode, load_prompts
+
+    prompts = load_prompts(workload.prompts, workload.limit)
+    tokenizer = load_tokenizer(resolve("smollm2"))
+    return replace(workload, encoded=[encode(p, tokenizer) for p in prompts], eos=tokenizer.eos_token_id)
+
+
+def profile(setups: Sequence[Setup], workload: Workload, path: Path, progress: Progress) -> dict[str, float]:
+    """Write the latency profile of every (model, threads) the setups use; return the n-gram drafter's
+    measured cost per proposal (seconds; it has no forward pass to profile)."""
+    import torch
+
+    from ..backend.models import load_model, resolve
+    from ..backend.profiler import profile_latency
+    from ..io import environment
+    from ..profiles import write_profiles
+
+    needed = dict.fromkeys((m, t) for s in setups for m, t in zip(s.chain, s.stage_threads(), strict=True))
+    window = max([s.gamma for s in setups] + [s.max_drafts or workload.max_lead for s in setups])
+    lengths = [len(ids) for ids in workload.encoded]
+    # the contexts every run passes through, so the simulator interpolates rather than extrapolates
+    contexts = tuple(sorted({min(lengths), max(lengths) + workload.max_new_tokens + window}))
+    sizes = sorted(n for n in {1, 2, 3, 4, 5, 6, 8, 12, 16, 24, window + 1} if n <= window + 1)
+    profiles: dict[str, Any] = {}
+    ngram_s: dict[str, float] = {}
+    before = torch.get_num_threads()
+    try:
+        for model, threads in progress(list(needed), desc="profiling"):
+            torch.set_num_threads(threads)
+            ref = resolve(model)
+            loaded = load_model(ref, workload.device)
+            if ref.kind == "ngram":
+                ngram_s[model] = _time_ngram(loaded, workload.encoded)
+                continue
+            points = profile_latency(loaded, workload.device, sizes, contexts, repeats=7, warmup=2)
+            profiles[profile_key(model, threads)] = {
+                "device": workload.device, "threads": threads, "dtype": "float32", "source": "pipespec validate",
+                "points": points, "environment": environment(workload.device)}
+    finally:
+        torch.set_num_threads(before)
+    write_profiles(path, profiles)
+    return ngram_s
+
+
+def _time_ngram(drafter: Any, prompts: Sequence[Sequence[int]]) -> float:
+    times = []
+    for ids in prompts:
+        drafter.reset(ids)
+        start = time.perf_counter()
+        drafter.propose(8)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def record_traces(setups: Sequence[Setup], workload: Workload, path: Path, progress: Progress) -> None:
+    """Greedy agreement of every adjacent pair along the verifier's own greedy output, on the prompts."""
+    import torch
+
+    from ..backend.models import load_model, resolve
+    from ..backend.profiler import greedy_continuation, match_bits
+    from ..traces import write_traces
+
+    pairs = dict.fromkeys(p for s in setups for p in itertools.pairwise(s.chain))
+    torch.set_num_threads(2)
+    models: dict[str, Any] = {}
+    references: dict[str, list[list[int]]] = {}
+    out: dict[str, Any] = {}
+    for draft, verifier in progress(list(pairs), desc="acceptance traces"):
+        for name in (draft, verifier):
+            if name not in models:
+                models[name] = load_model(resolve(name), workload.device)
+        if verifier not in references:
+            references[verifier] = [greedy_continuation(models[verifier], workload.device, ids,
+                                                        workload.max_new_tokens, workload.eos)
+                                    for ids in workload.encoded]
+        sequences = [match_bits(models[draft], workload.device, ids, ref)
+                     for ids, ref in zip(workload.encoded, references[verifier], strict=True)]
+        out[f"{draft}->{verifier}"] = {"draft": draft, "target": verifier, "sequences": sequences}
+    write_traces(path, out)
+
+
+def measure(setup: Setup, workload: Workload) -> dict[str, Any]:
+    """Run one configuration `repeats` times; medians of decode and overall ms/token, the last run's pairs."""
+    from ..backend.runner import RunConfig, run
+
+    config = RunConfig(scheme=setup.scheme, chain=setup.chain, prompts=workload.prompts, limit=workload.limit,
+                       max_new_tokens=workload.max_new_tokens, gamma=setup.gamma, max_drafts=setup.max_drafts,
+                       max_lead=workload.max_lead, device=workload.device, threads=setup.threads, cpus=setup.cpus,
+                       warmup=1)
+    decode_ms, overall_ms, outputs, summary = [], [], None, None
+    for _ in range(workload.repeats):
+        result = run(config)
+        rows, summary = result["prompts"], result["summary"]
+        tokens = sum(r["new_tokens"] for r in rows)
+        decode_ms.append(sum(r["elapsed_s"] - r["ttft_s"] for r in rows) / (tokens - len(rows)) * 1e3)
+        overall_ms.append(summary["ms_per_token"])
+        outputs = [r["output_ids"] for r in rows]
+    assert summary is not None
+    return {"decode_ms_per_token": statistics.median(decode_ms), "ms_per_token": statistics.median(overall_ms),
+            "repeats_decode_ms_per_token": decode_ms, "num_tokens": summary["num_tokens"], "outputs": outputs,
+            "pairs": summary["pairs"], "stages": summary["stages"]}
+
+
+def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, ngram_s: dict[str, float],
+                    context: int, alphas: Sequence[float] | None = None) -> Any:
+    """The setup's stages as `sim.plan.Inputs`: latency by profile key; acceptance replayed from the
+    traces, or (given `alphas`, one per pair) i.i.d. at those rates."""
+    from ..acceptance import parse_acceptance
+    from ..latency import parse_latency
+    from ..sim.plan import Inputs
+
+    keys = setup.profile_keys()
+    latency_spec = {k: (f"{ngram_s[m] * 1e3:.6g}" if m in ngram_s else f"profile:{profile_path}#{k}")
+                    for k, m in zip(keys, setup.chain, strict=True)}
+    pairs = list(zip(itertools.pairwise(keys), itertools.pairwise(setup.chain), strict=True))
+    if alphas is not None:
+        acceptance_spec = {p: f"{a:.6g}" for (p, _), a in zip(pairs, alphas, strict=True)}
+    else:
+        acceptance_spec = {p: f"trace:{traces_path}#{ma}->{mb}" for p, (ma, mb) in pairs}
+    return Inputs({k: parse_latency(s, k) for k, s in latency_spec.items()}, latency_spec,
+                  {p: parse_acceptance(s, "->".join(p)) for p, s in acceptance_spec.items()}, acceptance_spec,
+                  keys[-1], {}, context)
+
+
+def window(setup: Setup, max_lead: int) -> int | None:
+    """Drafts one verification may score: SD's γ; a pipeline's cap (or how far a stage may run ahead)."""
+    return {"ar": None, "sd": setup.gamma}.get(setup.scheme, setup.max_drafts or max_lead)
+
+
+def closed_form_ms(setup: Setup, inputs: Any, max_lead: int) -> float:
+    """The closed forms' decode ms/token: t(1) for AR, the SD-chain recursion, the pipeline's final stage."""
+    from ..sim.plan import pipespec_seconds, sd_seconds
+
+    keys = setup.profile_keys()
+    if setup.scheme == "ar":
+        return inputs.t(keys[0], 1) * 1e3
+    if setup.scheme == "sd":
+        return sd_seconds(inputs, keys, setup.gamma) * 1e3
+    return pipespec_seconds(inputs, keys, window(setup, max_lead))[0] * 1e3
+
+
+def predict(setup: Setup, inputs: Any, workload: Workload, num_tokens: int, seeds: int) -> dict[str, Any]:
+    """Simulated (median over seeds) and closed-form decode ms/token for one setup."""
+    from ..sim.plan import Candidate, sim_config
+    from ..sim.run import simulate
+
+    keys = setup.profile_keys()
+    groups = tuple(range(len(keys)))
+    if setup.scheme == "pipespec" and setup.cpus:
+        names = list(dict.fromkeys(setup.cpus))
+        groups = tuple(names.index(c) for c in setup.cpus)
+        # a model-free stage does no device work worth queueing for: give it a device of its own
+        groups = tuple(len(names) + i if m.startswith("ngram") else g
+                       for i, (m, g) in enumerate(zip(setup.chain, groups, strict=True)))
+    candidate = Candidate(setup.scheme, keys, window(setup, workload.max_lead), groups, 0, 0.0)
+    runs = [simulate(sim_config(inputs, candidate, num_tokens, seed), with_ar_baseline=False)
+            for seed in range(seeds)]
+    alphas = {f"{a}->{b}": inputs.alpha(a, b) for a, b in itertools.pairwise(keys)}
+    return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs),
+            "closed_ms_per_token": closed_form_ms(setup, inputs, workload.max_lead), "trace_alpha": alphas,
+            "sim_pairs": [p for r in runs[:1] for p in r.pairs]}
+
+
+def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int = 3,
+             progress: Progress = lambda it, **_: it) -> dict[str, Any]:
+    """Profile, measure, predict; returns rows (one per setup) and the files written."""
+    require(setups[0].scheme == "ar", "validate: the first configuration must be the AR baseline")
+    workload = prepare(workload)
+    out.mkdir(parents=True, exist_ok=True)
+    profile_path, traces_path = out / "profile.json", out / "traces.json"
+    ngram_s = profile(setups, workload, profile_path, progress)
+    record_traces(setups, workload, traces_path, progress)
+    context = int(statistics.mean(map(len, workload.encoded)))
+    rows, reference = [], None
+    for setup in progress(list(setups), desc="measuring"):
+        measured = measure(setup, workload)
+        if reference is None:
+            reference = measured["outputs"]
+        inputs = planning_inputs(setup, profile_path, traces_path, ngram_s, context)
+        predicted = predict(setup, inputs, workload, measured["num_tokens"], seeds)
+        print(f"{setup.name}: measured {measured['decode_ms_per_token']:.1f} ms/token, simulated "
+              f"{predicted['sim_ms_per_token']:.1f}, closed form {predicted['closed_ms_per_token']:.1f}",
+              file=sys.stderr, flush=True)
+        rows.append({
+            "config": setup.name, "scheme": setup.scheme, "chain": " -> ".join(setup.chain),
+            "placement": " | ".join(f"{t}t" + (f"@cpu{c}" if c else "") for t, c in
+                                    itertools.zip_longest(setup.stage_threads(), setup.cpus, fillvalue="")),
+            "window": setup.gamma if setup.scheme == "sd" else (setup.max_drafts or "all"),
+            "measured_ms_per_token": measured["decode_ms_per_token"],
+            "measured_overall_ms_per_token": measured["ms_per_token"],
+            "sim_ms_per_token": predicted["sim_ms_per_token"],
+            "closed_ms_per_token": predicted["closed_ms_per_token"],
+            "lossless": measured["outputs"] == reference,
+            "measured_alpha": [p["alpha_estimate"] for p in measured["pairs"]],
+            "measured_mean_accepted_length": [p["mean_accepted_length"] for p in measured["pairs"]],
+            "trace_alpha": list(predicted["trace_alpha"].values()),
+            "measured_histograms": [p["tokens_added_histogram"] for p in measured["pairs"]],
+            "sim_histograms": [{str(k): v for k, v in sorted(p.tokens_added_histogram.items())}
+                               for p in predicted["sim_pairs"]],
+            "repeats_ms_per_token": measured["repeats_decode_ms_per_token"],
+        })
+    ar = rows[0]
+    for row in rows:
+        for kind in ("measured", "sim", "closed"):
+            row[f"{kind}_speedup"] = ar[f"{kind}_ms_per_token"] / row[f"{kind}_ms_per_token"]
+        row["sim_error"] = row["sim_ms_per_token"] / row["measured_ms_per_token"] - 1
+        row["closed_error"] = row["closed_ms_per_token"] / row["measured_ms_per_token"] - 1
+    return {"rows": rows, "profile": str(profile_path), "traces": str(traces_path)}

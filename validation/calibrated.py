@@ -1,0 +1,85 @@
+"""The PipeSpec paper's A100 experiments, predicted from its calibration: the simulator and the closed forms
+beside what the authors reported (`pipespec/data/pipespec-a100-humaneval.json`).
+
+- `ablation`: synchronous vs asynchronous × single draft (8B → 70B) vs multiple drafts (1B → 8B → 70B),
+  with AR: ms/token and speedup, simulated (median over seeds) and closed-form, and the reported speedups.
+- `lookahead`: ms/token against lookahead 1–20 — SD's window γ, PipeSpec's cap on drafts per verification.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..sim import calibration
+from ..sim.config import SimConfig
+from ..sim.plan import Inputs, pipespec_seconds, sd_seconds
+from ..sim.presets import preset
+from ..sim.run import simulate
+
+SINGLE, MULTI = ("M1", "M2"), ("M0", "M1", "M2")
+NAMES = {"M0": "1B", "M1": "8B", "M2": "70B"}
+
+
+def inputs(context: int = 128) -> Inputs:
+    """The calibration as planning inputs (latency models and pairwise acceptance), for the closed forms."""
+    from ..acceptance import parse_acceptance
+    from ..latency import parse_latency
+
+    latency_spec = calibration.latency_specs()
+    acceptance_spec = {tuple(k.split("->")): v for k, v in calibration.acceptance_specs().items()}
+    return Inputs({m: parse_latency(s, m) for m, s in latency_spec.items()}, latency_spec,
+                  {p: parse_acceptance(s, "->".join(p)) for p, s in acceptance_spec.items()},
+                  acceptance_spec, "M2", calibration.DEVICES_NEEDED, context)  # type: ignore[arg-type]
+
+
+def _config(scheme: str, chain: Sequence[str], **values: Any) -> SimConfig:
+    base = preset("sd-a100" if scheme == "sd" else "pipespec-a100")
+    index = [calibration.MODEL_NAMES.index(m) for m in chain]
+    acceptance = {"M0": base.acceptance[0], "M1": base.acceptance[1]}
+    return base.with_values(scheme=scheme, latency=tuple(base.latency[i] for i in index),
+                            names=tuple(base.names[i] for i in index),
+                            acceptance=tuple(acceptance[m] for m in chain[:-1]) or ("1",), **values)
+
+
+def _median_ms(config: SimConfig, seeds: int) -> float:
+    runs = [simulate(config.with_values(seed=s), with_ar_baseline=False) for s in range(seeds)]
+    return statistics.median(r.ms_per_token for r in runs)
+
+
+def ablation(num_tokens: int = 2000, seeds: int = 3, gamma: int = 8) -> list[dict[str, Any]]:
+    """Rows: AR, SD single, SD multi, PipeSpec single, PipeSpec multi."""
+    planning = inputs()
+    reported = calibration.measured()["reported_speedup"]
+    ar_ms = planning.t("M2", 1) * 1e3
+    rows = [{"scheme": "AR", "models": "70B", "sim_ms_per_token": ar_ms, "closed_ms_per_token": ar_ms,
+             "reported_speedup": 1.0}]
+    for scheme, label in (("sd", "synchronous"), ("pipespec", "asynchronous (PipeSpec)")):
+        for chain, reported_key in ((SINGLE, "single_draft"), (MULTI, "multiple_drafts")):
+            key = {"sd": f"sync_ablation_{reported_key}", "pipespec": "async_single_draft"
+                   if chain == SINGLE else "pipespec_M0_M1_M2"}[scheme]
+            sim_ms = _median_ms(_config(scheme, chain, gamma=gamma, num_tokens=num_tokens), seeds)
+            closed = (sd_seconds(planning, chain, gamma) if scheme == "sd"
+                      else pipespec_seconds(planning, chain, calibration.MAX_DRAFTS)[0])
+            rows.append({"scheme": label, "models": " → ".join(NAMES[m] for m in chain), "sim_ms_per_token": sim_ms,
+                         "closed_ms_per_token": closed * 1e3, "reported_speedup": reported.get(key)})
+    for row in rows:
+        row["sim_speedup"] = ar_ms / row["sim_ms_per_token"]
+        row["closed_speedup"] = ar_ms / row["closed_ms_per_token"]
+    return rows
+
+
+def lookahead(lookaheads: Sequence[int] = tuple(range(1, 21)), num_tokens: int = 1000, seeds: int = 2,
+              progress: Callable[[Any], Any] = lambda it: it) -> list[dict[str, Any]]:
+    """Rows (scheme, lookahead, sim and closed-form ms/token) for the 3-model chain."""
+    planning = inputs()
+    rows = []
+    for value in progress(list(lookaheads)):
+        sd_ms = _median_ms(_config("sd", MULTI, gamma=value, num_tokens=num_tokens), seeds)
+        pipe_ms = _median_ms(_config("pipespec", MULTI, max_drafts=value, num_tokens=num_tokens), seeds)
+        rows.append({"scheme": "sd", "lookahead": value, "sim_ms_per_token": sd_ms,
+                     "closed_ms_per_token": sd_seconds(planning, MULTI, value) * 1e3})
+        rows.append({"scheme": "pipespec", "lookahead": value, "sim_ms_per_token": pipe_ms,
+                     "closed_ms_per_token": pipespec_seconds(planning, MULTI, value)[0] * 1e3})
+    return rows
