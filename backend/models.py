@@ -83,9 +83,12 @@ class ModelRef:
         return self.spec
 
 
+EXIT_PREFIX = "smollm2-exit:"  # the target truncated after E layers, its own norm and head on top (untrained)
+
+
 def resolve(spec: str) -> ModelRef:
-    """From a --chain entry: smollm2 | smollm2-int8 | draft:NAME | ngram[:N] | tiny:SEED[:LAYERS[:HIDDEN]] |
-    a local folder."""
+    """From a --chain entry: smollm2 | smollm2-int8 | smollm2-exit:E | draft:NAME | ngram[:N] |
+    tiny:SEED[:LAYERS[:HIDDEN]] | a local folder."""
     text = spec.strip()
     if text in (TARGET_NAME, INT8_DRAFT):
         return ModelRef(text, "hf", None)
@@ -93,6 +96,10 @@ def resolve(spec: str) -> ModelRef:
         n = text.partition(":")[2] or "3"
         require(n.isdigit() and int(n) >= 1, f"--chain: ngram takes ngram[:N] with N >= 1, got {spec!r}")
         return ModelRef(text, "ngram", None, (int(n),))
+    if text.startswith(EXIT_PREFIX):
+        e = text[len(EXIT_PREFIX):]
+        require(e.isdigit() and int(e) >= 1, f"--chain: {EXIT_PREFIX}E takes a layer count E >= 1, got {spec!r}")
+        return ModelRef(text, "exit", None, (int(e),))
     if text.startswith("tiny:"):
         parts = text.split(":")[1:]
         require(all(p.isdigit() for p in parts) and 1 <= len(parts) <= 4,
@@ -186,6 +193,12 @@ def load_model(ref: ModelRef, device: str, dtype: str = "float32") -> Any:
         if not config.tie_word_embeddings:
             with torch.no_grad():
                 model.lm_head.weight.normal_(0.0, 0.5)
+    elif ref.kind == "exit":
+        model = AutoModelForCausalLM.from_pretrained(target_path(), dtype=torch.float32)
+        layers = ref.params[0]
+        require(layers < model.config.num_hidden_layers,
+                f"--chain {ref.spec}: E must be < the target's {model.config.num_hidden_layers} layers")
+        _truncate(model, layers)
     elif ref.path is not None and (ref.path / "exit.safetensors").is_file():
         model = load_exit_draft(ref.path)
     elif ref.spec == INT8_DRAFT:
@@ -216,16 +229,21 @@ def load_exit_draft(path: Path) -> Any:
     config = json.loads((path / "config.json").read_text())
     exit_layer = int(config["exit_layer"])
     model = AutoModelForCausalLM.from_pretrained(target_path(), dtype=torch.float32)
-    model.model.layers = model.model.layers[:exit_layer]
-    model.config.num_hidden_layers = exit_layer
-    if hasattr(model.config, "layer_types") and model.config.layer_types:
-        model.config.layer_types = model.config.layer_types[:exit_layer]
+    _truncate(model, exit_layer)
     trained = load_file(str(path / "exit.safetensors"))
     layer = {k[len("layer."):]: v.float() for k, v in trained.items() if k.startswith("layer.")}
     norm = {k[len("norm."):]: v.float() for k, v in trained.items() if k.startswith("norm.")}
     model.model.layers[exit_layer - 1].load_state_dict(layer)
     model.model.norm.load_state_dict(norm)
     return model
+
+
+def _truncate(model: Any, layers: int) -> None:
+    """Keep a causal LM's first `layers` decoder layers (its norm and head stay on top)."""
+    model.model.layers = model.model.layers[:layers]
+    model.config.num_hidden_layers = layers
+    if hasattr(model.config, "layer_types") and model.config.layer_types:
+        model.config.layer_types = model.config.layer_types[:layers]
 
 
 def _hf_config(ref: ModelRef) -> dict[str, Any]:
@@ -239,6 +257,19 @@ def vocab_size(ref: ModelRef) -> int:
     if ref.kind == "tiny":
         return int(ref.params[3])
     return 0 if ref.kind == "ngram" else int(_hf_config(ref)["vocab_size"])
+
+
+def hidden_size(ref: ModelRef) -> int:
+    """The width of a model's hidden states."""
+    if ref.kind == "tiny":
+        return int(ref.params[2])
+    return int(_hf_config(ref)["hidden_size"])
+
+
+def num_layers(ref: ModelRef) -> int:
+    if ref.kind == "tiny":
+        return int(ref.params[1])
+    return int(_hf_config(ref)["num_hidden_layers"])
 
 
 def context_limit(ref: ModelRef) -> int:

@@ -14,6 +14,7 @@ the output, so greedy decoding stays lossless whatever the timing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import signal
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunFailed
 from ..metrics import PairStats, StageStats
 from .engines import DecodeOptions, Output, PromptResult
 from .models import ModelRef, vocab_size
@@ -44,22 +45,21 @@ class Placement:
     cpus: tuple[int, ...] = ()
 
 
-class StageFailed(RuntimeError):
+class StageFailed(RunFailed):
     """A stage raised or died; the message names it."""
 
 
-def _stage_main(index: int, refs: Sequence[ModelRef], placement: Placement, options: DecodeOptions,
+def _stage_main(index: int, factory: Callable[..., Any], placement: Placement, options: DecodeOptions,
                 sampling: tuple[float, int], buffers: Sequence[TokenBuffer], rings: Sequence[ProbRing | None],
                 prompt: TokenBuffer, control: torch.Tensor, wake: Sequence[Any], results: Any) -> None:
-    """Entry point of a stage process."""
+    """Entry point of a stage process: `factory(index, placement, ...)` builds the worker that serves."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and stops us
     parent = os.getppid()
     try:
         torch.set_num_threads(placement.threads)
         if placement.cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, placement.cpus)
-        worker = _StageWorker(index, refs, placement, options, sampling, buffers, rings, prompt, control, wake,
-                              results, parent)
+        worker = factory(index, placement, options, sampling, buffers, rings, prompt, control, wake, results, parent)
         results.put(("ready", index))
         worker.serve()
     except BaseException as exc:
@@ -68,21 +68,13 @@ def _stage_main(index: int, refs: Sequence[ModelRef], placement: Placement, opti
             results.put(("error", index, summary))
 
 
-class _StageWorker:
-    def __init__(self, index: int, refs: Sequence[ModelRef], placement: Placement, options: DecodeOptions,
-                 sampling: tuple[float, int], buffers: Sequence[TokenBuffer], rings: Sequence[ProbRing | None],
-                 prompt: TokenBuffer, control: torch.Tensor, wake: Sequence[Any], results: Any, parent: int) -> None:
-        from .stages import build_stage
+class StageWorker:
+    """The loop every stage process runs: wait for a prompt (an epoch), decode it, report, repeat."""
 
-        self.index, self.options = index, options
-        self.final = index == len(refs) - 1
-        self.buffers, self.prompt, self.control, self.wake, self.results = buffers, prompt, control, wake, results
-        self.parent = parent
-        temperature, seed = sampling
-        self.sampling, self.rings = temperature > 0, rings
-        self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature,
-                                 seed + index)
-        self.pair_name = f"M{index - 1}:{refs[index - 1].spec}->M{index}:{refs[index].spec}" if index else None
+    control: torch.Tensor
+    wake: Sequence[Any]
+    index: int
+    parent: int
 
     def stopped(self) -> bool:
         """Asked to stop, or orphaned (the coordinator died without asking)."""
@@ -97,6 +89,32 @@ class _StageWorker:
                 continue
             seen = int(control[EPOCH])
             self.decode(seen)
+
+    def notify(self) -> None:
+        """Ring the neighbours: something they read changed."""
+        for j in (self.index - 1, self.index + 1):
+            if 0 <= j < len(self.wake):
+                self.wake[j].ring()
+
+    def decode(self, epoch: int) -> None:
+        raise NotImplementedError
+
+
+class _StageWorker(StageWorker):
+    def __init__(self, refs: Sequence[ModelRef], index: int, placement: Placement, options: DecodeOptions,
+                 sampling: tuple[float, int], buffers: Sequence[TokenBuffer], rings: Sequence[ProbRing | None],
+                 prompt: TokenBuffer, control: torch.Tensor, wake: Sequence[Any], results: Any, parent: int) -> None:
+        from .stages import build_stage
+
+        self.index, self.options = index, options
+        self.final = index == len(refs) - 1
+        self.buffers, self.prompt, self.control, self.wake, self.results = buffers, prompt, control, wake, results
+        self.parent = parent
+        temperature, seed = sampling
+        self.sampling, self.rings = temperature > 0, rings
+        self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature,
+                                 seed + index)
+        self.pair_name = f"M{index - 1}:{refs[index - 1].spec}->M{index}:{refs[index].spec}" if index else None
 
     def _drafts(self, up: TokenBuffer, ring: ProbRing | None,
                 own_tokens: list[int]) -> tuple[list[int], list[torch.Tensor | None]]:
@@ -123,11 +141,6 @@ class _StageWorker:
                 if probs[position] is not None:
                     ring.write(position, probs[position])
         return write
-
-    def _notify(self) -> None:
-        for j in (self.index - 1, self.index + 1):
-            if 0 <= j < len(self.wake):
-                self.wake[j].ring()
 
     def decode(self, epoch: int) -> None:
         from .stages import ModelStage
@@ -175,7 +188,7 @@ class _StageWorker:
             changed_from = min(changed_from, mine)
             own.publish(stage.tokens, self._row_writer(changed_from) if own_ring is not None else None)
             changed_from = len(stage.tokens)
-            self._notify()
+            self.notify()
             if output is not None and output.done(stage.tokens):
                 control[DONE] = epoch
                 for bell in self.wake:
@@ -195,25 +208,31 @@ class PipelineEngine:
                  seed: int = 0) -> None:
         if len(refs) < 2:
             raise ConfigError("--chain: pipespec needs at least 2 models")
+        slots = options.max_lead + (options.max_drafts or options.max_lead) + 8
+        rings = [ProbRing(slots, vocab_size(ref)) if temperature > 0 and ref.kind != "ngram" else None for ref in refs]
+        self._start(functools.partial(_StageWorker, list(refs)), [ref.spec for ref in refs], placements, options,
+                    rings, capacity, start_timeout_s, (temperature, seed))
+
+    def _start(self, factory: Callable[..., StageWorker], names: Sequence[str], placements: Sequence[Placement],
+               options: DecodeOptions, rings: Sequence[ProbRing | None], capacity: int, start_timeout_s: float,
+               sampling: tuple[float, int]) -> None:
+        """Shared memory and one (not yet started) process per stage, each serving `factory(index, ...)`."""
         if options.max_lead < 1:
             raise ConfigError("max_lead must be >= 1")
-        self.refs, self.placements, self.options = list(refs), list(placements), options
+        self.names, self.placements, self.options = list(names), list(placements), options
         self.start_timeout_s = start_timeout_s
         context = mp.get_context("spawn")
-        self.buffers = [TokenBuffer(capacity) for _ in refs]
-        slots = options.max_lead + (options.max_drafts or options.max_lead) + 8
-        self.rings = [ProbRing(slots, vocab_size(ref)) if temperature > 0 and ref.kind != "ngram" else None
-                      for ref in refs]
+        self.buffers = [TokenBuffer(capacity) for _ in names]
+        self.rings = list(rings)
         self.prompt = TokenBuffer(capacity)
         self.control = torch.zeros(3, dtype=torch.int64).share_memory_()
-        self.wake = [Doorbell(context) for _ in refs]
+        self.wake = [Doorbell(context) for _ in names]
         self.capacity = capacity
         self.results = context.Queue()
         self.processes = [context.Process(target=_stage_main, name=f"pipespec-stage-{i}", daemon=True,
-                                          args=(i, self.refs, placements[i], options, (temperature, seed),
-                                                self.buffers, self.rings, self.prompt, self.control, self.wake,
-                                                self.results))
-                          for i in range(len(refs))]
+                                          args=(i, factory, placements[i], options, sampling, self.buffers,
+                                                self.rings, self.prompt, self.control, self.wake, self.results))
+                          for i in range(len(names))]
         self.epoch = 0
 
     def __enter__(self) -> PipelineEngine:
@@ -242,12 +261,12 @@ class PipelineEngine:
                 for i, process in enumerate(self.processes):
                     if not process.is_alive():
                         raise StageFailed(
-                            f"stage {i} ({self.refs[i].spec}) died (exit code {process.exitcode})") from None
+                            f"stage {i} ({self.names[i]}) died (exit code {process.exitcode})") from None
                 if time.monotonic() > deadline:
                     raise StageFailed("timed out waiting for the pipeline's stages") from None
                 continue
             if message[0] == "error":
-                raise StageFailed(f"stage {message[1]} ({self.refs[message[1]].spec}) failed: {message[2]}")
+                raise StageFailed(f"stage {message[1]} ({self.names[message[1]]}) failed: {message[2]}")
             return message
 
     def decode(self, prompt: Sequence[int], timeout_s: float = 3600.0) -> PromptResult:
@@ -256,8 +275,8 @@ class PipelineEngine:
             raise ConfigError(f"prompt of {len(prompt)} tokens + {self.options.max_new_tokens} new tokens does not "
                               f"fit the pipeline's buffers ({self.capacity} tokens)")
         self.prompt.publish(list(prompt))
-        for buffer in self.buffers:  # no stage may read another's tokens from the previous prompt
-            buffer.publish(list(prompt))  # safe: every stage is idle between prompts
+        for buffer, tokens in zip(self.buffers, self._initial(prompt), strict=True):
+            buffer.publish(tokens)  # no stage may read another's tokens from the previous prompt (all are idle)
         self.epoch += 1
         control = self.control.numpy()
         started = time.perf_counter()
@@ -270,14 +289,27 @@ class PipelineEngine:
             message = self._next_message(deadline)
             if message[0] == "done" and message[2] == self.epoch:
                 reports[message[1]] = message[3]
+        return self._result(reports, started)
+
+    def _result(self, reports: dict[int, dict], started: float) -> PromptResult:
+        """The prompt's result from every stage's report: the final stage's output; stage i's pair, with
+        the resynchronisations its drafter (stage i - 1) counted."""
         final = reports[len(self.processes) - 1]
         pairs = [reports[i]["pair"] for i in range(1, len(self.processes))]
         for i, pair in enumerate(pairs):
             pair.resyncs = reports[i]["resyncs"]
+        return self._prompt_result(final, started, reports, pairs)
+
+    def _prompt_result(self, final: dict, started: float, reports: dict[int, dict],
+                       pairs: list[PairStats]) -> PromptResult:
         first = final["first_token_at"]
         return PromptResult(final["output"], final["finished_at"] - started,
                             (first - started) if first is not None else 0.0,
                             [reports[i]["stats"] for i in range(len(self.processes))], pairs)
+
+    def _initial(self, prompt: Sequence[int]) -> list[list[int]]:
+        """What each stage's buffer holds when a prompt starts: the prompt."""
+        return [list(prompt) for _ in self.buffers]
 
     def close(self) -> None:
         """Stop every stage: ask, then terminate, then kill; never leave a process behind."""

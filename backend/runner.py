@@ -15,12 +15,12 @@ from .engines import DecodeOptions, PromptResult, decode_ar, decode_sd
 from .models import ModelRef, check_shared_tokenizer, context_limit, load_tokenizer, resolve
 from .prompts import Prompt, encode, load_prompts
 
-SCHEMES = ("ar", "sd", "pipespec")
+SCHEMES = ("ar", "sd", "pipespec", "ppsd", "specpipe")
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    scheme: str = option("sd", "ar | sd | pipespec", choices=SCHEMES)
+    scheme: str = option("sd", "ar | sd | pipespec | ppsd | specpipe", choices=SCHEMES)
     chain: tuple[str, ...] = option(("ngram", "smollm2"), "models, draft first, target last: smollm2 (built-in), "
                                     "draft:NAME (built by `pipespec models build`), ngram[:N] (prompt lookup), "
                                     "tiny:SEED[:LAYERS[:HIDDEN]] (random, for tests) or a local HF folder")
@@ -42,11 +42,35 @@ class RunConfig:
     warmup: int = option(1, "prompts decoded first and left out of the measurements")
     dtype: str = option("float32", "weights' dtype", choices=("float32", "bfloat16", "float16"))
     chat_template: bool = option(True, "wrap text prompts in the target's chat template")
+    exit_layer: int = option(8, "ppsd: the early stage runs the target's first E layers and drafts from an exit "
+                             "after them; the late stage runs the rest")
+    exit_draft: str | None = option(None, "ppsd: a trained exit (draft:smollm2-exit8, trained after layer L: "
+                                    "then E = L - 1); default: the target's own norm and head after layer E")
+
+    pp_stages: int = option(2, "specpipe: pipeline stages P the target's layers are split over (the draft runs "
+                            "in a process of its own: P + 1 processes)")
+    tree_width: int = option(2, "specpipe: tree nodes per level (the most probable draft paths)")
+    tree_depth: int | None = option(None, "specpipe: tree levels in flight (default: P); 1 is plain pipeline "
+                                    "parallelism")
+    tree_threshold: float = option(0.0, "specpipe: minimum draft path probability for a node (the best path "
+                                   "is always kept)")
 
     def __post_init__(self) -> None:
         require(self.scheme in SCHEMES, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
-        require(len(self.chain) >= (1 if self.scheme == "ar" else 2),
-                f"--chain: scheme {self.scheme} needs {'a target' if self.scheme == 'ar' else 'at least 2 models'}")
+        one = self.scheme in ("ar", "ppsd")
+        require(len(self.chain) >= (1 if one else 2),
+                f"--chain: scheme {self.scheme} needs {'a target' if one else 'at least 2 models'}")
+        if self.scheme == "specpipe":
+            require(len(self.chain) == 2, f"--chain: specpipe takes a draft and a target, got {len(self.chain)}")
+            require(self.temperature == 0, "--temperature: specpipe decodes greedily (0) only")
+            check_int("--pp-stages", self.pp_stages, 1)
+            check_int("--tree-width", self.tree_width, 1)
+            if self.tree_depth is not None:
+                check_int("--tree-depth", self.tree_depth, 1)
+            require(0 <= self.tree_threshold <= 1, f"--tree-threshold must be in [0, 1], got {self.tree_threshold}")
+        if self.scheme == "ppsd":
+            require(self.temperature == 0, "--temperature: ppsd decodes greedily (0) only")
+            require(self.chain[-1].split(":")[0] not in ("ngram",), "--chain: ppsd needs a model target")
         check_int("--max-new-tokens", self.max_new_tokens, 1)
         check_int("--gamma", self.gamma, 1)
         check_int("--max-lead", self.max_lead, 1)
@@ -58,18 +82,25 @@ class RunConfig:
         require(self.temperature >= 0, f"--temperature must be >= 0, got {self.temperature}")
         for device in (self.device, *self.devices):
             check_device(device)
-        require(not self.devices or len(self.devices) == len(self.chain),
-                f"--devices: give one per model ({len(self.chain)}), got {len(self.devices)}")
-        require(len(self.threads) in (0, 1) or len(self.threads) == len(self.chain),
-                f"--threads: give one value or one per model ({len(self.chain)})")
+        stages = self.stage_count
+        require(not self.devices or len(self.devices) == stages,
+                f"--devices: give one per stage ({stages}), got {len(self.devices)}")
+        require(len(self.threads) in (0, 1) or len(self.threads) == stages,
+                f"--threads: give one value or one per stage ({stages})")
         for t in self.threads:
             check_int("--threads", t, 1)
-        require(not self.cpus or len(self.cpus) == len(self.chain), "--cpus: give one core set per model")
+        require(not self.cpus or len(self.cpus) == stages, f"--cpus: give one core set per stage ({stages})")
         for spec in self.cpus:
             require(all(part.isdigit() for part in spec.split(",")),
                     f"--cpus: expected core numbers like 0,1, got {spec!r}")
         require(self.chain[-1].split(":")[0] != "ngram", "--chain: the target (last) must be a model")
         require(all(not s.startswith("ngram") for s in self.chain[1:]), "--chain: ngram can only be the first stage")
+
+
+    @property
+    def stage_count(self) -> int:
+        """Processes (pipelines) or models (in-process schemes) one placement option value is given for."""
+        return {"ppsd": 2, "specpipe": self.pp_stages + 1}.get(self.scheme, len(self.chain))
 
 
 def check_device(device: str) -> None:
@@ -108,7 +139,7 @@ def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = 
     import torch
 
     refs = [resolve(spec) for spec in config.chain]
-    if config.scheme == "ar":
+    if config.scheme in ("ar", "ppsd"):
         refs = refs[-1:]
     check_shared_tokenizer(refs)
     prompts: list[Prompt] = load_prompts(config.prompts, config.limit)
@@ -141,7 +172,8 @@ def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = 
     summary = _aggregate(config.scheme, measured).summary()
     ttfts = sorted(r["ttft_s"] for r in rows)
     summary["median_ttft_s"] = ttfts[len(ttfts) // 2]
-    summary["threads"] = _threads(config, len(refs)) if config.scheme == "pipespec" else \
+    summary["threads"] = _threads(config, config.stage_count) \
+        if config.scheme in ("pipespec", "ppsd", "specpipe") else \
         [config.threads[0] if config.threads else torch.get_num_threads()]
     return {"summary": summary, "prompts": rows}
 
@@ -150,15 +182,25 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions) ->
     """(decode(prompt_ids) -> PromptResult, close()) for the configured scheme."""
     import torch
 
-    if config.scheme == "pipespec":
+    if config.scheme in ("pipespec", "ppsd", "specpipe"):
         from .pipeline import PipelineEngine, Placement
+        from .ppsd import PPSDEngine
+        from .specpipe import SpecPipeEngine
 
-        devices = list(config.devices) or [config.device] * len(refs)
-        threads = _threads(config, len(refs))
-        cpus = [tuple(int(c) for c in spec.split(",")) for spec in config.cpus] or [()] * len(refs)
+        stages = config.stage_count
+        devices = list(config.devices) or [config.device] * stages
+        threads = _threads(config, stages)
+        cpus = [tuple(int(c) for c in spec.split(",")) for spec in config.cpus] or [()] * stages
         placements = [Placement(d, t, c) for d, t, c in zip(devices, threads, cpus, strict=True)]
-        engine = PipelineEngine(refs, placements, options, temperature=config.temperature,
-                                seed=config.seed).__enter__()
+        if config.scheme == "ppsd":
+            exit_draft = resolve(config.exit_draft) if config.exit_draft else None
+            engine: PipelineEngine = PPSDEngine(refs[-1], config.exit_layer, placements, options, exit_draft)
+        elif config.scheme == "specpipe":
+            engine = SpecPipeEngine(refs[-1], refs[0], placements, options, config.tree_width, config.tree_depth,
+                                    config.tree_threshold)
+        else:
+            engine = PipelineEngine(refs, placements, options, temperature=config.temperature, seed=config.seed)
+        engine.__enter__()
         return engine.decode, engine.close
     from .stages import build_stage
 

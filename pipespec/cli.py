@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import ConfigError
+from .errors import ConfigError, RunFailed
 
 EPILOG = """\
 conventions: α = per-token acceptance rate; γ = drafts per verification; c = t_draft / t_target
@@ -62,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pipespec {args.command}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
               file=sys.stderr)
         return 2
+    except RunFailed as exc:
+        print(f"pipespec {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"pipespec {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,8 +1,12 @@
-"""The one exception type the CLI turns into a one-line error and exit code 2."""
+"""The exception types the CLI turns into one-line errors: bad input (exit 2), a failed run (exit 1)."""
 
 
 class ConfigError(ValueError):
     """Bad user input: the message names the parameter and what is allowed."""
+
+
+class RunFailed(RuntimeError):
+    """A run that could not finish (e.g. a pipeline stage raised or died): the message says which part."""
 
 
 def require(condition: bool, message: str) -> None:

@@ -34,7 +34,7 @@ class Setup:
     """One measured configuration: scheme, chain, and where each stage runs."""
 
     name: str
-    scheme: str  # ar | sd | pipespec
+    scheme: str  # ar | sd | pipespec | ppsd (chain: the exit "smollm2-exit:E", then the target)
     chain: tuple[str, ...]
     threads: tuple[int, ...]  # one per stage (ar/sd: one value for the process)
     cpus: tuple[str, ...] = ()  # pipespec: cores per stage ("0", "1", "0,1")
@@ -44,6 +44,11 @@ class Setup:
     def stage_threads(self) -> tuple[int, ...]:
         return self.threads if len(self.threads) == len(self.chain) else self.threads * len(self.chain)
 
+    @property
+    def exit_layer(self) -> int:
+        """ppsd: E, the layers of the early stage."""
+        return int(self.chain[0].rpartition(":")[2])
+
     def profile_keys(self) -> tuple[str, ...]:
         return tuple(profile_key(m, t) for m, t in zip(self.chain, self.stage_threads(), strict=True))
 
@@ -52,9 +57,11 @@ def profile_key(model: str, threads: int) -> str:
     return model if model.startswith("ngram") else f"{model}@{threads}t"
 
 
-def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence[int] = ()) -> list[Setup]:
+def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence[int] = (),
+                   ppsd_exits: Sequence[int] = ()) -> list[Setup]:
     """The built-in family on a 2-core CPU: in-process runs on both cores, pipelines one core per stage
-    (a model-free n-gram stage shares core 0)."""
+    (a model-free n-gram stage shares core 0); PPSD (early and late stage on a core each) beside SD with
+    the same early exit as its draft (the non-pipelined early-exit baseline)."""
     setups = [
         Setup("ar", "ar", ("smollm2",), (2,)),
         Setup("sd-ngram", "sd", ("ngram", "smollm2"), (2,), gamma=gamma),
@@ -69,6 +76,9 @@ def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence
                    Setup(f"pipespec-k2-{label}", "pipespec", (draft, "smollm2"), (1, 1), ("0", "1")),
                    Setup(f"pipespec-k3-{label}", "pipespec", (draft, "smollm2-int8", "smollm2"), (1, 1, 1),
                          ("0", "0", "1"))]
+    for e in ppsd_exits:
+        setups += [Setup(f"sd-exit{e}", "sd", (f"smollm2-exit:{e}", "smollm2"), (2,), gamma=gamma),
+                   Setup(f"ppsd-e{e}", "ppsd", (f"smollm2-exit:{e}", "smollm2"), (1, 1), ("0", "1"))]
     for g in lookahead:
         setups += [Setup(f"sd-int8-g{g}", "sd", ("smollm2-int8", "smollm2"), (2,), gamma=g),
                    Setup(f"pipespec-k2-int8-max{g}", "pipespec", ("smollm2-int8", "smollm2"), (1, 1), ("0", "1"),
@@ -177,7 +187,9 @@ def measure(setup: Setup, workload: Workload) -> dict[str, Any]:
     """Run one configuration `repeats` times; medians of decode and overall ms/token, the last run's pairs."""
     from ..backend.runner import RunConfig, run
 
-    config = RunConfig(scheme=setup.scheme, chain=setup.chain, prompts=workload.prompts, limit=workload.limit,
+    ppsd = setup.scheme == "ppsd"
+    config = RunConfig(scheme=setup.scheme, chain=setup.chain[-1:] if ppsd else setup.chain,
+                       exit_layer=setup.exit_layer if ppsd else 8, prompts=workload.prompts, limit=workload.limit,
                        max_new_tokens=workload.max_new_tokens, gamma=setup.gamma, max_drafts=setup.max_drafts,
                        max_lead=workload.max_lead, device=workload.device, threads=setup.threads, cpus=setup.cpus,
                        warmup=1)
@@ -239,6 +251,8 @@ def predict(setup: Setup, inputs: Any, workload: Workload, num_tokens: int, seed
     from ..sim.run import simulate
 
     keys = setup.profile_keys()
+    if setup.scheme == "ppsd":
+        return _predict_ppsd(setup, inputs, num_tokens, seeds)
     groups = tuple(range(len(keys)))
     if setup.scheme == "pipespec" and setup.cpus:
         names = list(dict.fromkeys(setup.cpus))
@@ -253,6 +267,27 @@ def predict(setup: Setup, inputs: Any, workload: Workload, num_tokens: int, seed
     return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs),
             "closed_ms_per_token": closed_form_ms(setup, inputs, workload.max_lead), "trace_alpha": alphas,
             "sim_pairs": [p for r in runs[:1] for p in r.pairs]}
+
+
+def _predict_ppsd(setup: Setup, inputs: Any, num_tokens: int, seeds: int) -> dict[str, Any]:
+    """PPSD over the target's profiled latency: the simulator's layer pipeline (2 stages, exit after E)
+    replaying the exit's trace, and the derived closed form t_AR / (1 − α(1 − E/N))."""
+    from ..backend.models import num_layers, resolve
+    from ..sim.config import SimConfig
+    from ..sim.run import simulate
+    from ..theory import ppsd
+
+    exit_key, target_key = setup.profile_keys()
+    layers = num_layers(resolve(setup.chain[-1]))
+    config = SimConfig(scheme="ppsd", latency=(inputs.latency_spec[target_key],),
+                       acceptance=(inputs.acceptance_spec[(exit_key, target_key)],), names=(setup.chain[-1],),
+                       num_layers=layers, exit_layer=setup.exit_layer, pp_stages=2, num_tokens=num_tokens,
+                       prompt_len=inputs.context)
+    runs = [simulate(config.with_values(seed=seed), with_ar_baseline=False) for seed in range(seeds)]
+    alpha = inputs.alpha(exit_key, target_key)
+    closed_ms = inputs.t(target_key, 1) * 1e3 / float(ppsd.pipelined_speedup(alpha, setup.exit_layer, layers))
+    return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs), "closed_ms_per_token": closed_ms,
+            "trace_alpha": {f"{exit_key}->{target_key}": alpha}, "sim_pairs": [p for r in runs[:1] for p in r.pairs]}
 
 
 def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int = 3,

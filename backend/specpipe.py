@@ -1,0 +1,241 @@
+"""SpecPipe on real models: the target's layers split over P pipeline stages (one OS process each), kept
+full by a speculative token tree that a draft model grows one level per pipeline step.
+
+- controller (process 0): holds the draft and the tree. It sends the prompt through the pipeline,
+  then, while fewer than `depth` levels are in flight, expands the deepest level: the draft's top
+  children of each frontier node, the `width` most probable paths whose probability is at least
+  `threshold` (always at least the best one), sent down the pipeline as one level.
+- stage j (processes 1..P): target layers [a_j, b_j), a tree-attention cache (a node attends to its
+  ancestors only, at its depth's position), forwarding hidden rows to stage j + 1; the last stage
+  returns the target's argmax for each node to the controller.
+- when the root's prediction returns, the target's next token x is decided. If x is among the root's
+  children, that child becomes the root and every other subtree is pruned — in the draft's and every
+  stage's cache, and packets of pruned nodes still in the queues are skipped; otherwise the whole
+  tree is flushed and x, as a new root, enters the pipeline at stage 1. The controller alone decides
+  the output, so greedy decoding is lossless.
+
+Plain pipeline parallelism over the same stages is `width = depth = 1` with a draft whose tree never
+hits: one token per P steps (`--tree-depth 1`). Messages are small pickled NumPy arrays on
+multiprocessing queues (one inbox per process).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import queue
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import require
+from ..metrics import PairStats, StageStats
+from .decoding import synchronize
+from .engines import DecodeOptions, Output, PromptResult
+from .layers import TreeSlice
+from .models import ModelRef, load_model, num_layers
+from .pipeline import DONE, PipelineEngine, Placement, StageWorker
+
+
+def stage_layers(layers: int, stages: int) -> list[range]:
+    """Contiguous, as even as possible; one-line errors for impossible splits."""
+    require(stages >= 1, f"--pp-stages must be >= 1, got {stages}")
+    require(stages <= layers, f"--pp-stages ({stages}) must be <= the target's {layers} layers (no empty stage)")
+    base, extra = divmod(layers, stages)
+    bounds = np.cumsum([0] + [base + (1 if i < extra else 0) for i in range(stages)])
+    return [range(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+
+class _SpecPipeWorker(StageWorker):
+    def __init__(self, target: ModelRef, draft: ModelRef, stages: int, tree: tuple[int, int, float],
+                 inboxes: Sequence[Any], index: int, placement: Placement, options: DecodeOptions,
+                 sampling: tuple[float, int], buffers: Sequence[Any], rings: Sequence[Any], prompt: Any,
+                 control: torch.Tensor, wake: Sequence[Any], results: Any, parent: int) -> None:
+        self.index, self.options, self.device = index, options, placement.device
+        self.prompt, self.control, self.wake, self.results, self.parent = prompt, control, wake, results, parent
+        self.inboxes, self.last = inboxes, index == stages
+        self.width, self.depth, self.threshold = tree
+        if index == 0:
+            model = load_model(draft, placement.device)
+            self.slice = TreeSlice(model, range(model.config.num_hidden_layers), placement.device, embed=True,
+                                   head=True)
+            self.stats = StageStats(f"draft:{draft.spec}")
+        else:
+            model = load_model(target, placement.device)
+            layers = stage_layers(model.config.num_hidden_layers, stages)[index - 1]
+            self.slice = TreeSlice(model, layers, placement.device, embed=index == 1, head=self.last)
+            self.stats = StageStats(f"{target.spec}[{layers.start}-{layers.stop - 1}]")
+
+    def _timed(self, fn: Any, *args: Any) -> Any:
+        synchronize(self.device)
+        start = time.perf_counter()
+        out = fn(*args)
+        synchronize(self.device)
+        self.stats.busy_s += time.perf_counter() - start
+        self.stats.steps += 1
+        return out
+
+    def _receive(self, epoch: int) -> tuple | None:
+        try:
+            message = self.inboxes[self.index].get(timeout=0.05)
+        except queue.Empty:
+            return None
+        return message if message[1] == epoch else None  # leftovers of an earlier prompt are dropped
+
+    def decode(self, epoch: int) -> None:
+        _, prompt, _ = self.prompt.read()
+        self.slice.reset()
+        self.stats = StageStats(self.stats.name)
+        report = self._control(epoch, prompt) if self.index == 0 else self._stage(epoch)
+        self.results.put(("done", self.index, epoch, {"stats": self.stats, "resyncs": 0, **report}))
+
+    def _stage(self, epoch: int) -> dict[str, Any]:
+        control, dead = self.control.numpy(), set()
+        while control[DONE] < epoch and not self.stopped():
+            message = self._receive(epoch)
+            if message is None:
+                continue
+            if message[0] == "drop":
+                dead |= message[2]
+                self.slice.drop(message[2])
+                continue
+            _, _, ids, parents, positions, payload = message
+            live = [i for i, node in enumerate(ids) if node not in dead]
+            ids, parents, positions = [ids[i] for i in live], [parents[i] for i in live], [positions[i] for i in live]
+            out: np.ndarray = np.zeros((0,), dtype=np.int64)
+            if ids:
+                x = torch.from_numpy(payload[live])
+                hidden = self._timed(self.slice.forward_nodes, x, ids, parents, positions)
+                self.stats.tokens_forwarded += len(ids)
+                out = (self.slice.logits(hidden).argmax(-1) if self.last else hidden.float()).numpy()
+            if self.last:
+                self.inboxes[0].put(("result", epoch, ids, out))
+            else:
+                self.inboxes[self.index + 1].put(("level", epoch, ids, parents, positions, out))
+        return {"pair": None}
+
+    def _control(self, epoch: int, prompt: list[int]) -> dict[str, Any]:
+        control = self.control.numpy()
+        output = Output(len(prompt), self.options, time.perf_counter())
+        pair = PairStats("draft->target (tree)")
+        verified = list(prompt)
+        token, parent, position, path = {}, {}, {}, {}  # per node
+        children: dict[int, list[int]] = {}
+        top: dict[int, tuple[list[int], list[float]]] = {}  # the draft's top children of a fed node
+        counter = iter(range(len(prompt), 1 << 62))
+        in_flight = 0
+
+        def send(ids: list[int]) -> None:
+            nonlocal in_flight
+            tokens = np.array([token[n] for n in ids], dtype=np.int64)
+            self.inboxes[1].put(("level", epoch, ids, [parent[n] for n in ids], [position[n] for n in ids], tokens))
+            in_flight += 1
+            logits = self._timed(lambda: self.slice.logits(self.slice.forward_nodes(
+                torch.from_numpy(tokens), ids, [parent[n] for n in ids], [position[n] for n in ids])))
+            probs, index = torch.softmax(logits, -1).topk(max(1, self.width), -1)
+            for n, p, i in zip(ids, probs.tolist(), index.tolist(), strict=True):
+                top[n] = (i, p)
+
+        for i, t in enumerate(prompt):
+            token[i], parent[i], position[i], path[i] = t, i - 1, i, 1.0
+        root = len(prompt) - 1
+        frontier = [root]
+        send(list(range(len(prompt))))
+
+        def expand() -> list[int]:
+            candidates = sorted(((path[f] * p, f, t) for f in frontier for t, p in zip(*top[f], strict=True)),
+                                reverse=True)
+            chosen = [c for c in candidates[:self.width] if c[0] >= self.threshold] or candidates[:1]
+            ids = []
+            for prob, f, t in chosen:
+                n = next(counter)
+                token[n], parent[n], position[n], path[n] = t, f, position[f] + 1, prob
+                children.setdefault(f, []).append(n)
+                ids.append(n)
+            send(ids)
+            return ids
+
+        def subtree(nodes: list[int]) -> set[int]:
+            out, stack = set(), list(nodes)
+            while stack:
+                n = stack.pop()
+                out.add(n)
+                stack.extend(children.get(n, []))
+            return out
+
+        predicted: dict[int, int] = {}
+        while control[DONE] < epoch and not self.stopped():
+            while in_flight < self.depth and frontier:
+                frontier = expand()
+            message = self._receive(epoch)
+            if message is None:
+                continue
+            in_flight -= 1
+            predicted.update(zip(message[2], message[3].tolist(), strict=True))
+            while root in predicted and not output.done(verified):
+                x = predicted.pop(root)
+                verified.append(x)
+                kids = children.pop(root, [])
+                hit = next((k for k in kids if token[k] == x), None)
+                if kids:
+                    pair.record(1, int(hit is not None))
+                dead = subtree([k for k in kids if k != hit])
+                if hit is None:  # flush: the decided token enters the pipeline as the new root
+                    n = next(counter)
+                    token[n], parent[n], position[n], path[n] = x, root, position[root] + 1, 1.0
+                    root, frontier = n, [n]
+                    send([n])
+                else:
+                    root = hit
+                    path_root = path[hit]
+                    frontier = [f for f in frontier if f not in dead]
+                    if not frontier:  # the deepest level grew from pruned branches: regrow from the hit's
+                        kept = subtree([hit])
+                        deepest = max(position[n] for n in kept)
+                        frontier = [n for n in kept if position[n] == deepest]
+                    for f in frontier:
+                        path[f] /= path_root  # probabilities conditional on the new root
+                    path[hit] = 1.0
+                if dead:
+                    for j in range(1, len(self.inboxes)):
+                        self.inboxes[j].put(("drop", epoch, dead))
+                    self.slice.drop(dead)
+                    for n in dead:
+                        predicted.pop(n, None)
+            if output.done(verified):
+                control[DONE] = epoch
+                for bell in self.wake:
+                    bell.ring()
+        first = None if output.ttft_s is None else output.started + output.ttft_s
+        return {"pair": pair, "output": output.tokens(verified), "first_token_at": first,
+                "finished_at": time.perf_counter()}
+
+
+class SpecPipeEngine(PipelineEngine):
+    """A draft-driven token tree filling P target stages; processes as in the PipeSpec engine."""
+
+    def __init__(self, target: ModelRef, draft: ModelRef, placements: Sequence[Placement], options: DecodeOptions,
+                 width: int = 2, depth: int | None = None, threshold: float = 0.0, capacity: int = 4096,
+                 start_timeout_s: float = 300.0) -> None:
+        require(len(placements) >= 2, "specpipe needs the draft's placement and at least one target stage")
+        require(draft.kind != "ngram", "--chain: specpipe grows its tree from a draft model's probabilities, "
+                                       "not the n-gram drafter")
+        stages = len(placements) - 1
+        stage_layers(num_layers(target), stages)
+        require(width >= 1, f"--tree-width must be >= 1, got {width}")
+        require(0.0 <= threshold <= 1.0, f"--tree-threshold must be in [0, 1], got {threshold}")
+        depth = depth if depth is not None else stages
+        require(depth >= 1, f"--tree-depth must be >= 1, got {depth}")
+        import torch.multiprocessing as mp
+
+        self.inboxes = [mp.get_context("spawn").Queue() for _ in placements]  # kept alive with the engine
+        factory = functools.partial(_SpecPipeWorker, target, draft, stages, (width, depth, threshold), self.inboxes)
+        names = [f"draft {draft.spec}"] + [f"{target.spec} stage {i}" for i in range(1, stages + 1)]
+        self._start(factory, names, placements, options, [None] * len(placements), capacity, start_timeout_s,
+                    (0.0, 0))
+
+    def _result(self, reports: dict[int, dict], started: float) -> PromptResult:
+        return self._prompt_result(reports[0], started, reports, [reports[0]["pair"]])
