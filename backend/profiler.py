@@ -76,9 +76,10 @@ def greedy_continuation(model: torch.nn.Module, device: str, prompt: Sequence[in
 
 @torch.inference_mode()
 def match_bits(draft: torch.nn.Module | NgramDrafter, device: str, prompt: Sequence[int],
-               reference: Sequence[int]) -> list[int]:
+               reference: Sequence[int], top_k: int = 1) -> list[int]:
     """bits[p] = 1 iff the draft's greedy token for output position p, given prompt + reference[:p],
-    equals reference[p] (one teacher-forced forward for a model)."""
+    equals reference[p] (one teacher-forced forward for a model); with top_k > 1, iff reference[p] is
+    among the draft's top_k tokens there (a token tree's hit at width top_k)."""
     if isinstance(draft, NgramDrafter):
         bits = []
         for p in range(len(reference)):
@@ -88,5 +89,6 @@ def match_bits(draft: torch.nn.Module | NgramDrafter, device: str, prompt: Seque
         return bits
     ids = torch.tensor([[*prompt, *reference]], device=device)
     logits = draft(input_ids=ids).logits[0]  # (len(prompt) + len(reference), V)
-    predicted = logits[len(prompt) - 1: len(prompt) - 1 + len(reference)].argmax(-1).tolist()
-    return [int(a == b) for a, b in zip(predicted, reference, strict=True)]
+    rows = logits[len(prompt) - 1: len(prompt) - 1 + len(reference)]
+    top = rows.topk(top_k, -1).indices.tolist()
+    return [int(b in candidates) for candidates, b in zip(top, reference, strict=True)]

@@ -70,13 +70,14 @@ def test_bad_input_is_one_line(run_cli, tmp_path, args, message):
 
 @pytest.mark.slow
 def test_validate_end_to_end(run_cli, tmp_path):
-    code, out, err = run_cli("validate", "--configs", "sd-ngram", "pipespec-k2-int8", "--limit", "1",
-                             "--max-new-tokens", "12", "--repeats", "1", "--seeds", "1", "--draft", "none",
-                             "--out", str(tmp_path), "--json")
+    configs = ["sd-ngram", "pipespec-k2-int8", "ppsd-e24", "specpipe-p2-w2", "pp-p2"]
+    code, out, err = run_cli("validate", "--configs", *configs, "--ppsd-exits", "24", "--specpipe-widths", "2",
+                             "--limit", "1", "--max-new-tokens", "12", "--repeats", "1", "--seeds", "1",
+                             "--draft", "none", "--out", str(tmp_path), "--json")
     assert code == 0, err
     doc = json.loads(out)
     rows = doc["results"]["rows"]
-    assert [r["config"] for r in rows] == ["ar", "sd-ngram", "pipespec-k2-int8"]
+    assert [r["config"] for r in rows] == ["ar", *configs]
     for row in rows:
         assert row["lossless"] and row["measured_ms_per_token"] > 0 and row["sim_ms_per_token"] > 0
         assert abs(row["sim_error"]) < 1.0  # same order of magnitude, whatever the machine's load

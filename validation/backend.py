@@ -40,9 +40,20 @@ class Setup:
     cpus: tuple[str, ...] = ()  # pipespec: cores per stage ("0", "1", "0,1")
     gamma: int = 4
     max_drafts: int | None = None
+    pp_stages: int = 2  # specpipe: target stages (one process each, after the draft's)
+    tree_width: int = 1
+    tree_depth: int | None = None  # specpipe: levels in flight (default P); 1 is plain pipeline parallelism
 
     def stage_threads(self) -> tuple[int, ...]:
-        return self.threads if len(self.threads) == len(self.chain) else self.threads * len(self.chain)
+        """Threads of each model of the chain (a pipeline's target stages all run at the last value)."""
+        if len(self.threads) == 1:
+            return self.threads * len(self.chain)
+        return (*self.threads[:len(self.chain) - 1], self.threads[-1])
+
+    def trace_pair(self) -> tuple[str, str, int]:
+        """(draft, verifier, width) of the acceptance trace a prediction replays, for the final pair."""
+        width = self.tree_width if self.scheme == "specpipe" else 1
+        return self.chain[-2], self.chain[-1], width
 
     @property
     def exit_layer(self) -> int:
@@ -58,10 +69,11 @@ def profile_key(model: str, threads: int) -> str:
 
 
 def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence[int] = (),
-                   ppsd_exits: Sequence[int] = ()) -> list[Setup]:
+                   ppsd_exits: Sequence[int] = (), specpipe_widths: Sequence[int] = ()) -> list[Setup]:
     """The built-in family on a 2-core CPU: in-process runs on both cores, pipelines one core per stage
     (a model-free n-gram stage shares core 0); PPSD (early and late stage on a core each) beside SD with
-    the same early exit as its draft (the non-pipelined early-exit baseline)."""
+    the same early exit as its draft (the non-pipelined early-exit baseline); SpecPipe over 2 target
+    stages (a core each, the draft sharing core 0) beside plain pipeline parallelism on them."""
     setups = [
         Setup("ar", "ar", ("smollm2",), (2,)),
         Setup("sd-ngram", "sd", ("ngram", "smollm2"), (2,), gamma=gamma),
@@ -79,6 +91,12 @@ def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence
     for e in ppsd_exits:
         setups += [Setup(f"sd-exit{e}", "sd", (f"smollm2-exit:{e}", "smollm2"), (2,), gamma=gamma),
                    Setup(f"ppsd-e{e}", "ppsd", (f"smollm2-exit:{e}", "smollm2"), (1, 1), ("0", "1"))]
+    for w in specpipe_widths:
+        setups.append(Setup(f"specpipe-p2-w{w}", "specpipe", ("smollm2-int8", "smollm2"), (1, 1, 1),
+                            ("0", "0", "1"), tree_width=w))
+    if specpipe_widths:
+        setups.append(Setup("pp-p2", "specpipe", ("smollm2-int8", "smollm2"), (1, 1, 1), ("0", "0", "1"),
+                            tree_width=1, tree_depth=1))
     for g in lookahead:
         setups += [Setup(f"sd-int8-g{g}", "sd", ("smollm2-int8", "smollm2"), (2,), gamma=g),
                    Setup(f"pipespec-k2-int8-max{g}", "pipespec", ("smollm2-int8", "smollm2"), (1, 1), ("0", "1"),
@@ -164,12 +182,13 @@ def record_traces(setups: Sequence[Setup], workload: Workload, path: Path, progr
     from ..backend.profiler import greedy_continuation, match_bits
     from ..traces import write_traces
 
-    pairs = dict.fromkeys(p for s in setups for p in itertools.pairwise(s.chain))
+    pairs = dict.fromkeys([(a, b, 1) for s in setups for a, b in itertools.pairwise(s.chain)]
+                          + [s.trace_pair() for s in setups if len(s.chain) > 1])
     torch.set_num_threads(2)
     models: dict[str, Any] = {}
     references: dict[str, list[list[int]]] = {}
     out: dict[str, Any] = {}
-    for draft, verifier in progress(list(pairs), desc="acceptance traces"):
+    for draft, verifier, width in progress(list(pairs), desc="acceptance traces"):
         for name in (draft, verifier):
             if name not in models:
                 models[name] = load_model(resolve(name), workload.device)
@@ -177,10 +196,23 @@ def record_traces(setups: Sequence[Setup], workload: Workload, path: Path, progr
             references[verifier] = [greedy_continuation(models[verifier], workload.device, ids,
                                                         workload.max_new_tokens, workload.eos)
                                     for ids in workload.encoded]
-        sequences = [match_bits(models[draft], workload.device, ids, ref)
+        sequences = [match_bits(models[draft], workload.device, ids, ref, width)
                      for ids, ref in zip(workload.encoded, references[verifier], strict=True)]
-        out[f"{draft}->{verifier}"] = {"draft": draft, "target": verifier, "sequences": sequences}
+        out[trace_name(draft, verifier, width)] = {"draft": draft, "target": verifier, "top_k": width,
+                                                   "sequences": sequences}
     write_traces(path, out)
+
+
+def placement(setup: Setup) -> str:
+    """Threads and cores of each process ("1t@cpu0 | 1t@cpu1"), or of the one in-process run ("2t")."""
+    if not setup.cpus:
+        return f"{setup.threads[0]}t"
+    threads = setup.threads * len(setup.cpus) if len(setup.threads) == 1 else setup.threads
+    return " | ".join(f"{t}t@cpu{c}" for t, c in zip(threads, setup.cpus, strict=True))
+
+
+def trace_name(draft: str, verifier: str, width: int = 1) -> str:
+    return f"{draft}->{verifier}" + (f"@top{width}" if width > 1 else "")
 
 
 def measure(setup: Setup, workload: Workload) -> dict[str, Any]:
@@ -192,6 +224,7 @@ def measure(setup: Setup, workload: Workload) -> dict[str, Any]:
                        exit_layer=setup.exit_layer if ppsd else 8, prompts=workload.prompts, limit=workload.limit,
                        max_new_tokens=workload.max_new_tokens, gamma=setup.gamma, max_drafts=setup.max_drafts,
                        max_lead=workload.max_lead, device=workload.device, threads=setup.threads, cpus=setup.cpus,
+                       pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,
                        warmup=1)
     decode_ms, overall_ms, outputs, summary = [], [], None, None
     for _ in range(workload.repeats):
@@ -222,7 +255,9 @@ def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, 
     if alphas is not None:
         acceptance_spec = {p: f"{a:.6g}" for (p, _), a in zip(pairs, alphas, strict=True)}
     else:
-        acceptance_spec = {p: f"trace:{traces_path}#{ma}->{mb}" for p, (ma, mb) in pairs}
+        width = setup.trace_pair()[2] if pairs else 1
+        acceptance_spec = {p: f"trace:{traces_path}#{trace_name(ma, mb, width if i == len(pairs) - 1 else 1)}"
+                           for i, (p, (ma, mb)) in enumerate(pairs)}
     return Inputs({k: parse_latency(s, k) for k, s in latency_spec.items()}, latency_spec,
                   {p: parse_acceptance(s, "->".join(p)) for p, s in acceptance_spec.items()}, acceptance_spec,
                   keys[-1], {}, context)
@@ -253,6 +288,8 @@ def predict(setup: Setup, inputs: Any, workload: Workload, num_tokens: int, seed
     keys = setup.profile_keys()
     if setup.scheme == "ppsd":
         return _predict_ppsd(setup, inputs, num_tokens, seeds)
+    if setup.scheme == "specpipe":
+        return _predict_specpipe(setup, inputs, num_tokens, seeds)
     groups = tuple(range(len(keys)))
     if setup.scheme == "pipespec" and setup.cpus:
         names = list(dict.fromkeys(setup.cpus))
@@ -290,6 +327,32 @@ def _predict_ppsd(setup: Setup, inputs: Any, num_tokens: int, seeds: int) -> dic
             "trace_alpha": {f"{exit_key}->{target_key}": alpha}, "sim_pairs": [p for r in runs[:1] for p in r.pairs]}
 
 
+def _predict_specpipe(setup: Setup, inputs: Any, num_tokens: int, seeds: int) -> dict[str, Any]:
+    """SpecPipe over the profiled draft and target: the simulator's layer pipeline (P target stages, the
+    draft growing a level per step, the tree's hit rate replayed from the top-width trace; processes
+    pinned to one core share a simulated device) and the derived T_s·(h + (1 − h)·P) per token, with
+    plain pipeline parallelism at h = 0."""
+    from ..backend.models import num_layers, resolve
+    from ..sim.config import SimConfig
+    from ..sim.run import simulate
+    from ..theory import specpipe
+
+    draft_key, target_key = setup.profile_keys()
+    plain = setup.tree_depth == 1
+    acceptance = "0" if plain else inputs.acceptance_spec[(draft_key, target_key)]
+    names = list(dict.fromkeys(setup.cpus)) if setup.cpus else []
+    devices = tuple(f"cpu{c}" for c in setup.cpus) if setup.cpus else ()
+    config = SimConfig(scheme="specpipe", latency=(inputs.latency_spec[draft_key], inputs.latency_spec[target_key]),
+                       acceptance=(acceptance,), names=setup.chain, num_layers=num_layers(resolve(setup.chain[-1])),
+                       pp_stages=setup.pp_stages, tree_width=setup.tree_width, devices=devices if names else (),
+                       num_tokens=num_tokens, prompt_len=inputs.context)
+    runs = [simulate(config.with_values(seed=seed), with_ar_baseline=False) for seed in range(seeds)]
+    h = 0.0 if plain else inputs.alpha(draft_key, target_key)
+    closed_ms = inputs.t(target_key, 1) * 1e3 / float(specpipe.speedup(h, setup.pp_stages))
+    return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs), "closed_ms_per_token": closed_ms,
+            "trace_alpha": {f"{draft_key}->{target_key}": h}, "sim_pairs": [p for r in runs[:1] for p in r.pairs]}
+
+
 def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int = 3,
              progress: Progress = lambda it, **_: it) -> dict[str, Any]:
     """Profile, measure, predict; returns rows (one per setup) and the files written."""
@@ -312,9 +375,10 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
               file=sys.stderr, flush=True)
         rows.append({
             "config": setup.name, "scheme": setup.scheme, "chain": " -> ".join(setup.chain),
-            "placement": " | ".join(f"{t}t" + (f"@cpu{c}" if c else "") for t, c in
-                                    itertools.zip_longest(setup.stage_threads(), setup.cpus, fillvalue="")),
-            "window": setup.gamma if setup.scheme == "sd" else (setup.max_drafts or "all"),
+            "placement": placement(setup),
+            "window": {"sd": str(setup.gamma), "ar": "-", "ppsd": "-",
+                       "specpipe": f"w{setup.tree_width} d{setup.tree_depth or setup.pp_stages}"}.get(
+                setup.scheme, str(setup.max_drafts or "all")),
             "measured_ms_per_token": measured["decode_ms_per_token"],
             "measured_overall_ms_per_token": measured["ms_per_token"],
             "sim_ms_per_token": predicted["sim_ms_per_token"],

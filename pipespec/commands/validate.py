@@ -34,6 +34,10 @@ class ValidateConfig:
                                "any) or 'none'")
     lookahead: tuple[int, ...] = option((), "also measure SD γ and PipeSpec max-drafts at these values "
                                         "(the measured lookahead plot)")
+    ppsd_exits: tuple[int, ...] = option((16, 24), "PPSD (2 stages) and its non-pipelined early-exit SD baseline "
+                                         "at these exit layers E")
+    specpipe_widths: tuple[int, ...] = option((1, 2), "SpecPipe over 2 target stages at these tree widths, and "
+                                              "plain pipeline parallelism on the same stages")
     configs: tuple[str, ...] = option((), "run only these configurations (names as in the table; ar is always "
                                       "run first, as the baseline)")
     seeds: int = option(3, "simulator seeds per configuration")
@@ -51,6 +55,10 @@ class ValidateConfig:
         check_int("--seeds", self.seeds, 1)
         for g in self.lookahead:
             check_int("--lookahead", g, 1)
+        for e in self.ppsd_exits:
+            check_int("--ppsd-exits", e, 1)
+        for w in self.specpipe_widths:
+            check_int("--specpipe-widths", w, 1)
         check_device(self.device)
         require(self.draft in (None, "auto", "none") or self.draft.startswith("draft:"),
                 f"--draft must be auto, none or draft:NAME, got {self.draft!r}")
@@ -79,7 +87,7 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     draft = built_draft() if config.draft == "auto" else (None if config.draft in (None, "none") else config.draft)
     if draft:
         resolve(draft)  # a one-line error if it is not built
-    setups = builtin_setups(config.gamma, draft, config.lookahead)
+    setups = builtin_setups(config.gamma, draft, config.lookahead, config.ppsd_exits, config.specpipe_widths)
     if config.configs:
         known = [s.name for s in setups]
         for name in config.configs:
