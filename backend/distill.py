@@ -47,15 +47,19 @@ class DraftRecipe:
     lr: float = 1e-3
     seed: int = 0
     eval_windows: int = 32
-    # small only: the distillation phase learns the teacher's top-k next-token distribution on this many
-    # fixed training windows, computed once and cached (the teacher's forward is the cost of distillation;
+    # the distillation phase learns the teacher's top-k next-token distribution on this many fixed
+    # training windows, computed once and cached (the teacher's forward is the cost of distillation;
     # recomputing it every step makes a step 5x dearer); 0 computes the full KL every step instead.
+    # An exit draft also caches its trained layer's input (the target's hidden state there) and scores
+    # its logits on a sampled vocabulary: the batch's teacher top-k plus `negatives` random tokens
+    # (sampled softmax: the 49k-row head is most of an exit step's cost).
     teacher_windows: int = 0
     top_k: int = 16
+    negatives: int = 2048
 
 
 RECIPES = {
-    "smollm2-exit8": DraftRecipe("smollm2-exit8", "exit", layers=8, lr=3e-4),
+    "smollm2-exit8": DraftRecipe("smollm2-exit8", "exit", layers=8, steps=1000, lr=5e-4, teacher_windows=768),
     "smollm2-small4": DraftRecipe("smollm2-small4", "small", layers=4, hidden=256, steps=2000, pretrain_steps=1400,
                                   teacher_windows=768),
 }
@@ -151,13 +155,27 @@ class Student(torch.nn.Module):
         probs = probs.float() / probs.float().sum(-1, keepdim=True)
         return -(probs * logp.gather(-1, index.long())).sum(-1).mean()
 
-    def _exit_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+    def cached_exit_loss(self, hidden: torch.Tensor, probs: torch.Tensor, index: torch.Tensor,
+                         negatives: torch.Tensor) -> torch.Tensor:
+        """The exit's cross-entropy to the teacher's top-k on a sampled vocabulary (top-k ∪ negatives)."""
+        vocab = torch.unique(torch.cat([index.reshape(-1).long(), negatives]))  # sorted
+        out = self._exit_hidden(hidden.float())
+        logits = out @ self.target.lm_head.weight[vocab].T  # (B, T, |vocab|)
+        logp = F.log_softmax(logits.float(), -1)
+        where = torch.searchsorted(vocab, index.long())
+        probs = probs.float() / probs.float().sum(-1, keepdim=True)
+        return -(probs * logp.gather(-1, where)).sum(-1).mean()
+
+    def _exit_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         model = self.target.model
         positions = torch.arange(hidden.shape[1]).unsqueeze(0)
         rotary = model.rotary_emb(hidden, positions)
         out = self.layer(hidden, position_embeddings=rotary, attention_mask=None, position_ids=positions)
         out = out[0] if isinstance(out, tuple) else out
-        return self.target.lm_head(self.norm(out))
+        return self.norm(out)
+
+    def _exit_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.target.lm_head(self._exit_hidden(hidden))
 
     def trainable(self) -> list[torch.nn.Parameter]:
         modules = [self.layer, self.norm] if self.recipe.kind == "exit" else [self.model]
@@ -210,6 +228,26 @@ def teacher_targets(stream: np.ndarray, recipe: DraftRecipe, target: torch.nn.Mo
     return targets
 
 
+def teacher_hidden(recipe: DraftRecipe, target: torch.nn.Module, ids: torch.Tensor,
+                   progress: Callable = lambda it, **_: it) -> torch.Tensor:
+    """The target's hidden state entering layer L − 1 (the exit's trained layer) on the cached windows, fp16."""
+    key = f"{recipe.seed}-{len(ids)}x{ids.shape[1]}-L{recipe.layers}-{int(ids[:, :4].sum())}"
+    path = cache_dir() / "corpus" / f"teacher-hidden-{key}.pt"
+    if path.is_file():
+        return torch.load(path)
+    from .layers import LayerSlice
+
+    early = LayerSlice(target, range(recipe.layers - 1), "cpu", embed=True)  # only the layers below the exit
+    rows = []
+    for window in progress(ids, desc="exit inputs"):
+        early.reset()
+        rows.append(early.forward(window).half())
+    hidden = torch.stack(rows)
+    torch.save(hidden, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+    return hidden
+
+
 def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: int | None,
           progress: Callable = lambda it, **_: it, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (resuming from the last checkpoint) until the recipe's steps are done or `minutes` pass;
@@ -252,8 +290,10 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
     if not record["curve"]:
         record["curve"].append({"step": 0, "tokens": 0, "agreement": evaluate()})
     cached = None
-    if recipe.kind == "small" and recipe.teacher_windows and record["step"] < recipe.steps:
+    if recipe.teacher_windows and record["step"] < recipe.steps:
         cached = teacher_targets(stream, recipe, target, eval_split, progress)
+        if recipe.kind == "exit":
+            cached["hidden"] = teacher_hidden(recipe, target, cached["ids"], progress)
     steps = range(record["step"], recipe.steps)
     for step in progress(steps, desc=f"training {recipe.name}", initial=record["step"], total=recipe.steps):
         lr = recipe.lr * 0.5 * (1 + math.cos(math.pi * step / recipe.steps))
@@ -264,9 +304,14 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
         if step < recipe.pretrain_steps:
             kl = student.pretrain_loss(batch)
         elif cached is not None:
-            rows = torch.from_numpy(np.random.default_rng([recipe.seed, step]).integers(0, len(cached["ids"]),
-                                                                                        recipe.batch))
-            kl = student.cached_loss(cached["ids"][rows], cached["probs"][rows], cached["index"][rows])
+            rng = np.random.default_rng([recipe.seed, step])
+            rows = torch.from_numpy(rng.integers(0, len(cached["ids"]), recipe.batch))
+            if recipe.kind == "exit":
+                negatives = torch.from_numpy(rng.integers(0, target.config.vocab_size, recipe.negatives))
+                kl = student.cached_exit_loss(cached["hidden"][rows], cached["probs"][rows], cached["index"][rows],
+                                              negatives)
+            else:
+                kl = student.cached_loss(cached["ids"][rows], cached["probs"][rows], cached["index"][rows])
         else:
             kl, _ = student.losses(batch)
         optimiser.zero_grad()
