@@ -14,9 +14,9 @@ measured latency profiles and acceptance behaviour, and the final ranking is the
 
 The closed forms per scheme (`theory.timing`): SD chains by the mean-rate recursion; PipeSpec by the
 final stage's time per token with the window the upstream pipeline can fill during one verification
-(γ solving γ = t_target(γ+1) / T_upstream, capped), the upstream pipeline's T by the same rule. Shared
-placements are estimated as the synchronous chain (sharing a device serialises its stages); the
-simulator then measures what the overlap actually buys.
+(γ solving γ = t_target(γ+1) / T_upstream, capped), the upstream pipeline's T by the same rule. A
+placement that shares devices gets its dedicated twin's figure, a best case (sharing can only slow a
+pipeline), ranked right after that twin; the simulator measures what sharing costs.
 """
 
 from __future__ import annotations
@@ -159,12 +159,9 @@ def enumerate_candidates(inputs: Inputs, depths: Sequence[int], devices: int, ga
             if (shared and not allow_sharing) or used > devices:
                 continue
             for cap in max_drafts:
-                if shared:
-                    seconds = min(sd_seconds(inputs, chain, g) for g in gammas)
-                else:
-                    seconds = pipespec_seconds(inputs, chain, cap)[0]
+                seconds = pipespec_seconds(inputs, chain, cap)[0]  # a shared placement's best case
                 out.append(Candidate("pipespec", chain, cap, groups, used, seconds))
-    return sorted(out, key=lambda c: c.closed_s)
+    return sorted(out, key=lambda c: (c.closed_s, -len(set(c.groups))))
 
 
 def sim_config(inputs: Inputs, candidate: Candidate, num_tokens: int, seed: int) -> SimConfig:
