@@ -101,8 +101,14 @@ def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
                 tokenizers[name] = entry["tokenizer"]
     for path in config.traces:
         for name, entry in read_traces(path).items():
+            if entry.get("top_k", 1) != 1:
+                continue  # a tree's hit-rate trace, not a chain's acceptance
             draft, target = _pair(name)
-            acceptance_spec[(entry.get("draft", draft), entry.get("target", target))] = f"trace:{path}#{name}"
+            draft, target = entry.get("draft", draft), entry.get("target", target)
+            # a model profiled at several thread counts (NAME@2t, as `pipespec validate` writes) shares its trace
+            for a in [m for m in latency_spec if m.split("@")[0] == draft] or [draft]:
+                for b in [m for m in latency_spec if m.split("@")[0] == target] or [target]:
+                    acceptance_spec[(a, b)] = f"trace:{path}#{name}"
     for item in config.acceptance:
         pair, _, spec = item.partition("=")
         acceptance_spec[_pair(pair, item)] = spec
