@@ -33,6 +33,8 @@ class SimConfig:
     schedule: str = option("fixed", "sd window: fixed, or dynamic (+2 after a full acceptance, -1 otherwise)",
                            choices=("fixed", "dynamic"))
     max_drafts: int | None = option(None, "pipespec: cap on drafts one step verifies (default: all available)")
+    min_drafts: int = option(1, "pipespec: a stage finding fewer drafts waits for its upstream's forward in "
+                             "flight instead of generating a token itself (1: never waits)")
     rollback: str = option("abort", "on a rollback, upstream work in flight is: abort (interrupted at once) or "
                            "finish (runs to the end, then is discarded, as a GPU kernel would)",
                            choices=("abort", "finish"))
@@ -71,6 +73,7 @@ class SimConfig:
         check_int("--gamma", self.gamma, 1)
         if self.max_drafts is not None:
             check_int("--max-drafts", self.max_drafts, 1)
+        check_int("--min-drafts", self.min_drafts, 1)
         check_int("--num-tokens", self.num_tokens, 1)
         check_int("--prompt-len", self.prompt_len, 0)
         check_int("--device-capacity", self.device_capacity, 1)

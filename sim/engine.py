@@ -52,6 +52,7 @@ class Stage:
         self.forward_kind: Kind = "generate"
         self.forward_tokens = 0
         self.completed_at_rollback = False
+        self.waiting_until: float | None = None  # pipespec --min-drafts: waiting for upstream progress
         self._steady_s: dict[int, float] | None = {} if latency.steady else None
 
     def uncached(self) -> int:
@@ -136,6 +137,13 @@ class Stage:
         """Tokens a downstream stage can read at `now`."""
         return self.length
 
+    def next_progress_s(self, now: float) -> float | None:
+        """When the stage next makes progress: its forward in flight completes, or the upstream progress it
+        waits for arrives (None: neither)."""
+        if self.busy and self.forward_start is not None:
+            return self.forward_end
+        return self.waiting_until if self.waiting_until is not None and self.waiting_until > now else None
+
     def adopt(self, new_length: int) -> None:
         """Roll back or resynchronise to a downstream sequence of `new_length` tokens: everything up to
         new_length - 2 agrees with what this stage had cached; the last token is the downstream's own.
@@ -211,6 +219,10 @@ class LazyDrafter(Stage):
     def visible_length(self, now: float) -> int:
         self._advance(now)
         return self.length
+
+    def next_progress_s(self, now: float) -> float | None:
+        self._advance(now)
+        return self.step_end
 
     def adopt(self, new_length: int) -> None:
         now = self.env.now

@@ -88,7 +88,8 @@ def _start(config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs
     elif config.scheme == "pipespec":
         for index, stage in enumerate(stages):
             if not isinstance(stage, LazyDrafter):
-                stage.process = env.process(pipespec_process(env, stages, pairs, index, config.max_drafts, n, done))
+                stage.process = env.process(pipespec_process(env, stages, pairs, index, config.max_drafts, n, done,
+                                                             config.min_drafts))
     elif config.scheme == "ppsd":
         pipeline = LayerPipeline(env, stages, tokens_per_item=1)
         ppsd_controller(env, pipeline, pairs[0], config.ppsd_split[1], n, done)

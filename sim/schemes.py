@@ -81,8 +81,10 @@ def sd_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[
 
 
 def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[Pair], index: int,
-                     max_drafts: int | None, num_tokens: int, done: simpy.Event) -> Generator:
-    """Stage `index` of an asynchronous pipeline, looping until the final stage has num_tokens."""
+                     max_drafts: int | None, num_tokens: int, done: simpy.Event, min_drafts: int = 1) -> Generator:
+    """Stage `index` of an asynchronous pipeline, looping until the final stage has num_tokens. With
+    min_drafts > 1 a stage that finds fewer drafts waits for its upstream's forward in flight instead
+    of generating (it generates when the upstream is idle)."""
     stage = stages[index]
     upstream = stages[index - 1] if index > 0 else None
     pair = pairs[index - 1] if index > 0 else None
@@ -94,6 +96,16 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
             if read_after_peers:
                 yield env.timeout(0)  # see every forward that completes at this same instant first
             num_drafts = max(0, upstream.visible_length(env.now) - stage.length)
+            if min_drafts > 1 and num_drafts < min_drafts:
+                until = upstream.next_progress_s(env.now)
+                if until is not None and until > env.now:
+                    stage.waiting_until = until
+                    try:
+                        yield env.timeout(until - env.now)
+                    except simpy.Interrupt:
+                        pass  # rolled back meanwhile: look again
+                    stage.waiting_until = None
+                    continue
             if max_drafts is not None:
                 num_drafts = min(num_drafts, max_drafts)
         position = stage.length
