@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..errors import RunFailed
 from ..latency import ProfilePoint
 from .decoding import synchronize
 from .ngram import NgramDrafter
@@ -92,3 +94,45 @@ def match_bits(draft: torch.nn.Module | NgramDrafter, device: str, prompt: Seque
     rows = logits[len(prompt) - 1: len(prompt) - 1 + len(reference)]
     top = rows.topk(top_k, -1).indices.tolist()
     return [int(b in candidates) for candidates, b in zip(top, reference, strict=True)]
+
+
+def _co_run(spec: str, core: int, stop: Any, ready: Any) -> None:
+    """A co-runner's loop: one thread on `core`, the model's forward over a few tokens, until stopped."""
+    import os
+
+    from .models import load_model, resolve
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})
+    torch.set_num_threads(1)
+    model = load_model(resolve(spec), "cpu")
+    ids = torch.arange(3, 11).unsqueeze(0)
+    ready.set()
+    with torch.inference_mode():
+        while not stop.is_set():
+            model(input_ids=ids)
+
+
+@contextlib.contextmanager
+def co_runner(spec: str, core: int, timeout_s: float = 300.0) -> Iterator[None]:
+    """Keep `core` busy with `spec`'s forward passes in another process (the load a pipeline's other
+    stage puts on a shared memory system) for as long as the block runs; stopped on every exit path."""
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    stop, ready = context.Event(), context.Event()
+    process = context.Process(target=_co_run, args=(spec, core, stop, ready), name="pipespec-co-runner", daemon=True)
+    process.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ready.wait(0.2):
+            if not process.is_alive() or time.monotonic() > deadline:
+                raise RunFailed(f"the co-runner ({spec} on core {core}) did not start "
+                                f"(exit code {process.exitcode})")
+        yield
+    finally:
+        stop.set()
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Sequence
 
 import simpy
@@ -100,10 +101,8 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
                 until = upstream.next_progress_s(env.now)
                 if until is not None and until > env.now:
                     stage.waiting_until = until
-                    try:
+                    with contextlib.suppress(simpy.Interrupt):  # rolled back meanwhile: look again
                         yield env.timeout(until - env.now)
-                    except simpy.Interrupt:
-                        pass  # rolled back meanwhile: look again
                     stage.waiting_until = None
                     continue
             if max_drafts is not None:

@@ -15,7 +15,9 @@ neither prediction models the prefill; speedups are over the measured and predic
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -114,6 +116,7 @@ class Workload:
     repeats: int = 3
     max_lead: int = 32
     device: str = "cpu"
+    contended: bool = True  # profile one-thread (pipeline-stage) models with the other core busy
     encoded: list[list[int]] = field(default_factory=list)
     eos: int | None = None
 
@@ -133,7 +136,7 @@ def profile(setups: Sequence[Setup], workload: Workload, path: Path, progress: P
     import torch
 
     from ..backend.models import load_model, resolve
-    from ..backend.profiler import profile_latency
+    from ..backend.profiler import co_runner, profile_latency
     from ..io import environment
     from ..profiles import write_profiles
 
@@ -146,6 +149,7 @@ def profile(setups: Sequence[Setup], workload: Workload, path: Path, progress: P
     profiles: dict[str, Any] = {}
     ngram_s: dict[str, float] = {}
     before = torch.get_num_threads()
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     try:
         for model, threads in progress(list(needed), desc="profiling"):
             torch.set_num_threads(threads)
@@ -154,9 +158,20 @@ def profile(setups: Sequence[Setup], workload: Workload, path: Path, progress: P
             if ref.kind == "ngram":
                 ngram_s[model] = _time_ngram(loaded, workload.encoded)
                 continue
-            points = profile_latency(loaded, workload.device, sizes, contexts, repeats=7, warmup=2)
+            # a one-thread model runs as a pipeline stage on one core while the other stages keep the
+            # other core busy: time it that way (pinned to core 0, the target's forwards looping on core 1)
+            load = workload.contended and threads == 1 and workload.device == "cpu" and {0, 1} <= affinity
+            with co_runner("smollm2", core=1) if load else contextlib.nullcontext():
+                if load:
+                    os.sched_setaffinity(0, {0})
+                try:
+                    points = profile_latency(loaded, workload.device, sizes, contexts, repeats=7, warmup=2)
+                finally:
+                    if load:
+                        os.sched_setaffinity(0, affinity)
             profiles[profile_key(model, threads)] = {
                 "device": workload.device, "threads": threads, "dtype": "float32", "source": "pipespec validate",
+                "co_runner": "smollm2 forwards on core 1 (profiled on core 0)" if load else None,
                 "points": points, "environment": environment(workload.device)}
     finally:
         torch.set_num_threads(before)

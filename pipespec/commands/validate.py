@@ -41,6 +41,8 @@ class ValidateConfig:
     configs: tuple[str, ...] = option((), "run only these configurations (names as in the table; ar is always "
                                       "run first, as the baseline)")
     seeds: int = option(3, "simulator seeds per configuration")
+    contended: bool = option(True, "profile one-thread models (pipeline stages) pinned to core 0 while the "
+                             "target's forwards keep core 1 busy, as in the pipelines")
     device: str = option("cpu", "device: cpu or cuda:N (the built-in placements assume 2 CPU cores)")
     out: str = option("results/validate", "output folder: table (CSV, markdown), plots, profile, traces, JSON")
 
@@ -94,7 +96,8 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
             require(name in known, f"--configs: unknown configuration {name!r} (known: {', '.join(known)})")
         setups = [s for s in setups if s.name == "ar" or s.name in config.configs]
     out = Path(config.out)
-    workload = Workload(config.prompts, config.limit, config.max_new_tokens, config.repeats, device=config.device)
+    workload = Workload(config.prompts, config.limit, config.max_new_tokens, config.repeats, device=config.device,
+                        contended=config.contended)
     results = validate(setups, workload, out, config.seeds, progress)
     rows = results["rows"]
     files = [write_text_atomic(out / "validate.csv", csv_text([{k: v for k, v in r.items() if "histogram" not in k}
