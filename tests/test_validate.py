@@ -85,3 +85,18 @@ def test_validate_end_to_end(run_cli, tmp_path):
     for name in ("validate.csv", "validate.md", "validate.png", "validate.json", "profile.json", "traces.json",
                  "accepted_histogram.png"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+@pytest.mark.slow
+def test_the_co_runner_runs_only_inside_its_block():
+    import multiprocessing
+
+    from pipespec.backend.profiler import co_runner
+
+    with co_runner("tiny:1:1:64", core=0):
+        running = [p for p in multiprocessing.active_children() if p.name == "pipespec-co-runner"]
+        assert len(running) == 1 and running[0].is_alive()
+    assert not [p for p in multiprocessing.active_children() if p.name == "pipespec-co-runner"]
+    with pytest.raises(RuntimeError), co_runner("tiny:1:1:64", core=0):
+        raise RuntimeError("the block fails")
+    assert not [p for p in multiprocessing.active_children() if p.name == "pipespec-co-runner"]
