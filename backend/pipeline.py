@@ -29,6 +29,7 @@ import torch.multiprocessing as mp
 
 from ..errors import ConfigError, RunFailed
 from ..metrics import PairStats, StageStats
+from .decoding import synchronize
 from .engines import DecodeOptions, Output, PromptResult
 from .models import ModelRef, vocab_size
 from .shared import Doorbell, ProbRing, TokenBuffer
@@ -75,6 +76,8 @@ class StageWorker:
     wake: Sequence[Any]
     index: int
     parent: int
+    device: str
+    stats: StageStats
 
     def stopped(self) -> bool:
         """Asked to stop, or orphaned (the coordinator died without asking)."""
@@ -95,6 +98,15 @@ class StageWorker:
         for j in (self.index - 1, self.index + 1):
             if 0 <= j < len(self.wake):
                 self.wake[j].ring()
+
+    def timed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args), its wall time (device synchronised) added to the stage's busy time."""
+        synchronize(self.device)
+        start = time.perf_counter()
+        out = fn(*args)
+        synchronize(self.device)
+        self.stats.busy_s += time.perf_counter() - start
+        return out
 
     def decode(self, epoch: int) -> None:
         raise NotImplementedError

@@ -30,7 +30,7 @@ import torch
 
 from ..errors import require
 from ..metrics import PairStats, StageStats
-from .decoding import common_prefix, synchronize, verify_greedy
+from .decoding import common_prefix, verify_greedy
 from .engines import DecodeOptions, Output
 from .layers import LayerSlice, split_layers
 from .models import ModelRef, hidden_size, load_model, num_layers
@@ -82,14 +82,6 @@ class _PPSDWorker(StageWorker):
             hidden = self.exit.forward(hidden)
         return int(self.head(self.exit_norm(hidden[-1:])).argmax(-1).item())
 
-    def _timed(self, fn: Any, *args: Any) -> Any:
-        synchronize(self.device)
-        start = time.perf_counter()
-        out = fn(*args)
-        synchronize(self.device)
-        self.stats.busy_s += time.perf_counter() - start
-        return out
-
     def decode(self, epoch: int) -> None:
         _, prompt, _ = self.prompt.read()
         self.slice.reset()
@@ -119,8 +111,8 @@ class _PPSDWorker(StageWorker):
                 continue
             start = self.slice.length
             feed = torch.tensor(tokens[start:], dtype=torch.long)
-            hidden = self._timed(self.slice.forward, feed)
-            draft = self._timed(self._draft, hidden)
+            hidden = self.timed(self.slice.forward, feed)
+            draft = self.timed(self._draft, hidden)
             self.stats.steps += 1
             self.stats.generate_steps += 1
             self.stats.tokens_added += 1
@@ -166,7 +158,7 @@ class _PPSDWorker(StageWorker):
                 self.wake[1].wait(0.05)
                 continue
             drafts = tokens[len(verified):len(verified) + cap]
-            logits = self._timed(lambda r: self.slice.logits(self.slice.forward(r)), rows)
+            logits = self.timed(lambda r: self.slice.logits(self.slice.forward(r)), rows)
             verdict = verify_greedy(logits[len(verified) - 1 - start:], drafts)
             self.stats.steps += 1
             self.stats.tokens_forwarded += len(rows)

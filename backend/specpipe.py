@@ -33,7 +33,6 @@ import torch
 
 from ..errors import require
 from ..metrics import PairStats, StageStats
-from .decoding import synchronize
 from .engines import DecodeOptions, Output, PromptResult
 from .layers import TreeSlice
 from .models import ModelRef, load_model, num_layers
@@ -69,15 +68,6 @@ class _SpecPipeWorker(StageWorker):
             self.slice = TreeSlice(model, layers, placement.device, embed=index == 1, head=self.last)
             self.stats = StageStats(f"{target.spec}[{layers.start}-{layers.stop - 1}]")
 
-    def _timed(self, fn: Any, *args: Any) -> Any:
-        synchronize(self.device)
-        start = time.perf_counter()
-        out = fn(*args)
-        synchronize(self.device)
-        self.stats.busy_s += time.perf_counter() - start
-        self.stats.steps += 1
-        return out
-
     def _receive(self, epoch: int) -> tuple | None:
         try:
             message = self.inboxes[self.index].get(timeout=0.05)
@@ -108,7 +98,8 @@ class _SpecPipeWorker(StageWorker):
             out: np.ndarray = np.zeros((0,), dtype=np.int64)
             if ids:
                 x = torch.from_numpy(payload[live])
-                hidden = self._timed(self.slice.forward_nodes, x, ids, parents, positions)
+                hidden = self.timed(self.slice.forward_nodes, x, ids, parents, positions)
+                self.stats.steps += 1
                 self.stats.tokens_forwarded += len(ids)
                 out = (self.slice.logits(hidden).argmax(-1) if self.last else hidden.float()).numpy()
             if self.last:
@@ -133,7 +124,8 @@ class _SpecPipeWorker(StageWorker):
             tokens = np.array([token[n] for n in ids], dtype=np.int64)
             self.inboxes[1].put(("level", epoch, ids, [parent[n] for n in ids], [position[n] for n in ids], tokens))
             in_flight += 1
-            logits = self._timed(lambda: self.slice.logits(self.slice.forward_nodes(
+            self.stats.steps += 1
+            logits = self.timed(lambda: self.slice.logits(self.slice.forward_nodes(
                 torch.from_numpy(tokens), ids, [parent[n] for n in ids], [position[n] for n in ids])))
             probs, index = torch.softmax(logits, -1).topk(max(1, self.width), -1)
             for n, p, i in zip(ids, probs.tolist(), index.tolist(), strict=True):
