@@ -60,6 +60,8 @@ class DraftRecipe:
 
 RECIPES = {
     "smollm2-exit8": DraftRecipe("smollm2-exit8", "exit", layers=8, steps=1000, lr=5e-4, teacher_windows=768),
+    # the exit halfway up: PPSD's two stages balanced (15 shared layers + the trained one vs 15)
+    "smollm2-exit16": DraftRecipe("smollm2-exit16", "exit", layers=16, steps=1000, lr=5e-4, teacher_windows=768),
     "smollm2-small4": DraftRecipe("smollm2-small4", "small", layers=4, hidden=256, steps=2000, pretrain_steps=1400,
                                   teacher_windows=768),
 }

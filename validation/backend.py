@@ -59,7 +59,12 @@ class Setup:
 
     @property
     def exit_layer(self) -> int:
-        """ppsd: E, the layers of the early stage."""
+        """ppsd: E, the target layers of the early stage (a trained exit draft's layer takes their output)."""
+        if self.chain[0].startswith("draft:"):
+            from ..backend.models import resolve
+            from ..backend.ppsd import exit_draft_layer
+
+            return int(exit_draft_layer(resolve(self.chain[0]))) - 1
         return int(self.chain[0].rpartition(":")[2])
 
     def profile_keys(self) -> tuple[str, ...]:
@@ -71,10 +76,12 @@ def profile_key(model: str, threads: int) -> str:
 
 
 def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence[int] = (),
-                   ppsd_exits: Sequence[int] = (), specpipe_widths: Sequence[int] = ()) -> list[Setup]:
+                   ppsd_exits: Sequence[int] = (), specpipe_widths: Sequence[int] = (),
+                   exit_drafts: Sequence[str] = ()) -> list[Setup]:
     """The built-in family on a 2-core CPU: in-process runs on both cores, pipelines one core per stage
-    (a model-free n-gram stage shares core 0); PPSD (early and late stage on a core each) beside SD with
-    the same early exit as its draft (the non-pipelined early-exit baseline); SpecPipe over 2 target
+    (a model-free n-gram stage shares core 0); PPSD (early and late stage on a core each; untrained exits
+    after E layers, and trained exit drafts) beside SD with the same exit as its draft (the non-pipelined
+    early-exit baseline); SpecPipe over 2 target
     stages (a core each, the draft sharing core 0) beside plain pipeline parallelism on them."""
     setups = [
         Setup("ar", "ar", ("smollm2",), (2,)),
@@ -90,9 +97,11 @@ def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence
                    Setup(f"pipespec-k2-{label}", "pipespec", (draft, "smollm2"), (1, 1), ("0", "1")),
                    Setup(f"pipespec-k3-{label}", "pipespec", (draft, "smollm2-int8", "smollm2"), (1, 1, 1),
                          ("0", "0", "1"))]
-    for e in ppsd_exits:
-        setups += [Setup(f"sd-exit{e}", "sd", (f"smollm2-exit:{e}", "smollm2"), (2,), gamma=gamma),
-                   Setup(f"ppsd-e{e}", "ppsd", (f"smollm2-exit:{e}", "smollm2"), (1, 1), ("0", "1"))]
+    exits = [(f"exit{e}", f"smollm2-exit:{e}") for e in ppsd_exits]
+    exits += [(name.removeprefix("draft:"), name) for name in exit_drafts]
+    for label, exit_model in exits:
+        setups += [Setup(f"sd-{label}", "sd", (exit_model, "smollm2"), (2,), gamma=gamma),
+                   Setup(f"ppsd-{label}", "ppsd", (exit_model, "smollm2"), (1, 1), ("0", "1"))]
     for w in specpipe_widths:
         setups.append(Setup(f"specpipe-p2-w{w}", "specpipe", ("smollm2-int8", "smollm2"), (1, 1, 1),
                             ("0", "0", "1"), tree_width=w))
@@ -235,8 +244,10 @@ def measure(setup: Setup, workload: Workload) -> dict[str, Any]:
     from ..backend.runner import RunConfig, run
 
     ppsd = setup.scheme == "ppsd"
+    trained_exit = setup.chain[0] if ppsd and setup.chain[0].startswith("draft:") else None
     config = RunConfig(scheme=setup.scheme, chain=setup.chain[-1:] if ppsd else setup.chain,
-                       exit_layer=setup.exit_layer if ppsd else 8, prompts=workload.prompts, limit=workload.limit,
+                       exit_layer=setup.exit_layer if ppsd else 8, exit_draft=trained_exit,
+                       prompts=workload.prompts, limit=workload.limit,
                        max_new_tokens=workload.max_new_tokens, gamma=setup.gamma, max_drafts=setup.max_drafts,
                        max_lead=workload.max_lead, device=workload.device, threads=setup.threads, cpus=setup.cpus,
                        pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,

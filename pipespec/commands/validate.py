@@ -30,8 +30,8 @@ class ValidateConfig:
     max_new_tokens: int = option(64, "tokens per prompt")
     repeats: int = option(3, "measured repeats per configuration (median reported)")
     gamma: int = option(4, "sd: window γ")
-    draft: str | None = option("auto", "a trained draft to include (draft:NAME), 'auto' (the built one, if "
-                               "any) or 'none'")
+    draft: str | None = option("auto", "a trained draft to include (draft:NAME), 'auto' (the built ones, if "
+                               "any: the small draft, and exit drafts in PPSD and early-exit SD) or 'none'")
     lookahead: tuple[int, ...] = option((), "also measure SD γ and PipeSpec max-drafts at these values "
                                         "(the measured lookahead plot)")
     ppsd_exits: tuple[int, ...] = option((16, 24), "PPSD (2 stages) and its non-pipelined early-exit SD baseline "
@@ -66,15 +66,18 @@ class ValidateConfig:
                 f"--draft must be auto, none or draft:NAME, got {self.draft!r}")
 
 
-def built_draft() -> str | None:
-    """The trained separate draft, when `pipespec models build` has exported it."""
+def built_drafts(kind: str) -> list[str]:
+    """The drafts of a kind (small | exit) that `pipespec models build` has exported, as draft:NAME."""
     from ..backend.distill import RECIPES
     from ..backend.models import drafts_dir
 
-    for name, recipe in RECIPES.items():
-        if recipe.kind == "small" and (drafts_dir() / name / "config.json").is_file():
-            return f"draft:{name}"
-    return None
+    return [f"draft:{name}" for name, recipe in RECIPES.items()
+            if recipe.kind == kind and (drafts_dir() / name / "config.json").is_file()]
+
+
+def built_draft() -> str | None:
+    """The trained separate draft, when `pipespec models build` has exported it."""
+    return next(iter(built_drafts("small")), None)
 
 
 def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
@@ -89,7 +92,9 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     draft = built_draft() if config.draft == "auto" else (None if config.draft in (None, "none") else config.draft)
     if draft:
         resolve(draft)  # a one-line error if it is not built
-    setups = builtin_setups(config.gamma, draft, config.lookahead, config.ppsd_exits, config.specpipe_widths)
+    exit_drafts = built_drafts("exit") if config.draft == "auto" else []
+    setups = builtin_setups(config.gamma, draft, config.lookahead, config.ppsd_exits, config.specpipe_widths,
+                            exit_drafts)
     if config.configs:
         known = [s.name for s in setups]
         for name in config.configs:
