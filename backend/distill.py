@@ -338,6 +338,13 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
     return record
 
 
+def provenance(recipe: DraftRecipe) -> dict[str, Any]:
+    """How to rebuild a draft exactly: the command and the corpus it reads."""
+    return {"command": f"pipespec models build {recipe.name}  (resumable; make models installs python3.11-doc first)",
+            "corpus": f"{len(corpus_files())} files: the Python standard library's .py sources"
+                      + (f" and {DOC_SOURCES}/**/*.txt" if DOC_SOURCES.is_dir() else "")}
+
+
 def export(student: Student, recipe: DraftRecipe, out_dir: Path, record: dict[str, Any], tokenizer: Any) -> Path:
     """Write the draft to out_dir/NAME: fp16 weights (only the trained tensors for an exit draft)."""
     from safetensors.torch import save_file
@@ -354,5 +361,5 @@ def export(student: Student, recipe: DraftRecipe, out_dir: Path, record: dict[st
         student.model.half().save_pretrained(path)
         student.model.float()
     tokenizer.save_pretrained(path)
-    (path / "build.json").write_text(json.dumps(record, indent=2) + "\n")
+    (path / "build.json").write_text(json.dumps(provenance(recipe) | record, indent=2) + "\n")
     return path
