@@ -93,8 +93,8 @@ def _local(out: Path, quick: bool) -> list[Path]:
 
     from .validate import ValidateConfig, run_validation
 
-    config = ValidateConfig(limit=2 if quick else 4, max_new_tokens=24 if quick else 48, repeats=1 if quick else 2,
-                            seeds=1 if quick else 3, lookahead=(1, 2, 4, 8), ppsd_exits=(24,), specpipe_widths=(2,),
+    config = ValidateConfig(limit=2 if quick else 3, max_new_tokens=24 if quick else 32, repeats=1,
+                            seeds=1 if quick else 3, lookahead=(1, 2, 4, 8), ppsd_exits=(16,), specpipe_widths=(2,),
                             out=str(out / "local"))
     results = run_validation(config, lambda items, **kw: tqdm(items, file=sys.stderr, disable=None, **kw))
     return [Path(f) for f in results["files"]]
