@@ -70,7 +70,7 @@ def test_bad_input_is_one_line(run_cli, tmp_path, args, message):
 
 @pytest.mark.slow
 def test_validate_end_to_end(run_cli, tmp_path):
-    configs = ["sd-ngram", "pipespec-k2-int8", "ppsd-e24", "specpipe-p2-w2", "pp-p2"]
+    configs = ["sd-ngram", "pipespec-k2-int8", "ppsd-exit24", "specpipe-p2-w2", "pp-p2"]
     code, out, err = run_cli("validate", "--configs", *configs, "--ppsd-exits", "24", "--specpipe-widths", "2",
                              "--limit", "1", "--max-new-tokens", "12", "--repeats", "1", "--seeds", "1",
                              "--draft", "none", "--out", str(tmp_path), "--json")
