@@ -13,6 +13,7 @@ the output, so greedy decoding stays lossless whatever the timing.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import functools
 import os
@@ -69,7 +70,7 @@ def _stage_main(index: int, factory: Callable[..., Any], placement: Placement, o
             results.put(("error", index, summary))
 
 
-class StageWorker:
+class StageWorker(abc.ABC):
     """The loop every stage process runs: wait for a prompt (an epoch), decode it, report, repeat."""
 
     control: torch.Tensor
@@ -108,8 +109,9 @@ class StageWorker:
         self.stats.busy_s += time.perf_counter() - start
         return out
 
+    @abc.abstractmethod
     def decode(self, epoch: int) -> None:
-        raise NotImplementedError
+        """Decode the prompt of `epoch` and put this stage's report on the results queue."""
 
 
 class _StageWorker(StageWorker):
