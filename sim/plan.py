@@ -68,6 +68,17 @@ class Inputs:
     device_needs: Mapping[str, int]
     context: int = 128
 
+    @classmethod
+    def from_specs(cls, latency_spec: Mapping[str, str], acceptance_spec: Mapping[tuple[str, str], str], target: str,
+                   device_needs: Mapping[str, int], context: int = 128) -> Inputs:
+        """Parse the simulator's --latency/--acceptance specs of each model and pair (one-line errors)."""
+        from ..acceptance import parse_acceptance
+        from ..latency import parse_latency
+
+        return cls({m: parse_latency(spec, f"latency of {m}") for m, spec in latency_spec.items()}, latency_spec,
+                   {p: parse_acceptance(spec, f"acceptance of {p[0]}->{p[1]}") for p, spec in acceptance_spec.items()},
+                   acceptance_spec, target, device_needs, context)
+
     def t(self, model: str, num_tokens: int) -> float:
         return self.latency[model].median_s(num_tokens, self.context)
 

@@ -270,8 +270,6 @@ def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, 
                     context: int, alphas: Sequence[float] | None = None) -> Any:
     """The setup's stages as `sim.plan.Inputs`: latency by profile key; acceptance replayed from the
     traces, or (given `alphas`, one per pair) i.i.d. at those rates."""
-    from ..acceptance import parse_acceptance
-    from ..latency import parse_latency
     from ..sim.plan import Inputs
 
     keys = setup.profile_keys()
@@ -284,9 +282,7 @@ def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, 
         width = setup.trace_pair()[2] if pairs else 1
         acceptance_spec = {p: f"trace:{traces_path}#{trace_name(ma, mb, width if i == len(pairs) - 1 else 1)}"
                            for i, (p, (ma, mb)) in enumerate(pairs)}
-    return Inputs({k: parse_latency(s, k) for k, s in latency_spec.items()}, latency_spec,
-                  {p: parse_acceptance(s, "->".join(p)) for p, s in acceptance_spec.items()}, acceptance_spec,
-                  keys[-1], {}, context)
+    return Inputs.from_specs(latency_spec, acceptance_spec, keys[-1], {}, context)
 
 
 def window(setup: Setup, max_lead: int) -> int | None:

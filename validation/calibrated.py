@@ -24,14 +24,9 @@ NAMES = {"M0": "1B", "M1": "8B", "M2": "70B"}
 
 def inputs(context: int = 128) -> Inputs:
     """The calibration as planning inputs (latency models and pairwise acceptance), for the closed forms."""
-    from ..acceptance import parse_acceptance
-    from ..latency import parse_latency
-
     latency_spec = calibration.latency_specs()
     acceptance_spec = {tuple(k.split("->")): v for k, v in calibration.acceptance_specs().items()}
-    return Inputs({m: parse_latency(s, m) for m, s in latency_spec.items()}, latency_spec,
-                  {p: parse_acceptance(s, "->".join(p)) for p, s in acceptance_spec.items()},
-                  acceptance_spec, "M2", calibration.DEVICES_NEEDED, context)  # type: ignore[arg-type]
+    return Inputs.from_specs(latency_spec, acceptance_spec, "M2", calibration.DEVICES_NEEDED, context)  # type: ignore[arg-type]
 
 
 def _config(scheme: str, chain: Sequence[str], **values: Any) -> SimConfig:

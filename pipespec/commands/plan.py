@@ -78,7 +78,6 @@ def _pair(name: str, item: str | None = None) -> tuple[str, str]:
 
 def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
     """(planning Inputs, notes) from presets, profile and trace files and --acceptance items."""
-    from ..acceptance import parse_acceptance
     from ..latency import parse_latency
     from ..profiles import read_profiles
     from ..sim.plan import Inputs
@@ -130,13 +129,10 @@ def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
         mismatched = [m for m in latency if m in tokenizers and tokenizers[m] != tokenizers[target]]
         require(not (config.models and mismatched),
                 f"--models: {', '.join(mismatched)} and the target {target} do not share a tokenizer")
-        for m in mismatched:
-            notes.append(f"{m} left out: its tokenizer differs from {target}'s")
-            latency.pop(m)
-    acceptance = {pair: parse_acceptance(spec, f"acceptance of {pair[0]}->{pair[1]}")
-                  for pair, spec in acceptance_spec.items() if pair[0] in latency and pair[1] in latency}
-    inputs = Inputs(latency, {m: latency_spec[m] for m in latency}, acceptance,
-                    {p: acceptance_spec[p] for p in acceptance}, target, needs, config.context)
+        notes += [f"{m} left out: its tokenizer differs from {target}'s" for m in mismatched]
+        latency_spec = {m: v for m, v in latency_spec.items() if m not in mismatched}
+    acceptance_spec = {p: v for p, v in acceptance_spec.items() if p[0] in latency_spec and p[1] in latency_spec}
+    inputs = Inputs.from_specs(latency_spec, acceptance_spec, target, needs, config.context)
     return inputs, notes
 
 
