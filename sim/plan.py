@@ -32,7 +32,7 @@ from ..errors import require
 from ..latency import LatencyModel
 from ..theory import timing
 from .config import SimConfig
-from .run import simulate
+from .run import simulate_seeds
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def simulate_finalists(inputs: Inputs, ranked: Sequence[Candidate], finalists: i
     ar_s = inputs.t(inputs.target, 1)
     out = []
     for candidate in progress(chosen):
-        runs = [simulate(sim_config(inputs, candidate, num_tokens, s), with_ar_baseline=False) for s in range(seeds)]
+        runs = simulate_seeds(sim_config(inputs, candidate, num_tokens, 0), seeds)
         per_token = sorted(r.elapsed_s / r.num_tokens for r in runs)
         seconds = per_token[len(per_token) // 2]
         final = runs[0].stages[-1]

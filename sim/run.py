@@ -104,3 +104,8 @@ def ar_elapsed_s(config: SimConfig) -> float:
     baseline = config.with_values(scheme="ar", latency=config.latency[-1:], acceptance=("1",), names=(),
                                   devices=(), timeline=False)
     return simulate(baseline, with_ar_baseline=False).elapsed_s
+
+
+def simulate_seeds(config: SimConfig, seeds: int) -> list[SimResult]:
+    """The same configuration at seeds 0 .. seeds - 1 (no AR baseline): replicates for medians and CIs."""
+    return [simulate(config.with_values(seed=seed), with_ar_baseline=False) for seed in range(seeds)]

@@ -305,7 +305,7 @@ def closed_form_ms(setup: Setup, inputs: Any, max_lead: int) -> float:
 def predict(setup: Setup, inputs: Any, workload: Workload, num_tokens: int, seeds: int) -> dict[str, Any]:
     """Simulated (median over seeds) and closed-form decode ms/token for one setup."""
     from ..sim.plan import Candidate, sim_config
-    from ..sim.run import simulate
+    from ..sim.run import simulate_seeds
 
     keys = setup.profile_keys()
     if setup.scheme == "ppsd":
@@ -320,8 +320,7 @@ def predict(setup: Setup, inputs: Any, workload: Workload, num_tokens: int, seed
         groups = tuple(len(names) + i if m.startswith("ngram") else g
                        for i, (m, g) in enumerate(zip(setup.chain, groups, strict=True)))
     candidate = Candidate(setup.scheme, keys, window(setup, workload.max_lead), groups, 0, 0.0)
-    runs = [simulate(sim_config(inputs, candidate, num_tokens, seed), with_ar_baseline=False)
-            for seed in range(seeds)]
+    runs = simulate_seeds(sim_config(inputs, candidate, num_tokens, 0), seeds)
     alphas = {f"{a}->{b}": inputs.alpha(a, b) for a, b in itertools.pairwise(keys)}
     return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs),
             "closed_ms_per_token": closed_form_ms(setup, inputs, workload.max_lead), "trace_alpha": alphas,
@@ -333,7 +332,7 @@ def _predict_ppsd(setup: Setup, inputs: Any, num_tokens: int, seeds: int) -> dic
     replaying the exit's trace, and the derived closed form t_AR / (1 − α(1 − E/N))."""
     from ..backend.models import num_layers, resolve
     from ..sim.config import SimConfig
-    from ..sim.run import simulate
+    from ..sim.run import simulate_seeds
     from ..theory import ppsd
 
     exit_key, target_key = setup.profile_keys()
@@ -342,7 +341,7 @@ def _predict_ppsd(setup: Setup, inputs: Any, num_tokens: int, seeds: int) -> dic
                        acceptance=(inputs.acceptance_spec[(exit_key, target_key)],), names=(setup.chain[-1],),
                        num_layers=layers, exit_layer=setup.exit_layer, pp_stages=2, num_tokens=num_tokens,
                        prompt_len=inputs.context)
-    runs = [simulate(config.with_values(seed=seed), with_ar_baseline=False) for seed in range(seeds)]
+    runs = simulate_seeds(config, seeds)
     alpha = inputs.alpha(exit_key, target_key)
     closed_ms = inputs.t(target_key, 1) * 1e3 / float(ppsd.pipelined_speedup(alpha, setup.exit_layer, layers))
     return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs), "closed_ms_per_token": closed_ms,
@@ -356,7 +355,7 @@ def _predict_specpipe(setup: Setup, inputs: Any, num_tokens: int, seeds: int) ->
     plain pipeline parallelism at h = 0."""
     from ..backend.models import num_layers, resolve
     from ..sim.config import SimConfig
-    from ..sim.run import simulate
+    from ..sim.run import simulate_seeds
     from ..theory import specpipe
 
     draft_key, target_key = setup.profile_keys()
@@ -368,7 +367,7 @@ def _predict_specpipe(setup: Setup, inputs: Any, num_tokens: int, seeds: int) ->
                        acceptance=(acceptance,), names=setup.chain, num_layers=num_layers(resolve(setup.chain[-1])),
                        pp_stages=setup.pp_stages, tree_width=setup.tree_width, devices=devices if names else (),
                        num_tokens=num_tokens, prompt_len=inputs.context)
-    runs = [simulate(config.with_values(seed=seed), with_ar_baseline=False) for seed in range(seeds)]
+    runs = simulate_seeds(config, seeds)
     h = 0.0 if plain else inputs.alpha(draft_key, target_key)
     closed_ms = inputs.t(target_key, 1) * 1e3 / float(specpipe.speedup(h, setup.pp_stages))
     return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs), "closed_ms_per_token": closed_ms,

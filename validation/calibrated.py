@@ -16,7 +16,7 @@ from ..sim import calibration
 from ..sim.config import SimConfig
 from ..sim.plan import Inputs, pipespec_seconds, sd_seconds
 from ..sim.presets import preset
-from ..sim.run import simulate
+from ..sim.run import simulate_seeds
 
 SINGLE, MULTI = ("M1", "M2"), ("M0", "M1", "M2")
 NAMES = {"M0": "1B", "M1": "8B", "M2": "70B"}
@@ -39,7 +39,7 @@ def _config(scheme: str, chain: Sequence[str], **values: Any) -> SimConfig:
 
 
 def _median_ms(config: SimConfig, seeds: int) -> float:
-    runs = [simulate(config.with_values(seed=s), with_ar_baseline=False) for s in range(seeds)]
+    runs = simulate_seeds(config, seeds)
     return statistics.median(r.ms_per_token for r in runs)
 
 

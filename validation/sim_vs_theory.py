@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..sim.config import SimConfig
-from ..sim.run import simulate
+from ..sim.run import simulate_seeds
 from ..theory import pipespec as pipespec_theory
 
 
@@ -32,7 +32,7 @@ def grid(alphas: Sequence[float] = (0.6, 0.8, 0.95), gammas: Sequence[int] = (2,
         c = fill / (gamma + 1)
         config = SimConfig(scheme="pipespec", latency=(f"{100 * c:.6g}", "100"), acceptance=(str(alpha),),
                            max_drafts=gamma, num_tokens=num_tokens)
-        runs = [simulate(config.with_values(seed=s), with_ar_baseline=False) for s in range(seeds)]
+        runs = simulate_seeds(config, seeds)
         rho = np.array([r.rho(r.stages[-1]) for r in runs])
         tokens = np.array([r.tokens_per_step(r.stages[-1]) for r in runs])
         half = 2.576 / np.sqrt(seeds)
