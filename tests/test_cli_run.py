@@ -20,6 +20,16 @@ def id_prompts(tmp_path):
     return path
 
 
+@pytest.fixture
+def long_prompts(tmp_path):
+    """Enough work that a run is still decoding when a signal arrives (3 prompts took ~15 s here)."""
+    rng = np.random.default_rng(3)
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join(json.dumps({"id": f"p{i}", "input_ids": rng.integers(3, 49152, 20).tolist()})
+                              for i in range(60)) + "\n")
+    return path
+
+
 def run_json(run_cli, *args):
     code, out, err = run_cli("run", *args, "--json")
     assert code == 0, err
@@ -84,9 +94,9 @@ def test_mismatched_tokenizers_are_refused_before_loading(run_cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_stage(tmp_path, id_prompts):
+def test_ctrl_c_stops_every_stage(tmp_path, long_prompts):
     cmd = [sys.executable, "-m", "pipespec", "run", "--scheme", "pipespec", "--chain", "tiny:1:1:64", "tiny:1:3:64",
-           "--prompts", str(id_prompts), "--max-new-tokens", "3000", "--warmup", "0"]
+           "--prompts", str(long_prompts), "--max-new-tokens", "3000", "--warmup", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(15)  # stages spawned and decoding
     os.killpg(proc.pid, signal.SIGINT)
@@ -118,9 +128,9 @@ def test_built_in_target_sd_with_prompt_lookup_is_lossless(run_cli):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_every_stage(tmp_path, id_prompts):
+def test_sigterm_stops_every_stage(tmp_path, long_prompts):
     cmd = [sys.executable, "-m", "pipespec", "run", "--scheme", "pipespec", "--chain", "tiny:1:1:64", "tiny:1:3:64",
-           "--prompts", str(id_prompts), "--max-new-tokens", "3000", "--warmup", "0"]
+           "--prompts", str(long_prompts), "--max-new-tokens", "3000", "--warmup", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(15)
     proc.terminate()  # SIGTERM to the coordinator alone
