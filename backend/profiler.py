@@ -21,7 +21,7 @@ import torch
 
 from ..errors import RunFailed
 from ..latency import ProfilePoint
-from .decoding import synchronize
+from .decoding import Decoder, synchronize
 from .ngram import NgramDrafter
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -62,8 +62,6 @@ def profile_latency(model: torch.nn.Module, device: str, num_tokens: Sequence[in
 @torch.inference_mode()
 def greedy_continuation(model: torch.nn.Module, device: str, prompt: Sequence[int], max_new_tokens: int,
                         eos: int | None) -> list[int]:
-    from .decoding import Decoder
-
     decoder = Decoder(model, device)
     decoder.reset(prompt)
     out: list[int] = []
@@ -80,8 +78,10 @@ def greedy_continuation(model: torch.nn.Module, device: str, prompt: Sequence[in
 def match_bits(draft: torch.nn.Module | NgramDrafter, device: str, prompt: Sequence[int],
                reference: Sequence[int], top_k: int = 1) -> list[int]:
     """bits[p] = 1 iff the draft's greedy token for output position p, given prompt + reference[:p],
-    equals reference[p] (one teacher-forced forward for a model); with top_k > 1, iff reference[p] is
-    among the draft's top_k tokens there (a token tree's hit at width top_k)."""
+    equals reference[p]; with top_k > 1, iff reference[p] is among the draft's top_k tokens there (a
+    token tree's hit at width top_k). A model is fed the reference one token at a time over its KV cache,
+    as a draft decodes: one teacher-forced forward over the whole sequence gives other logits wherever
+    numerics depend on the rows in the pass (int8 dynamic quantisation scales activations per pass)."""
     if isinstance(draft, NgramDrafter):
         bits = []
         for p in range(len(reference)):
@@ -89,11 +89,14 @@ def match_bits(draft: torch.nn.Module | NgramDrafter, device: str, prompt: Seque
             proposal = draft.propose(1)
             bits.append(int(bool(proposal) and proposal[0] == reference[p]))
         return bits
-    ids = torch.tensor([[*prompt, *reference]], device=device)
-    logits = draft(input_ids=ids).logits[0]  # (len(prompt) + len(reference), V)
-    rows = logits[len(prompt) - 1: len(prompt) - 1 + len(reference)]
-    top = rows.topk(top_k, -1).indices.tolist()
-    return [int(b in candidates) for candidates, b in zip(top, reference, strict=True)]
+    decoder = Decoder(draft, device)
+    decoder.reset(prompt)
+    bits = []
+    for token in reference:
+        candidates = decoder.forward(()).topk(top_k, -1).indices[0].tolist()
+        bits.append(int(token in candidates))
+        decoder.keep((), 0, token)
+    return bits
 
 
 def _co_run(spec: str, core: int, stop: Any, ready: Any) -> None:

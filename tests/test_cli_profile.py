@@ -36,3 +36,23 @@ def test_profile_rejects_bad_options(run_cli):
                           (["--device", "cuda:3"], "CUDA")):
         code, _, err = run_cli("profile", "--chain", "tiny:1:1:32", *args)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_match_bits_follow_the_draft_as_it_decodes():
+    """Fed one token at a time over its cache, a float32 draft's top-k at each position is what one
+    teacher-forced forward over the whole sequence gives (int8 dynamic quantisation is where they part)."""
+    import torch
+
+    from pipespec.backend.models import load_model, resolve
+    from pipespec.backend.profiler import greedy_continuation, match_bits
+
+    target, draft = load_model(resolve("tiny:1:2:64"), "cpu"), load_model(resolve("tiny:2:2:64"), "cpu")
+    prompt = [5, 17, 301, 42, 7]
+    reference = greedy_continuation(target, "cpu", prompt, 24, None)
+    with torch.inference_mode():
+        logits = draft(input_ids=torch.tensor([prompt + reference])).logits[0, len(prompt) - 1:-1]
+    for k in (1, 3):
+        top = logits.topk(k, -1).indices.tolist()
+        expected = [int(t in c) for c, t in zip(top, reference, strict=True)]
+        assert match_bits(draft, "cpu", prompt, reference, k) == expected
+    assert match_bits(target, "cpu", prompt, reference) == [1] * len(reference)
