@@ -272,6 +272,19 @@ def num_layers(ref: ModelRef) -> int:
     return int(_hf_config(ref)["num_hidden_layers"])
 
 
+def head_share(ref: ModelRef) -> float:
+    """The output head's share of a one-token forward, by weights multiplied (the vocabulary projection
+    against the decoder layers' attention and MLP projections): what a layer-pipeline stage pays on top of
+    its layers when it holds the head (the simulator's `head_share`). About 0.2 for SmolLM2-135M."""
+    c = (tiny_config(int(ref.params[1]), int(ref.params[2]), int(ref.params[3])).to_dict() if ref.kind == "tiny"
+         else _hf_config(ref))
+    hidden, heads = int(c["hidden_size"]), int(c["num_attention_heads"])
+    kv = int(c.get("head_dim") or hidden // heads) * int(c.get("num_key_value_heads") or heads)
+    layer = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * int(c["intermediate_size"])
+    head = int(c["vocab_size"]) * hidden
+    return head / (head + int(c["num_hidden_layers"]) * layer)
+
+
 def context_limit(ref: ModelRef) -> int:
     """The longest sequence a model takes, from its config."""
     if ref.kind == "tiny":

@@ -14,9 +14,9 @@ full by a speculative token tree that a draft model grows one level per pipeline
   tree is flushed and x, as a new root, enters the pipeline at stage 1. The controller alone decides
   the output, so greedy decoding is lossless.
 
-Plain pipeline parallelism over the same stages is `width = depth = 1` with a draft whose tree never
-hits: one token per P steps (`--tree-depth 1`). Messages are small pickled NumPy arrays on
-multiprocessing queues (one inbox per process).
+Plain pipeline parallelism over the same stages is `--tree-depth 1`: one level (the decided token) in
+flight, one token per P steps, and the draft never consulted (it runs no forward). Messages are small
+pickled NumPy arrays on multiprocessing queues (one inbox per process).
 """
 
 from __future__ import annotations
@@ -124,6 +124,8 @@ class _SpecPipeWorker(StageWorker):
             tokens = np.array([token[n] for n in ids], dtype=np.int64)
             self.inboxes[1].put(("level", epoch, ids, [parent[n] for n in ids], [position[n] for n in ids], tokens))
             in_flight += 1
+            if self.depth == 1:  # plain pipeline parallelism: the tree never grows, the draft is not consulted
+                return
             self.stats.steps += 1
             logits = self.timed(lambda: self.slice.logits(self.slice.forward_nodes(
                 torch.from_numpy(tokens), ids, [parent[n] for n in ids], [position[n] for n in ids])))

@@ -47,6 +47,11 @@ class SimConfig:
     exit_layer: int = option(8, "ppsd: early-exit layer E (1 <= E < N)")
     pp_stages: int = option(2, "ppsd/specpipe: pipeline stages P the model's layers are split over")
     tree_width: int = option(1, "specpipe: tree nodes per level (tokens each pipeline step forwards)")
+    tree_depth: int | None = option(None, "specpipe: tree levels in flight (default: P; 1 is plain pipeline "
+                                    "parallelism, the draft never consulted)")
+    head_share: float = option(0.0, "ppsd/specpipe: share of one forward spent in the output head (final norm "
+                               "and vocabulary projection), paid by the stage holding it: the last, and in "
+                               "ppsd also the exit's")
     lazy_drafter: bool = option(True, "pipespec: compute a dedicated stage 0's progress on demand instead "
                                 "of one event per draft token (same results, faster)")
     timeline: bool = option(False, "record every forward (for the Chrome trace and timeline plot)")
@@ -81,6 +86,9 @@ class SimConfig:
         check_int("--num-layers", self.num_layers, 2)
         check_int("--exit-layer", self.exit_layer, 1)
         check_int("--pp-stages", self.pp_stages, 1)
+        if self.tree_depth is not None:
+            check_int("--tree-depth", self.tree_depth, 1)
+        require(0.0 <= self.head_share < 1.0, f"--head-share must be in [0, 1), got {self.head_share}")
         require(self.seed is None or (isinstance(self.seed, int) and self.seed >= 0),
                 f"--seed must be an integer >= 0, got {self.seed!r}")
         if self.scheme == "ppsd":

@@ -103,11 +103,12 @@ def ppsd_controller(env: simpy.Environment, pipeline: LayerPipeline, pair: Pair,
 
 
 def specpipe_controller(env: simpy.Environment, pipeline: LayerPipeline, draft: Stage, pair: Pair,
-                        tree_width: int, num_tokens: int, done: simpy.Event) -> Generator:
-    """The draft keeps one tree level built ahead of stage 0 (the tree spans at most P + 1 levels
-    beyond the decided token); a level enters stage 0 as soon as both are ready."""
-    depth = len(pipeline.stages)
-    last = depth - 1
+                        tree_width: int, num_tokens: int, done: simpy.Event, depth: int | None = None) -> Generator:
+    """The draft keeps one tree level built ahead of stage 0 (the tree spans at most depth + 1 levels
+    beyond the decided token, depth = P by default); a level enters stage 0 as soon as both are ready.
+    At depth 1 the draft is never consulted: plain pipeline parallelism, one token per pass."""
+    last = len(pipeline.stages) - 1
+    depth = depth or len(pipeline.stages)
     state = {"decided": 0, "next_level": 1, "built": 0}  # built: levels ready but not yet submitted
     wake = {"event": env.event()}
 
@@ -149,6 +150,9 @@ def specpipe_controller(env: simpy.Environment, pipeline: LayerPipeline, draft: 
 
     pipeline.listeners.append(on_exit)
     pipeline.submit(0)
+    if depth == 1:
+        yield done
+        return
     while not done.triggered:
         ahead = state["next_level"] - state["decided"] + state["built"]
         if state["built"] >= 1 or ahead > depth:

@@ -175,12 +175,13 @@ def enumerate_candidates(inputs: Inputs, depths: Sequence[int], devices: int, ga
     return sorted(out, key=lambda c: (c.closed_s, -len(set(c.groups))))
 
 
-def sim_config(inputs: Inputs, candidate: Candidate, num_tokens: int, seed: int) -> SimConfig:
+def sim_config(inputs: Inputs, candidate: Candidate, num_tokens: int, seed: int,
+               rollback: str = "abort") -> SimConfig:
     pairs = list(itertools.pairwise(candidate.chain))
     values: dict[str, Any] = {
         "scheme": candidate.scheme, "latency": tuple(inputs.latency_spec[m] for m in candidate.chain),
         "acceptance": tuple(inputs.acceptance_spec[p] for p in pairs) or ("1",), "names": candidate.chain,
-        "num_tokens": num_tokens, "prompt_len": inputs.context, "seed": seed,
+        "num_tokens": num_tokens, "prompt_len": inputs.context, "seed": seed, "rollback": rollback,
         "devices": tuple(f"dev{g}" for g in candidate.groups)}
     if candidate.scheme == "sd":
         values["gamma"] = candidate.window

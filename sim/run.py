@@ -19,14 +19,22 @@ def _stage_plan(config: SimConfig) -> list[tuple[str, LatencyModel]]:
     names, models = config.model_names, config.latency_models
     if config.scheme == "ar":
         return [(names[-1], models[-1])]
+    h = config.head_share
+
+    def share(layers: int, head: bool) -> float:
+        """A stage's share of the model's forward: its layers' part of the body, plus the head if it has one."""
+        return (1 - h) * layers / config.num_layers + (h if head else 0.0)
+
     if config.scheme == "ppsd":
-        layers, _ = config.ppsd_split
+        layers, last_early = config.ppsd_split
+        heads = {last_early, len(layers) - 1}  # the exit head, the model's head
         return [(f"{names[0]}[{sum(layers[:i]) + 1}-{sum(layers[: i + 1])}]",
-                 ScaledLatency(models[0], n / config.num_layers)) for i, n in enumerate(layers)]
+                 ScaledLatency(models[0], share(n, i in heads))) for i, n in enumerate(layers)]
     if config.scheme == "specpipe":
         layers = [config.num_layers // config.pp_stages + (1 if i < config.num_layers % config.pp_stages else 0)
                   for i in range(config.pp_stages)]
-        return [(names[0], models[0])] + [(f"{names[1]}[stage {i}]", ScaledLatency(models[1], n / config.num_layers))
+        return [(names[0], models[0])] + [(f"{names[1]}[stage {i}]",
+                                           ScaledLatency(models[1], share(n, i == len(layers) - 1)))
                                           for i, n in enumerate(layers)]
     return list(zip(names, models, strict=True))
 
@@ -96,7 +104,8 @@ def _start(config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs
     else:  # specpipe
         pipeline = LayerPipeline(env, stages[1:], tokens_per_item=config.tree_width)
         stages[0].process = env.process(
-            specpipe_controller(env, pipeline, stages[0], pairs[0], config.tree_width, n, done))
+            specpipe_controller(env, pipeline, stages[0], pairs[0], config.tree_width, n, done,
+                                config.tree_depth))
 
 
 def ar_elapsed_s(config: SimConfig) -> float:

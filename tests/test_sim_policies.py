@@ -1,4 +1,5 @@
-"""Simulator policies beyond the papers' descriptions: waiting for a window of drafts (--min-drafts)."""
+"""Simulator policies beyond the papers' descriptions: waiting for a window of drafts (--min-drafts), the
+output head's share of a layer pipeline's stages (--head-share), plain pipeline parallelism (--tree-depth 1)."""
 
 import pytest
 
@@ -39,3 +40,31 @@ def test_min_drafts_reproduces_the_authors_window_of_four():
 def test_min_drafts_is_validated():
     with pytest.raises(ConfigError, match="--min-drafts must be"):
         SimConfig(min_drafts=0)
+
+
+def test_an_exit_head_costs_the_early_stage_a_head_share():
+    """α = 0: every token passes the early stage (its layers + the exit head) then the late one (its layers +
+    the head) in turn, so a token costs the whole forward plus one more head: t·(1 + h)."""
+    config = SimConfig(scheme="ppsd", latency=("100",), acceptance=("0",), num_layers=32, exit_layer=16,
+                       pp_stages=2, num_tokens=200, head_share=0.2)
+    assert simulate(config, with_ar_baseline=False).ms_per_token == pytest.approx(120.0, rel=0.02)
+    assert simulate(config.with_values(head_share=0.0), with_ar_baseline=False).ms_per_token == \
+        pytest.approx(100.0, rel=0.02)
+
+
+def test_tree_depth_one_is_plain_pipeline_parallelism():
+    """One level in flight: one token per pass through the P stages, whatever the draft and its hit rate,
+    which is never consulted."""
+    config = SimConfig(scheme="specpipe", latency=("50", "100"), acceptance=("0.9",), num_layers=32, pp_stages=4,
+                       num_tokens=200, tree_depth=1, head_share=0.2)
+    result = simulate(config, with_ar_baseline=False)
+    assert result.ms_per_token == pytest.approx(100.0, rel=1e-6)
+    assert result.stages[0].steps == 0
+    assert simulate(config.with_values(tree_depth=None), with_ar_baseline=False).ms_per_token < 60
+
+
+@pytest.mark.parametrize("values, message", [({"head_share": 1.0}, "--head-share must be in"),
+                                             ({"tree_depth": 0}, "--tree-depth must be")])
+def test_layer_pipeline_options_are_validated(values, message):
+    with pytest.raises(ConfigError, match=message):
+        SimConfig(scheme="specpipe", latency=("50", "100"), **values)
