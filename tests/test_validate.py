@@ -15,9 +15,13 @@ def _inputs(tmp_path, setup, draft_ms=10.0, target_ms=40.0, bits=None):
     keys = setup.profile_keys()
     write_profiles(tmp_path / "p.json", {keys[0]: {"points": points(draft_ms)},
                                          keys[-1]: {"points": points(target_ms)}})
+    return planning_inputs(setup, tmp_path / "p.json", _traces(tmp_path, setup, bits), {}, context=0)
+
+
+def _traces(tmp_path, setup, bits=None):
     sequences = bits or [[1, 1, 1, 0] * 25]
     write_traces(tmp_path / "t.json", {f"{setup.chain[0]}->{setup.chain[-1]}": {"sequences": sequences}})
-    return planning_inputs(setup, tmp_path / "p.json", tmp_path / "t.json", {}, context=0)
+    return tmp_path / "t.json"
 
 
 def test_ar_prediction_is_the_profiled_single_token_forward(tmp_path):
@@ -44,10 +48,20 @@ def test_sd_prediction_follows_the_trace(tmp_path):
 def test_pipespec_shares_a_core_between_pinned_stages(tmp_path):
     shared = Setup("k", "pipespec", ("a", "b"), (1, 1), ("0", "0"))
     apart = Setup("k", "pipespec", ("a", "b"), (1, 1), ("0", "1"))
-    inputs = _inputs(tmp_path, apart, draft_ms=10.0)
-    one_core = predict(shared, inputs, Workload(), 300, 1)["sim_ms_per_token"]
-    two_cores = predict(apart, inputs, Workload(), 300, 1)["sim_ms_per_token"]
+    one_core = predict(shared, _inputs(tmp_path, shared, draft_ms=10.0), Workload(), 300, 1)["sim_ms_per_token"]
+    two_cores = predict(apart, _inputs(tmp_path, apart, draft_ms=10.0), Workload(), 300, 1)["sim_ms_per_token"]
     assert two_cores < one_core
+
+
+def test_a_stage_is_profiled_beside_the_model_on_the_other_core():
+    setups = {s.name: s for s in builtin_setups(4, "draft:x", ppsd_exits=(16,), specpipe_widths=(2,))}
+    assert setups["pipespec-k2-ngram"].profile_keys() == ("ngram", "smollm2@1t-alone")
+    assert setups["pipespec-k2-int8"].profile_keys() == ("smollm2-int8@1t", "smollm2@1t~smollm2-int8")
+    assert setups["pipespec-k3"].profile_keys() == ("ngram", "smollm2-int8@1t", "smollm2@1t~smollm2-int8")
+    assert setups["pipespec-k3-x"].profile_keys() == ("draft:x@1t", "smollm2-int8@1t", "smollm2@1t~smollm2-int8")
+    assert setups["ppsd-exit16"].profile_keys() == ("smollm2-exit:16@1t", "smollm2@1t")
+    assert setups["specpipe-p2-w2"].profile_keys() == ("smollm2-int8@1t", "smollm2@1t")
+    assert setups["sd-ngram"].profile_keys() == ("ngram", "smollm2@2t")
 
 
 def test_builtin_setups():

@@ -6,8 +6,10 @@
    verifier's own output).
 2. Measure each configuration with the backend (`backend.runner.run`, medians over repeats).
 3. Predict the same runs from the profile and traces alone — nothing from step 2 — with the simulator
-   (trace replay, stages pinned to the same cores sharing a simulated device) and with the closed forms
-   (α = the trace's match rate, `sim.plan`'s SD-chain and pipeline formulas).
+   (trace replay, stages pinned to the same cores sharing a simulated device, a forward in flight at a
+   rollback running to its end as the backend's do, layer-pipeline stages paying the output head's share
+   of a forward where they hold a head) and with the closed forms (α = the trace's match rate,
+   `sim.plan`'s SD-chain and pipeline formulas, the derived PPSD and SpecPipe speedups).
 
 Compared: decode ms/token, (wall time − time to first token) / (tokens − 1) over all prompts, since
 neither prediction models the prefill; speedups are over the measured and predicted AR respectively.
@@ -29,6 +31,9 @@ from typing import Any
 from ..errors import require
 
 Progress = Callable[..., Any]
+# the backend's stages look for a rollback between forwards: a forward in flight runs to its end
+ROLLBACK = "finish"
+TARGET = "smollm2"  # the built-in target: the family's last model
 
 
 @dataclass(frozen=True)
@@ -67,12 +72,32 @@ class Setup:
             return int(exit_draft_layer(resolve(self.chain[0]))) - 1
         return int(self.chain[0].rpartition(":")[2])
 
+    def stage_neighbours(self) -> tuple[str | None, ...]:
+        """Per model of the chain, when it runs as a one-thread stage pinned to a core: the model forwarding on
+        the other core at the same time (the memory system they share slows both), or None when only
+        model-free stages run there. PPSD's and SpecPipe's stages are the target's own layers on both cores;
+        a pipeline's stage has the last model on another core (its verifier, or its nearest draft)."""
+        if not self.cpus:
+            return (None,) * len(self.chain)
+        if self.scheme in ("ppsd", "specpipe"):
+            return (self.chain[-1],) * len(self.chain)
+        return tuple(next((m for m, c in zip(reversed(self.chain), reversed(self.cpus), strict=True)
+                           if c != cpu and not m.startswith("ngram")), None) for cpu in self.cpus)
+
     def profile_keys(self) -> tuple[str, ...]:
-        return tuple(profile_key(m, t) for m, t in zip(self.chain, self.stage_threads(), strict=True))
+        return tuple(profile_key(m, t, n)
+                     for m, t, n in zip(self.chain, self.stage_threads(), self.stage_neighbours(), strict=True))
 
 
-def profile_key(model: str, threads: int) -> str:
-    return model if model.startswith("ngram") else f"{model}@{threads}t"
+def profile_key(model: str, threads: int, neighbour: str | None = TARGET) -> str:
+    """How a model's latency was profiled: "NAME@Nt" (a one-thread stage beside the built-in target
+    forwarding on the other core, or an in-process run), "NAME@1t~OTHER" (beside OTHER), "NAME@1t-alone"
+    (the other core idle); the n-gram drafter has no forward and keeps its name."""
+    if model.startswith("ngram"):
+        return model
+    if threads != 1 or neighbour == TARGET:
+        return f"{model}@{threads}t"
+    return f"{model}@1t-alone" if neighbour is None else f"{model}@1t~{neighbour}"
 
 
 def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence[int] = (),
@@ -149,7 +174,8 @@ def profile(setups: Sequence[Setup], workload: Workload, path: Path, progress: P
     from ..io import environment
     from ..profiles import write_profiles
 
-    needed = dict.fromkeys((m, t) for s in setups for m, t in zip(s.chain, s.stage_threads(), strict=True))
+    needed = dict.fromkeys((m, t, n if t == 1 else None) for s in setups
+                           for m, t, n in zip(s.chain, s.stage_threads(), s.stage_neighbours(), strict=True))
     window = max([s.gamma for s in setups] + [s.max_drafts or workload.max_lead for s in setups])
     lengths = [len(ids) for ids in workload.encoded]
     # the contexts every run passes through, so the simulator interpolates rather than extrapolates
@@ -160,27 +186,28 @@ def profile(setups: Sequence[Setup], workload: Workload, path: Path, progress: P
     before = torch.get_num_threads()
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     try:
-        for model, threads in progress(list(needed), desc="profiling"):
+        for model, threads, neighbour in progress(list(needed), desc="profiling"):
             torch.set_num_threads(threads)
             ref = resolve(model)
             loaded = load_model(ref, workload.device)
             if ref.kind == "ngram":
                 ngram_s[model] = _time_ngram(loaded, workload.encoded)
                 continue
-            # a one-thread model runs as a pipeline stage on one core while the other stages keep the
-            # other core busy: time it that way (pinned to core 0, the target's forwards looping on core 1)
-            load = workload.contended and threads == 1 and workload.device == "cpu" and {0, 1} <= affinity
-            with co_runner("smollm2", core=1) if load else contextlib.nullcontext():
-                if load:
+            # a one-thread model runs as a pipeline stage pinned to one core, and usually while another
+            # stage's model forwards on the other core: time it that way (on core 0, its neighbour on core 1)
+            pin = threads == 1 and workload.device == "cpu" and {0, 1} <= affinity
+            load = pin and workload.contended and neighbour is not None
+            with co_runner(str(neighbour), core=1) if load else contextlib.nullcontext():
+                if pin:
                     os.sched_setaffinity(0, {0})
                 try:
                     points = profile_latency(loaded, workload.device, sizes, contexts, repeats=7, warmup=2)
                 finally:
-                    if load:
+                    if pin:
                         os.sched_setaffinity(0, affinity)
-            profiles[profile_key(model, threads)] = {
+            profiles[profile_key(model, threads, neighbour)] = {
                 "device": workload.device, "threads": threads, "dtype": "float32", "source": "pipespec validate",
-                "co_runner": "smollm2 forwards on core 1 (profiled on core 0)" if load else None,
+                "co_runner": f"{neighbour} forwards on core 1 (profiled on core 0)" if load else None,
                 "points": points, "environment": environment(workload.device)}
     finally:
         torch.set_num_threads(before)
@@ -228,11 +255,11 @@ def record_traces(setups: Sequence[Setup], workload: Workload, path: Path, progr
 
 
 def placement(setup: Setup) -> str:
-    """Threads and cores of each process ("1t@cpu0 | 1t@cpu1"), or of the one in-process run ("2t")."""
+    """Threads and cores of each process ("1t@cpu0, 1t@cpu1": a markdown cell), or of the one in-process run ("2t")."""
     if not setup.cpus:
         return f"{setup.threads[0]}t"
     threads = setup.threads * len(setup.cpus) if len(setup.threads) == 1 else setup.threads
-    return " | ".join(f"{t}t@cpu{c}" for t, c in zip(threads, setup.cpus, strict=True))
+    return ", ".join(f"{t}t@cpu{c}" for t, c in zip(threads, setup.cpus, strict=True))
 
 
 def trace_name(draft: str, verifier: str, width: int = 1) -> str:
@@ -320,7 +347,7 @@ def predict(setup: Setup, inputs: Any, workload: Workload, num_tokens: int, seed
         groups = tuple(len(names) + i if m.startswith("ngram") else g
                        for i, (m, g) in enumerate(zip(setup.chain, groups, strict=True)))
     candidate = Candidate(setup.scheme, keys, window(setup, workload.max_lead), groups, 0, 0.0)
-    runs = simulate_seeds(sim_config(inputs, candidate, num_tokens, 0), seeds)
+    runs = simulate_seeds(sim_config(inputs, candidate, num_tokens, 0, ROLLBACK), seeds)
     alphas = {f"{a}->{b}": inputs.alpha(a, b) for a, b in itertools.pairwise(keys)}
     return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs),
             "closed_ms_per_token": closed_form_ms(setup, inputs, workload.max_lead), "trace_alpha": alphas,
@@ -330,17 +357,18 @@ def predict(setup: Setup, inputs: Any, workload: Workload, num_tokens: int, seed
 def _predict_ppsd(setup: Setup, inputs: Any, num_tokens: int, seeds: int) -> dict[str, Any]:
     """PPSD over the target's profiled latency: the simulator's layer pipeline (2 stages, exit after E)
     replaying the exit's trace, and the derived closed form t_AR / (1 − α(1 − E/N))."""
-    from ..backend.models import num_layers, resolve
+    from ..backend.models import head_share, num_layers, resolve
     from ..sim.config import SimConfig
     from ..sim.run import simulate_seeds
     from ..theory import ppsd
 
     exit_key, target_key = setup.profile_keys()
-    layers = num_layers(resolve(setup.chain[-1]))
+    target = resolve(setup.chain[-1])
+    layers = num_layers(target)
     config = SimConfig(scheme="ppsd", latency=(inputs.latency_spec[target_key],),
                        acceptance=(inputs.acceptance_spec[(exit_key, target_key)],), names=(setup.chain[-1],),
                        num_layers=layers, exit_layer=setup.exit_layer, pp_stages=2, num_tokens=num_tokens,
-                       prompt_len=inputs.context)
+                       prompt_len=inputs.context, rollback=ROLLBACK, head_share=head_share(target))
     runs = simulate_seeds(config, seeds)
     alpha = inputs.alpha(exit_key, target_key)
     closed_ms = inputs.t(target_key, 1) * 1e3 / float(ppsd.pipelined_speedup(alpha, setup.exit_layer, layers))
@@ -353,20 +381,22 @@ def _predict_specpipe(setup: Setup, inputs: Any, num_tokens: int, seeds: int) ->
     draft growing a level per step, the tree's hit rate replayed from the top-width trace; processes
     pinned to one core share a simulated device) and the derived T_s·(h + (1 − h)·P) per token, with
     plain pipeline parallelism at h = 0."""
-    from ..backend.models import num_layers, resolve
+    from ..backend.models import head_share, num_layers, resolve
     from ..sim.config import SimConfig
     from ..sim.run import simulate_seeds
     from ..theory import specpipe
 
     draft_key, target_key = setup.profile_keys()
+    target = resolve(setup.chain[-1])
     plain = setup.tree_depth == 1
     acceptance = "0" if plain else inputs.acceptance_spec[(draft_key, target_key)]
     names = list(dict.fromkeys(setup.cpus)) if setup.cpus else []
     devices = tuple(f"cpu{c}" for c in setup.cpus) if setup.cpus else ()
     config = SimConfig(scheme="specpipe", latency=(inputs.latency_spec[draft_key], inputs.latency_spec[target_key]),
-                       acceptance=(acceptance,), names=setup.chain, num_layers=num_layers(resolve(setup.chain[-1])),
-                       pp_stages=setup.pp_stages, tree_width=setup.tree_width, devices=devices if names else (),
-                       num_tokens=num_tokens, prompt_len=inputs.context)
+                       acceptance=(acceptance,), names=setup.chain, num_layers=num_layers(target),
+                       pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,
+                       head_share=head_share(target), devices=devices if names else (),
+                       num_tokens=num_tokens, prompt_len=inputs.context, rollback=ROLLBACK)
     runs = simulate_seeds(config, seeds)
     h = 0.0 if plain else inputs.alpha(draft_key, target_key)
     closed_ms = inputs.t(target_key, 1) * 1e3 / float(specpipe.speedup(h, setup.pp_stages))
