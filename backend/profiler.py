@@ -76,19 +76,22 @@ def greedy_continuation(model: torch.nn.Module, device: str, prompt: Sequence[in
 
 @torch.inference_mode()
 def match_bits(draft: torch.nn.Module | NgramDrafter, device: str, prompt: Sequence[int],
-               reference: Sequence[int], top_k: int = 1) -> list[int]:
-    """bits[p] = 1 iff the draft's greedy token for output position p, given prompt + reference[:p],
-    equals reference[p]; with top_k > 1, iff reference[p] is among the draft's top_k tokens there (a
-    token tree's hit at width top_k). A model is fed the reference one token at a time over its KV cache,
-    as a draft decodes: one teacher-forced forward over the whole sequence gives other logits wherever
-    numerics depend on the rows in the pass (int8 dynamic quantisation scales activations per pass)."""
+               reference: Sequence[int], top_k: int = 1) -> tuple[list[int], list[int]]:
+    """(bits, silent): bits[p] = 1 iff the draft's greedy token for output position p, given prompt +
+    reference[:p], equals reference[p]; with top_k > 1, iff reference[p] is among the draft's top_k
+    tokens there (a token tree's hit at width top_k). silent[p] = 1 where the draft proposes nothing
+    there (the n-gram drafter finding no earlier occurrence; a model always proposes). A model is fed
+    the reference one token at a time over its KV cache, as a draft decodes: one teacher-forced forward
+    over the whole sequence gives other logits wherever numerics depend on the rows in the pass (int8
+    dynamic quantisation scales activations per pass)."""
     if isinstance(draft, NgramDrafter):
-        bits = []
+        bits, silent = [], []
         for p in range(len(reference)):
             draft.reset([*prompt, *reference[:p]])
             proposal = draft.propose(1)
             bits.append(int(bool(proposal) and proposal[0] == reference[p]))
-        return bits
+            silent.append(int(not proposal))
+        return bits, silent
     decoder = Decoder(draft, device)
     decoder.reset(prompt)
     bits = []
@@ -96,7 +99,7 @@ def match_bits(draft: torch.nn.Module | NgramDrafter, device: str, prompt: Seque
         candidates = decoder.forward(()).topk(top_k, -1).indices[0].tolist()
         bits.append(int(token in candidates))
         decoder.keep((), 0, token)
-    return bits
+    return bits, [0] * len(bits)
 
 
 def _co_run(spec: str, core: int, stop: Any, ready: Any) -> None:

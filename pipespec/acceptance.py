@@ -10,11 +10,16 @@ correction or bonus token of its own. Three models:
 - Trace: replay of recorded token-level matches between two real models. Under greedy decoding the
   draft's proposal for position p, given the verified prefix, matches the verifier iff trace[p] = 1,
   so a window's accepted prefix is the run of ones starting at p. The recorded sequences are
-  concatenated and replayed cyclically (the result records the trace's length).
+  concatenated and replayed cyclically (the result records the trace's length). A model-free drafter
+  (prompt lookup) also records where it proposes nothing from the verified prefix (`silent`): there
+  the verifier decodes alone and the drafter waits for the sequence to change.
+
+`proposes(position)` is False only at such silent positions.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +48,8 @@ class Acceptance(Protocol):
 
     def mean_alpha(self) -> float: ...
 
+    def proposes(self, position: int) -> bool: ...
+
     def describe(self) -> str: ...
 
 
@@ -64,6 +71,9 @@ class Bernoulli:
 
     def mean_alpha(self) -> float:
         return self.alpha
+
+    def proposes(self, position: int) -> bool:
+        return True
 
     def describe(self) -> str:
         return f"bernoulli({self.alpha:g})"
@@ -88,6 +98,9 @@ class Positional:
     def mean_alpha(self) -> float:
         return float(np.mean(self.alphas))
 
+    def proposes(self, position: int) -> bool:
+        return True
+
     def describe(self) -> str:
         return "positional(" + ",".join(f"{a:.3g}" for a in self.alphas) + ")"
 
@@ -96,11 +109,15 @@ class Positional:
 class Trace:
     bits: tuple[int, ...]
     name: str = "trace"
+    silent: tuple[int, ...] = ()  # 1 where the drafter proposes nothing (its bit is then 0); () = never
     _runs: list[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require(len(self.bits) > 0, f"acceptance trace {self.name!r} is empty")
         require(set(self.bits) <= {0, 1}, f"acceptance trace {self.name!r} must hold only 0 and 1")
+        require(not self.silent or (len(self.silent) == len(self.bits) and set(self.silent) <= {0, 1}
+                                    and not any(b and s for b, s in zip(self.bits, self.silent, strict=True))),
+                f"acceptance trace {self.name!r}: silent must be 0/1 per position, and 0 where a draft matched")
         n = len(self.bits)
         doubled = list(self.bits) * 2
         runs = [0] * (2 * n + 1)
@@ -112,10 +129,16 @@ class Trace:
         return min(num_drafts, self._runs[position % len(self.bits)])
 
     def mean_alpha(self) -> float:
-        return float(np.mean(self.bits))
+        """The match rate where the drafter proposes (all positions for a model)."""
+        proposed = [b for b, s in zip(self.bits, self.silent or itertools.repeat(0), strict=False) if not s]
+        return float(np.mean(proposed)) if proposed else 0.0
+
+    def proposes(self, position: int) -> bool:
+        return not self.silent or not self.silent[position % len(self.silent)]
 
     def describe(self) -> str:
-        return f"trace({self.name}, {len(self.bits)} positions, mean {self.mean_alpha():.3f})"
+        silent = f", silent at {np.mean(self.silent):.0%}" if self.silent else ""
+        return f"trace({self.name}, {len(self.bits)} positions, mean {self.mean_alpha():.3f}{silent})"
 
 
 def hazard_from_histogram(fractions: Sequence[float]) -> tuple[float, ...]:

@@ -2,10 +2,12 @@
 
     {"format": "pipespec.acceptance-trace", "version": 1,
      "pairs": {"DRAFT->TARGET": {"draft": "...", "target": "...",
-                                  "sequences": [[1, 1, 0, 1, ...], ...]}}}
+                                  "sequences": [[1, 1, 0, 1, ...], ...],
+                                  "silent": [[0, 0, 0, 0, ...], ...]}}}
 
 sequences[k][p] = 1 when the draft's greedy token for output position p of prompt k, given the
-target's own greedy prefix, equals the target's token.
+target's own greedy prefix, equals the target's token. The optional `silent` (same shape) marks the
+positions where a model-free drafter proposes nothing at all (their bit is 0); a model never is.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ def read_traces(path: str | Path) -> dict[str, dict[str, Any]]:
         ok = isinstance(entry, dict) and isinstance(entry.get("sequences"), list) and all(
             isinstance(s, list) for s in entry["sequences"])
         require(ok, f"acceptance trace {str(path)!r}, pair {name!r}: malformed sequences")
+        silent = entry.get("silent")
+        ok = silent is None or (isinstance(silent, list) and len(silent) == len(entry["sequences"]) and all(
+            isinstance(s, list) and len(s) == len(b) for s, b in zip(silent, entry["sequences"], strict=True)))
+        require(ok, f"acceptance trace {str(path)!r}, pair {name!r}: silent must have the shape of sequences")
     return pairs
 
 
@@ -47,14 +53,33 @@ def load_trace(path: str | Path, pair: str | None = None) -> Trace:
         require(len(pairs) == 1, f"acceptance trace {str(path)!r} holds {', '.join(pairs)}: name one with #PAIR")
         pair = next(iter(pairs))
     require(pair in pairs, f"acceptance trace {str(path)!r} has no pair {pair!r} (has {', '.join(pairs)})")
-    bits = tuple(int(b) for seq in pairs[pair]["sequences"] for b in seq)
-    return Trace(bits, name=pair)
+    return entry_trace(pair, pairs[pair])
+
+
+def entry_trace(name: str, entry: Mapping[str, Any]) -> Trace:
+    """A pair's entry as one replayable trace (its prompts' sequences concatenated)."""
+    bits = tuple(int(b) for seq in entry["sequences"] for b in seq)
+    silent = tuple(int(b) for seq in entry.get("silent") or () for b in seq)
+    return Trace(bits, name=name, silent=silent)
+
+
+def trace_entry(draft: str, target: str, matches: Sequence[tuple[Sequence[int], Sequence[int]]],
+                **extra: Any) -> dict[str, Any]:
+    """One pair's entry from per-prompt (bits, silent) as `backend.profiler.match_bits` returns them
+    (`silent` is kept only when the drafter ever proposed nothing)."""
+    entry: dict[str, Any] = {"draft": draft, "target": target, "sequences": [list(b) for b, _ in matches]}
+    if any(any(s) for _, s in matches):
+        entry["silent"] = [list(s) for _, s in matches]
+    return {**entry, **extra}
 
 
 def write_traces(path: str | Path, pairs: Mapping[str, Mapping[str, Any]]) -> Path:
-    """pairs: {"A->B": {"draft": "A", "target": "B", "sequences": [[0/1, ...], ...]}}."""
+    """pairs: {"A->B": {"draft": "A", "target": "B", "sequences": [[0/1, ...], ...], "silent": optional}}."""
     def clean(entry: Mapping[str, Any]) -> dict[str, Any]:
         sequences: Sequence[Sequence[int]] = entry["sequences"]
-        return {**entry, "sequences": [[int(b) for b in s] for s in sequences]}
+        cleaned = {**entry, "sequences": [[int(b) for b in s] for s in sequences]}
+        if entry.get("silent") is not None:
+            cleaned["silent"] = [[int(b) for b in s] for s in entry["silent"]]
+        return cleaned
 
     return write_json(path, {"format": FORMAT, "version": VERSION, "pairs": {k: clean(v) for k, v in pairs.items()}})

@@ -10,6 +10,8 @@ measured profile, slower). Times are SimPy time in seconds.
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,15 +37,22 @@ class Event:
 
 class Stage:
     """One model of a pipeline: its latency, its device (None: a device of its own), its token buffer
-    and its statistics."""
+    and its statistics. A drafter given `proposes` (position → does it propose there from the verified
+    prefix) may have nothing to propose after adopting a verifier's sequence: it then waits for the
+    sequence to change (a model-free drafter; a model always proposes)."""
 
     def __init__(self, env: simpy.Environment, index: int, name: str, latency: LatencyModel,
                  device: simpy.Resource | None, jitter_rng: np.random.Generator | None, prompt_len: int,
-                 policy: RollbackPolicy, timeline: list[Event] | None) -> None:
+                 policy: RollbackPolicy, timeline: list[Event] | None,
+                 proposes: Callable[[int], bool] | None = None) -> None:
         self.env, self.index, self.name, self.latency, self.device = env, index, name, latency, device
         self.jitter_rng, self.prompt_len, self.policy, self.timeline = jitter_rng, prompt_len, policy, timeline
+        self.proposes = proposes
         self.length = 0
         self.kv_len = 0
+        self.verified = True  # its sequence is a verifier's: nothing of its own drafted since it adopted it
+        self.wake: simpy.Event | None = None  # a silent drafter waiting for adopt()
+        self.pending_resync: int | None = None  # see defers_resync()
         self.stats = StageStats(name)
         self.process: simpy.Process | None = None
         self.busy = False  # inside forward(): queued for or holding the device
@@ -54,6 +63,22 @@ class Stage:
         self.completed_at_rollback = False
         self.waiting_until: float | None = None  # pipespec --min-drafts: waiting for upstream progress
         self._steady_s: dict[int, float] | None = {} if latency.steady else None
+
+    def silent(self) -> bool:
+        """Nothing to propose from the verified sequence it holds."""
+        return self.verified and self.proposes is not None and not self.proposes(self.length)
+
+    def defers_resync(self) -> bool:
+        """Policy "finish": a verifying stage whose verifier decoded on without it (no conflict yet) lets its
+        forward in flight end and then compares, as the backend's stages do between forwards; its work is
+        kept if it agrees with the verifier's tokens (`pending_resync`: the first of them). A first-stage
+        drafter's steps are short: it adopts at once."""
+        return self.policy == "finish" and self.index > 0 and self.busy and self.forward_start is not None
+
+    def wait_for_change(self):
+        """Generator: a silent drafter idles until a verifier's sequence is adopted."""
+        self.wake = self.env.event()
+        yield self.wake
 
     def uncached(self) -> int:
         """Tokens of its own sequence a forward must feed before any drafts (>= 1 once started)."""
@@ -130,6 +155,7 @@ class Stage:
         self.kv_len = self.length + accepted
         added = accepted + 1
         self.length += added
+        self.verified = False
         self.stats.tokens_added += added
         return added
 
@@ -159,6 +185,11 @@ class Stage:
             self.process.interrupt("rollback")
         self.length = new_length
         self.kv_len = min(self.kv_len, new_length - 1)
+        self.verified = True
+        self.pending_resync = None
+        if self.wake is not None:
+            self.wake.succeed()
+            self.wake = None
 
     def finish(self, now: float) -> None:
         """Close the books at the end of a run (a forward still in flight counts as busy, not as a step)."""
@@ -172,10 +203,8 @@ class LazyDrafter(Stage):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.step_start = 0.0
-        self.step_tokens = 1
-        self.step_end = self.duration_s(1)
         self.discard_in_flight = False
+        self._start_step(0.0)
 
     def _advance(self, now: float) -> None:
         if self.step_end <= now and self.latency.steady and self.timeline is None and not self.discard_in_flight:
@@ -201,6 +230,7 @@ class LazyDrafter(Stage):
             return
         step_s = self.duration_s(1)
         count = int((now - self.step_end) // step_s) + 1
+        self.verified = False
         stats = self.stats
         stats.steps += count
         stats.generate_steps += count
@@ -213,8 +243,15 @@ class LazyDrafter(Stage):
 
     def _start_step(self, at: float) -> None:
         self.step_start = at
+        if self.silent():  # idle until adopt()
+            self.step_tokens, self.step_end = 0, math.inf
+            return
         self.step_tokens = self.uncached()
         self.step_end = at + self.duration_s(self.step_tokens)
+
+    @property
+    def idle(self) -> bool:
+        return self.step_end == math.inf
 
     def visible_length(self, now: float) -> int:
         self._advance(now)
@@ -222,13 +259,17 @@ class LazyDrafter(Stage):
 
     def next_progress_s(self, now: float) -> float | None:
         self._advance(now)
-        return self.step_end
+        return None if self.idle else self.step_end
 
     def adopt(self, new_length: int) -> None:
         now = self.env.now
         self._advance(now)
         self.length = new_length
         self.kv_len = min(self.kv_len, new_length - 1)
+        self.verified = True
+        if self.idle:
+            self._start_step(now)
+            return
         if self.policy == "finish":
             self.discard_in_flight = True
             return
@@ -241,7 +282,8 @@ class LazyDrafter(Stage):
 
     def finish(self, now: float) -> None:
         self._advance(now)
-        self.stats.busy_s += now - self.step_start
+        if not self.idle:
+            self.stats.busy_s += now - self.step_start
 
 
 class Pair:
@@ -257,6 +299,10 @@ class Pair:
         accepted = self.acceptance.accepted(position, num_drafts, self.draws)
         self.stats.record(num_drafts, accepted)
         return accepted
+
+    def proposes(self, position: int) -> bool:
+        """Does the draft propose anything at `position`, from the verified prefix?"""
+        return self.acceptance.proposes(position)
 
     def agrees(self, position: int) -> bool:
         """Does the draft's own token at `position` match the verifier's (a window of one, unrecorded)?"""

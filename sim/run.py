@@ -59,16 +59,18 @@ def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
     devices = {name: simpy.Resource(env, capacity=config.device_capacity) if name in shared else None
                for name in dict.fromkeys(device_names)}
 
+    models = config.acceptance_models[: len(pair_names)]
+    pairs = [Pair(name, model, rngs[len(plan) + i])
+             for i, (name, model) in enumerate(zip(pair_names, models, strict=True))]
     stages: list[Stage] = []
     for index, (name, latency) in enumerate(plan):
         lazy = (config.scheme == "pipespec" and index == 0 and config.lazy_drafter
                 and device_names[0] not in shared)
         cls = LazyDrafter if lazy else Stage
+        # a pipeline's first drafter may have nothing to propose (a model-free drafter's silent positions)
+        proposes = pairs[0].proposes if config.scheme == "pipespec" and index == 0 else None
         stages.append(cls(env, index, name, latency, devices[device_names[index]], rngs[index],
-                          config.prompt_len, config.rollback, timeline))  # type: ignore[arg-type]
-    models = config.acceptance_models[: len(pair_names)]
-    pairs = [Pair(name, model, rngs[len(plan) + i])
-             for i, (name, model) in enumerate(zip(pair_names, models, strict=True))]
+                          config.prompt_len, config.rollback, timeline, proposes))  # type: ignore[arg-type]
     done = env.event()
     _start(config, env, stages, pairs, done)
     env.run(until=done)

@@ -3,10 +3,12 @@
 - ar: the final model alone, one token per forward.
 - sd: a synchronous chain M_0 … M_k: level i verifies γ_i drafts of level i-1 per round (fixed, or
   the dynamic schedule +2 after a full acceptance, -1 otherwise); lower levels roll back to the
-  verifier's output after every round.
+  verifier's output after every round. Where a model-free draft has nothing to propose, the round
+  is the verifier's own forward.
 - pipespec: every stage is its own process; a stage verifies all drafts its upstream has published
   beyond its own sequence (optionally capped) or, when there are none, generates one token; a
-  rejection rolls the upstream stages back downstream-first, interrupting their work in flight.
+  rejection rolls the upstream stages back downstream-first, interrupting their work in flight. A
+  model-free first stage with nothing to propose waits until its sequence changes.
 """
 
 from __future__ import annotations
@@ -43,7 +45,26 @@ def settle_upstream(stages: Sequence[Stage], pair: Pair, verifier: int, own_posi
         pair.stats.rollbacks += 1
     else:
         pair.stats.resyncs += 1
+        if upstream.defers_resync():
+            if upstream.pending_resync is None:
+                upstream.pending_resync = own_position
+            return
     rollback_upstream(stages, verifier, new_length)
+
+
+def settle_deferred_resync(stages: Sequence[Stage], pair: Pair, index: int) -> None:
+    """Stage `index` ended a forward during which its verifier decoded tokens of its own (from position
+    `pending_resync`): it keeps its sequence if its tokens agree with all of those, else (or when it is
+    still behind) it adopts the verifier's."""
+    stage, verifier = stages[index], stages[index + 1]
+    start, stage.pending_resync = stage.pending_resync, None
+    assert start is not None
+    overlap = range(start, min(stage.length, verifier.length))
+    agrees = stage.length > start and all(pair.agrees(p) for p in overlap)
+    if not agrees:
+        pair.stats.rollbacks += 1
+    if not agrees or stage.length < verifier.length:
+        rollback_upstream(stages, index + 1, verifier.length)
 
 
 def ar_process(env: simpy.Environment, stage: Stage, num_tokens: int, done: simpy.Event) -> Generator:
@@ -68,9 +89,13 @@ def sd_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[
             if below.length < stage.length:
                 below.adopt(stage.length)  # the draft continues from the verifier's sequence
             window = windows[level - 1]
+            position = stage.length
+            if not pairs[level - 1].proposes(position):  # a model-free draft with nothing: decode alone
+                yield from stage.forward(stage.uncached(), "generate")
+                stage.after_forward(0, 0)
+                continue
             num_drafts = window.gamma
             yield from extend(level - 1, stage.length + num_drafts)
-            position = stage.length
             yield from stage.forward(stage.uncached() + num_drafts, "verify")
             accepted = pairs[level - 1].verify(position, num_drafts)
             stage.after_forward(num_drafts, accepted)
@@ -93,6 +118,9 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
     read_after_peers = upstream is not None and upstream.process is not None  # an eager upstream
     while not done.triggered:
         num_drafts = 0
+        if stage.silent():
+            yield from stage.wait_for_change()
+            continue
         if upstream is not None:
             if read_after_peers:
                 yield env.timeout(0)  # see every forward that completes at this same instant first
@@ -116,5 +144,7 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
         stage.after_forward(num_drafts, accepted)
         if pair is not None:
             settle_upstream(stages, pair, index, position + accepted, accepted < num_drafts)
+        if stage.pending_resync is not None:
+            settle_deferred_resync(stages, pairs[index], index)
         if final and stage.length >= num_tokens:
             done.succeed()

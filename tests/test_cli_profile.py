@@ -54,5 +54,15 @@ def test_match_bits_follow_the_draft_as_it_decodes():
     for k in (1, 3):
         top = logits.topk(k, -1).indices.tolist()
         expected = [int(t in c) for c, t in zip(top, reference, strict=True)]
-        assert match_bits(draft, "cpu", prompt, reference, k) == expected
-    assert match_bits(target, "cpu", prompt, reference) == [1] * len(reference)
+        assert match_bits(draft, "cpu", prompt, reference, k) == (expected, [0] * len(reference))
+    assert match_bits(target, "cpu", prompt, reference)[0] == [1] * len(reference)
+
+
+def test_the_ngram_drafter_is_silent_where_it_finds_no_earlier_occurrence():
+    from pipespec.backend.ngram import NgramDrafter
+    from pipespec.backend.profiler import match_bits
+
+    # output 9 8 7 9 8 5 after 1 2 3: nothing recurs until the second 9, which proposes 8 (a match),
+    # then "9 8" proposes 7 where the output has 5
+    bits, silent = match_bits(NgramDrafter(2), "cpu", [1, 2, 3], [9, 8, 7, 9, 8, 5])
+    assert silent == [1, 1, 1, 1, 0, 0] and bits == [0, 0, 0, 0, 1, 0]

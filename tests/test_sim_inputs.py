@@ -10,6 +10,7 @@ from pipespec.errors import ConfigError
 from pipespec.latency import AffineLatency, ConstantLatency, ProfileLatency, ProfilePoint, parse_latency
 from pipespec.profiles import load_profile, read_profiles, write_profiles
 from pipespec.sim import calibration
+from pipespec.traces import load_trace, write_traces
 
 POINTS = [ProfilePoint(1, 0, 0.010, ((0.1, 0.009), (0.5, 0.010), (0.9, 0.013))),
           ProfilePoint(2, 0, 0.030, ((0.1, 0.027), (0.5, 0.030), (0.9, 0.039))),
@@ -97,6 +98,21 @@ def test_acceptance_models():
     for bad in ("1.2", "pos:", "pos:0.5,2", "trace:/nonexistent.json"):
         with pytest.raises(ConfigError, match="x"):
             parse_acceptance(bad, "x")
+
+
+def test_a_trace_records_where_a_model_free_drafter_is_silent(tmp_path):
+    trace = Trace((1, 0, 0, 1), silent=(0, 1, 1, 0))
+    assert trace.mean_alpha() == 1.0 and [trace.proposes(p) for p in range(5)] == [True, False, False, True, True]
+    assert Trace((1, 0)).proposes(1) and Bernoulli(0.5).proposes(3)
+    with pytest.raises(ConfigError, match="silent"):
+        Trace((1, 0), silent=(1, 0))  # a position cannot both match and propose nothing
+    path = tmp_path / "t.json"
+    write_traces(path, {"ngram->m": {"sequences": [[1, 0], [0]], "silent": [[0, 0], [1]]}})
+    assert load_trace(path).silent == (0, 0, 1)
+    path.write_text(json.dumps({"format": "pipespec.acceptance-trace", "pairs": {
+        "ngram->m": {"sequences": [[1, 0]], "silent": [[0]]}}}))
+    with pytest.raises(ConfigError, match="silent must have the shape of sequences"):
+        load_trace(path)
 
 
 def test_hazards_recover_a_geometric():

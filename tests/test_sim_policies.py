@@ -7,6 +7,7 @@ from pipespec.errors import ConfigError
 from pipespec.sim.config import SimConfig
 from pipespec.sim.presets import preset
 from pipespec.sim.run import simulate
+from pipespec.traces import write_traces
 
 
 def _histogram(min_drafts):
@@ -68,3 +69,51 @@ def test_tree_depth_one_is_plain_pipeline_parallelism():
 def test_layer_pipeline_options_are_validated(values, message):
     with pytest.raises(ConfigError, match=message):
         SimConfig(scheme="specpipe", latency=("50", "100"), **values)
+
+
+def _silent_trace(tmp_path, bits, silent):
+    path = tmp_path / "ngram.json"
+    write_traces(path, {"ngram->t": {"sequences": [bits], "silent": [silent]}})
+    return f"trace:{path}"
+
+
+@pytest.mark.parametrize("scheme", ["sd", "pipespec"])
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_drafter_with_nothing_to_propose_leaves_the_target_decoding_alone(tmp_path, scheme, lazy):
+    """Prompt lookup finding no earlier occurrence proposes nothing: the target generates one token per
+    forward, as fast as AR, and the drafter does no work."""
+    trace = _silent_trace(tmp_path, [0] * 50, [1] * 50)
+    config = SimConfig(scheme=scheme, latency=("1", "100"), acceptance=(trace,), gamma=4, num_tokens=200,
+                       lazy_drafter=lazy)
+    result = simulate(config, with_ar_baseline=False)
+    assert result.ms_per_token == pytest.approx(100.0)
+    assert result.stages[0].steps == 0 and result.pairs[0].verifications == 0
+
+
+def test_a_silent_drafter_proposes_again_once_the_sequence_changes(tmp_path):
+    """Silent at even positions, right at odd ones and wrong at the next. SD: after the target's first
+    token the drafter proposes from every verified (odd) position, one draft is accepted, and the
+    correction lands on the next odd position, so every verification adds two tokens. PipeSpec: the target
+    does not wait for proposals; they arrive while it generates its next token (which the draft's agrees
+    with), and the verification that follows rejects the next draft: a generate and a verify per 2 tokens."""
+    trace = _silent_trace(tmp_path, [0, 1] * 25, [1, 0] * 25)
+    config = SimConfig(scheme="sd", latency=("1", "100"), acceptance=(trace,), gamma=4, num_tokens=201)
+    result = simulate(config, with_ar_baseline=False)
+    assert result.stages[-1].generate_steps == 1
+    assert result.pairs[0].verifications == 100 and result.pairs[0].accepted == 100
+    result = simulate(config.with_values(scheme="pipespec"), with_ar_baseline=False)
+    assert result.stages[-1].generate_steps == 101 and result.stages[0].steps > 0
+    assert result.pairs[0].verifications == 100 and result.pairs[0].accepted == 0
+
+
+def test_a_stage_outrun_by_its_verifier_keeps_work_that_agrees_under_the_finish_policy():
+    """M1's forwards (30 ms) outlast the target's (20 ms), which decodes alone meanwhile. abort: every token the
+    target decodes resets M1, which never completes a forward. finish: M1's forward ends, agrees with what the
+    target decoded meanwhile (α = 1), and the target then verifies what M1 has beyond it."""
+    config = SimConfig(scheme="pipespec", latency=("1", "30", "20"), acceptance=("1", "1"), num_tokens=300)
+    abort = simulate(config, with_ar_baseline=False)
+    assert abort.ms_per_token == pytest.approx(20.0) and abort.stages[1].steps == 0
+    finish = simulate(config.with_values(rollback="finish"), with_ar_baseline=False)
+    assert finish.stages[1].steps > 0 and finish.pairs[1].verifications > 0 and finish.ms_per_token < 15
+    disagreeing = simulate(config.with_values(rollback="finish", acceptance=("1", "0")), with_ar_baseline=False)
+    assert disagreeing.ms_per_token == pytest.approx(20.0) and disagreeing.pairs[1].rollbacks > 0

@@ -231,7 +231,7 @@ def record_traces(setups: Sequence[Setup], workload: Workload, path: Path, progr
 
     from ..backend.models import load_model, resolve
     from ..backend.profiler import greedy_continuation, match_bits
-    from ..traces import write_traces
+    from ..traces import trace_entry, write_traces
 
     pairs = dict.fromkeys([(a, b, 1) for s in setups for a, b in itertools.pairwise(s.chain)]
                           + [s.trace_pair() for s in setups if len(s.chain) > 1])
@@ -247,10 +247,9 @@ def record_traces(setups: Sequence[Setup], workload: Workload, path: Path, progr
             references[verifier] = [greedy_continuation(models[verifier], workload.device, ids,
                                                         workload.max_new_tokens, workload.eos)
                                     for ids in workload.encoded]
-        sequences = [match_bits(models[draft], workload.device, ids, ref, width)
-                     for ids, ref in zip(workload.encoded, references[verifier], strict=True)]
-        out[trace_name(draft, verifier, width)] = {"draft": draft, "target": verifier, "top_k": width,
-                                                   "sequences": sequences}
+        matches = [match_bits(models[draft], workload.device, ids, ref, width)
+                   for ids, ref in zip(workload.encoded, references[verifier], strict=True)]
+        out[trace_name(draft, verifier, width)] = trace_entry(draft, verifier, matches, top_k=width)
     write_traces(path, out)
 
 

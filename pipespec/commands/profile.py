@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backend.prompts import encode, load_prompts
     from ..io import environment
     from ..profiles import write_profiles
-    from ..traces import write_traces
+    from ..traces import entry_trace, trace_entry, write_traces
 
     config = from_args(ProfileConfig, args)
     if config.threads:
@@ -83,15 +83,16 @@ def run(args: argparse.Namespace) -> int:
         pairs: dict[str, dict[str, Any]] = {}
         for i in range(1, len(refs)):
             name = f"{refs[i - 1].spec}->{refs[i].spec}"
-            sequences = []
+            matches = []
             for prompt in tqdm(prompts, desc=f"trace {name}", file=sys.stderr, disable=None):
                 ids = encode(prompt, tokenizer)
                 reference = greedy_continuation(models[i], config.device, ids, config.max_new_tokens, eos)
-                sequences.append(match_bits(models[i - 1], config.device, ids, reference))
-            pairs[name] = {"draft": refs[i - 1].spec, "target": refs[i].spec, "sequences": sequences,
-                           "prompts": [p.id for p in prompts]}
-            total = sum(map(len, sequences))
-            print(f"trace {name}: {total} positions, greedy match rate {sum(map(sum, sequences)) / total:.3f}")
+                matches.append(match_bits(models[i - 1], config.device, ids, reference))
+            pairs[name] = trace_entry(refs[i - 1].spec, refs[i].spec, matches, prompts=[p.id for p in prompts])
+            trace = entry_trace(name, pairs[name])
+            silent = f", silent at {sum(trace.silent) / len(trace.bits):.0%} of them" if trace.silent else ""
+            print(f"trace {name}: {len(trace.bits)} positions, greedy match rate {trace.mean_alpha():.3f}"
+                  f" where it proposes{silent}")
         write_traces(config.traces, pairs)
         print(f"acceptance traces -> {config.traces}")
     return 0
