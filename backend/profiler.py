@@ -31,32 +31,38 @@ QUANTILES = (0.1, 0.5, 0.9)
 def profile_latency(model: torch.nn.Module, device: str, num_tokens: Sequence[int], contexts: Sequence[int],
                     repeats: int, warmup: int, seed: int = 0,
                     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it) -> list[ProfilePoint]:
-    """Median and quantiles of one forward of n tokens over a cache of `context` tokens."""
+    """Median and quantiles of one forward of n tokens over a cache of `context` tokens.
+
+    The repeats are interleaved: each round times every (context, n) point once, in a shuffled order, so
+    a burst of interference on a shared machine spreads over many points as one outlier each, which
+    their medians reject, instead of shifting the few points measured while it lasted. The first
+    `warmup` rounds are left out."""
     from transformers import DynamicCache
 
     vocab = model.config.vocab_size
     rng = np.random.default_rng(seed)
-    points = []
-    for context in progress([(c, n) for c in contexts for n in num_tokens]):
-        ctx, n = context
-        cache = DynamicCache(config=model.config)
+    caches = {}
+    for ctx in contexts:
+        caches[ctx] = DynamicCache(config=model.config)
         if ctx:
             prefix = torch.tensor([rng.integers(0, vocab, ctx).tolist()], device=device)
-            model(input_ids=prefix, past_key_values=cache, use_cache=True)
-        ids = torch.tensor([rng.integers(0, vocab, n).tolist()], device=device)  # (1, n)
-        times = []
-        for r in range(warmup + repeats):
+            model(input_ids=prefix, past_key_values=caches[ctx], use_cache=True)
+    grid = [(c, n) for c in contexts for n in num_tokens]
+    inputs = {point: torch.tensor([rng.integers(0, vocab, point[1]).tolist()], device=device) for point in grid}
+    times: dict[tuple[int, int], list[float]] = {point: [] for point in grid}
+    for r in progress(range(warmup + repeats)):
+        for i in rng.permutation(len(grid)):
+            ctx, n = grid[i]
             synchronize(device)
             start = time.perf_counter()
-            model(input_ids=ids, past_key_values=cache, use_cache=True)
+            model(input_ids=inputs[(ctx, n)], past_key_values=caches[ctx], use_cache=True)
             synchronize(device)
             elapsed = time.perf_counter() - start
-            cache.crop(-n)  # back to the same context for the next repeat
+            caches[ctx].crop(-n)  # back to the same context for the next forward
             if r >= warmup:
-                times.append(elapsed)
-        quantiles = tuple((q, float(np.quantile(times, q))) for q in QUANTILES)
-        points.append(ProfilePoint(n, ctx, float(statistics.median(times)), quantiles))
-    return points
+                times[(ctx, n)].append(elapsed)
+    return [ProfilePoint(n, ctx, float(statistics.median(t)), tuple((q, float(np.quantile(t, q))) for q in QUANTILES))
+            for (ctx, n), t in times.items()]
 
 
 @torch.inference_mode()

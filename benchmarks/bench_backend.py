@@ -37,7 +37,7 @@ from pipespec.validation.backend import (
     Workload,
     builtin_setups,
     closed_form_ms,
-    measure,
+    measure_once,
     planning_inputs,
     prepare,
     profile,
@@ -81,7 +81,7 @@ def main() -> None:
         decode(workload.encoded[0])  # warm-up
     for _ in tqdm(range(args.repeats), desc="repeats", file=sys.stderr):
         for setup in setups:
-            measured = measure(setup, workload)
+            measured = measure_once(setup, workload)
             ms[setup.name].append(measured["ms_per_token"])
             decode_ms[setup.name].append(measured["decode_ms_per_token"])
             outputs[setup.name] = measured["outputs"]

@@ -4,7 +4,8 @@
    (forward latency against tokens per pass and context: the simulator's profile format), and record
    acceptance traces for every draft → verifier pair on the prompts (greedy agreement along the
    verifier's own output).
-2. Measure each configuration with the backend (`backend.runner.run`, medians over repeats).
+2. Measure each configuration with the backend (`backend.runner.run`, medians over repeats run in
+   rounds across configurations).
 3. Predict the same runs from the profile and traces alone — nothing from step 2 — with the simulator
    (trace replay, stages pinned to the same cores sharing a simulated device, a forward in flight at a
    rollback running to its end as the backend's do, layer-pipeline stages paying the output head's share
@@ -265,8 +266,18 @@ def trace_name(draft: str, verifier: str, width: int = 1) -> str:
     return f"{draft}->{verifier}" + (f"@top{width}" if width > 1 else "")
 
 
-def measure(setup: Setup, workload: Workload) -> dict[str, Any]:
-    """Run one configuration `repeats` times; medians of decode and overall ms/token, the last run's pairs."""
+def measure_interleaved(setups: Sequence[Setup], workload: Workload, progress: Progress) -> dict[str, dict[str, Any]]:
+    """Every configuration `repeats` times in rounds (each round runs every configuration once), so that
+    drift and bursts of interference on a shared machine spread over configurations, where the medians
+    reject them, instead of biasing the one measured while they lasted."""
+    runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in setups}
+    for _, setup in progress(list(itertools.product(range(workload.repeats), setups)), desc="measuring"):
+        runs[setup.name].append(measure_once(setup, workload))
+    return {name: combine(records) for name, records in runs.items()}
+
+
+def measure_once(setup: Setup, workload: Workload) -> dict[str, Any]:
+    """One run of a configuration over the prompts: decode and overall ms/token, outputs, pair and stage stats."""
     from ..backend.runner import RunConfig, run
 
     ppsd = setup.scheme == "ppsd"
@@ -278,18 +289,23 @@ def measure(setup: Setup, workload: Workload) -> dict[str, Any]:
                        max_lead=workload.max_lead, device=workload.device, threads=setup.threads, cpus=setup.cpus,
                        pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,
                        warmup=1)
-    decode_ms, overall_ms, outputs, summary = [], [], None, None
-    for _ in range(workload.repeats):
-        result = run(config)
-        rows, summary = result["prompts"], result["summary"]
-        tokens = sum(r["new_tokens"] for r in rows)
-        decode_ms.append(sum(r["elapsed_s"] - r["ttft_s"] for r in rows) / (tokens - len(rows)) * 1e3)
-        overall_ms.append(summary["ms_per_token"])
-        outputs = [r["output_ids"] for r in rows]
-    assert summary is not None
-    return {"decode_ms_per_token": statistics.median(decode_ms), "ms_per_token": statistics.median(overall_ms),
-            "repeats_decode_ms_per_token": decode_ms, "num_tokens": summary["num_tokens"], "outputs": outputs,
-            "pairs": summary["pairs"], "stages": summary["stages"]}
+    result = run(config)
+    rows, summary = result["prompts"], result["summary"]
+    tokens = sum(r["new_tokens"] for r in rows)
+    return {"decode_ms_per_token": sum(r["elapsed_s"] - r["ttft_s"] for r in rows) / (tokens - len(rows)) * 1e3,
+            "ms_per_token": summary["ms_per_token"], "num_tokens": summary["num_tokens"],
+            "outputs": [r["output_ids"] for r in rows], "pairs": summary["pairs"], "stages": summary["stages"]}
+
+
+def combine(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Repeated runs of one configuration: medians of decode and overall ms/token, the last run's outputs
+    (None unless every run produced the same) and statistics."""
+    last = runs[-1]
+    decode_ms = [r["decode_ms_per_token"] for r in runs]
+    same = all(r["outputs"] == last["outputs"] for r in runs)
+    return {**last, "decode_ms_per_token": statistics.median(decode_ms),
+            "ms_per_token": statistics.median(r["ms_per_token"] for r in runs),
+            "repeats_decode_ms_per_token": decode_ms, "outputs": last["outputs"] if same else None}
 
 
 def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, ngram_s: dict[str, float],
@@ -413,11 +429,11 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
     ngram_s = profile(setups, workload, profile_path, progress)
     record_traces(setups, workload, traces_path, progress)
     context = int(statistics.mean(map(len, workload.encoded)))
-    rows, reference = [], None
-    for setup in progress(list(setups), desc="measuring"):
-        measured = measure(setup, workload)
-        if reference is None:
-            reference = measured["outputs"]
+    measurements = measure_interleaved(setups, workload, progress)
+    reference = measurements[setups[0].name]["outputs"]
+    rows = []
+    for setup in setups:
+        measured = measurements[setup.name]
         inputs = planning_inputs(setup, profile_path, traces_path, ngram_s, context)
         predicted = predict(setup, inputs, workload, measured["num_tokens"], seeds)
         print(f"{setup.name}: measured {measured['decode_ms_per_token']:.1f} ms/token, simulated "
@@ -433,7 +449,7 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
             "measured_overall_ms_per_token": measured["ms_per_token"],
             "sim_ms_per_token": predicted["sim_ms_per_token"],
             "closed_ms_per_token": predicted["closed_ms_per_token"],
-            "lossless": measured["outputs"] == reference,
+            "lossless": reference is not None and measured["outputs"] == reference,
             "measured_alpha": [p["alpha_estimate"] for p in measured["pairs"]],
             "measured_mean_accepted_length": [p["mean_accepted_length"] for p in measured["pairs"]],
             "trace_alpha": list(predicted["trace_alpha"].values()),
