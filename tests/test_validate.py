@@ -114,3 +114,25 @@ def test_the_co_runner_runs_only_inside_its_block():
     with pytest.raises(RuntimeError), co_runner("tiny:1:1:64", core=0):
         raise RuntimeError("the block fails")
     assert not [p for p in multiprocessing.active_children() if p.name == "pipespec-co-runner"]
+
+
+def test_depth_setups_give_every_process_a_device_of_its_own():
+    from pipespec.validation.depth import depth_setups, two_core_setups
+
+    setups = {s.name: s for s in depth_setups((2, 8))}
+    assert set(setups) >= {"pp-p8", "specpipe-p8-w1", "specpipe-p8-w2", "ppsd-exit16-p8", "ppsd-exit8-p2"}
+    assert setups["specpipe-p8-w2"].cpus == tuple(str(i) for i in range(9)) and setups["pp-p8"].tree_depth == 1
+    assert setups["ppsd-exit8-p8"].pp_stages == 8
+    assert [s.cpus for s in two_core_setups()][-1] == ("0", "0", "1", "0", "1")
+
+
+@pytest.mark.parametrize("args, message", [([], "has no profile.json"), (["--depths", "1"], "--depths must be")])
+def test_depth_rejects_bad_input_in_one_line(tmp_path, capsys, args, message):
+    from pipespec.validation.depth import main
+
+    if args:
+        (tmp_path / "profile.json").write_text("{}")
+        (tmp_path / "traces.json").write_text("{}")
+    assert main([str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -48,7 +48,7 @@ class Setup:
     cpus: tuple[str, ...] = ()  # pipespec: cores per stage ("0", "1", "0,1")
     gamma: int = 4
     max_drafts: int | None = None
-    pp_stages: int = 2  # specpipe: target stages (one process each, after the draft's)
+    pp_stages: int = 2  # specpipe: target stages (one process each, after the draft's); ppsd: stages (predictions only)
     tree_width: int = 1
     tree_depth: int | None = None  # specpipe: levels in flight (default P); 1 is plain pipeline parallelism
 
@@ -370,7 +370,7 @@ def predict(setup: Setup, inputs: Any, workload: Workload, num_tokens: int, seed
 
 
 def _predict_ppsd(setup: Setup, inputs: Any, num_tokens: int, seeds: int) -> dict[str, Any]:
-    """PPSD over the target's profiled latency: the simulator's layer pipeline (2 stages, exit after E)
+    """PPSD over the target's profiled latency: the simulator's layer pipeline (P stages, exit after E)
     replaying the exit's trace, and the derived closed form t_AR / (1 − α(1 − E/N))."""
     from ..backend.models import head_share, num_layers, resolve
     from ..sim.config import SimConfig
@@ -382,7 +382,7 @@ def _predict_ppsd(setup: Setup, inputs: Any, num_tokens: int, seeds: int) -> dic
     layers = num_layers(target)
     config = SimConfig(scheme="ppsd", latency=(inputs.latency_spec[target_key],),
                        acceptance=(inputs.acceptance_spec[(exit_key, target_key)],), names=(setup.chain[-1],),
-                       num_layers=layers, exit_layer=setup.exit_layer, pp_stages=2, num_tokens=num_tokens,
+                       num_layers=layers, exit_layer=setup.exit_layer, pp_stages=setup.pp_stages, num_tokens=num_tokens,
                        prompt_len=inputs.context, rollback=ROLLBACK, head_share=head_share(target))
     runs = simulate_seeds(config, seeds)
     alpha = inputs.alpha(exit_key, target_key)
