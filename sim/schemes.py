@@ -7,8 +7,9 @@
   is the verifier's own forward.
 - pipespec: every stage is its own process; a stage verifies all drafts its upstream has published
   beyond its own sequence (optionally capped) or, when there are none, generates one token; a
-  rejection rolls the upstream stages back downstream-first, interrupting their work in flight. A
-  model-free first stage with nothing to propose waits until its sequence changes.
+  rejection rolls the upstream stages back downstream-first, interrupting their work in flight (with
+  rollback "finish", a verifying stage the verifier outran compares when its forward ends and keeps
+  what agrees). A model-free first stage with nothing to propose waits until its sequence changes.
 """
 
 from __future__ import annotations
