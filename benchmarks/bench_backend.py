@@ -93,7 +93,6 @@ def main() -> None:
     reference = outputs["ar"]
     profile_path = Path(args.output).with_suffix(".profile.json")
     ngram_s = profile(setups, workload, profile_path, lambda it, **_: it)
-    context = int(statistics.mean(map(len, workload.encoded)))
     ar = statistics.median(ms["ar"])
     rows = {}
     for name, values in ms.items():
@@ -105,7 +104,7 @@ def main() -> None:
             row["decode_ms_per_token"] = statistics.median(decode_ms[name])
             row["alpha"] = alphas[name]
             if setup.scheme != "ar" and all(a is not None for a in alphas[name]):
-                inputs = planning_inputs(setup, profile_path, None, ngram_s, context, alphas[name])
+                inputs = planning_inputs(setup, profile_path, None, ngram_s, workload.context, alphas[name])
                 row["predicted_decode_ms_per_token"] = closed_form_ms(setup, inputs, workload.max_lead)
                 row["prediction_error"] = row["predicted_decode_ms_per_token"] / row["decode_ms_per_token"] - 1
         rows[name] = row

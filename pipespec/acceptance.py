@@ -19,7 +19,6 @@ correction or bonus token of its own. Three models:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -111,6 +110,7 @@ class Trace:
     name: str = "trace"
     silent: tuple[int, ...] = ()  # 1 where the drafter proposes nothing (its bit is then 0); () = never
     _runs: list[int] = field(init=False, repr=False, compare=False)
+    _alpha: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require(len(self.bits) > 0, f"acceptance trace {self.name!r} is empty")
@@ -124,14 +124,15 @@ class Trace:
         for i in range(2 * n - 1, -1, -1):  # runs[i] = consecutive ones from i on, cyclically, at most n
             runs[i] = min(n, runs[i + 1] + 1) if doubled[i] else 0
         object.__setattr__(self, "_runs", runs[:n])
+        proposed = [b for b, s in zip(self.bits, self.silent, strict=True) if not s] if self.silent else self.bits
+        object.__setattr__(self, "_alpha", float(np.mean(proposed)) if proposed else 0.0)
 
     def accepted(self, position: int, num_drafts: int, draws: Draws) -> int:
         return min(num_drafts, self._runs[position % len(self.bits)])
 
     def mean_alpha(self) -> float:
         """The match rate where the drafter proposes (all positions for a model)."""
-        proposed = [b for b, s in zip(self.bits, self.silent or itertools.repeat(0), strict=False) if not s]
-        return float(np.mean(proposed)) if proposed else 0.0
+        return self._alpha
 
     def proposes(self, position: int) -> bool:
         return not self.silent or not self.silent[position % len(self.silent)]

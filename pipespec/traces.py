@@ -63,7 +63,7 @@ def entry_trace(name: str, entry: Mapping[str, Any]) -> Trace:
     return Trace(bits, name=name, silent=silent)
 
 
-def trace_entry(draft: str, target: str, matches: Sequence[tuple[Sequence[int], Sequence[int]]],
+def pair_entry(draft: str, target: str, matches: Sequence[tuple[Sequence[int], Sequence[int]]],
                 **extra: Any) -> dict[str, Any]:
     """One pair's entry from per-prompt (bits, silent) as `backend.profiler.match_bits` returns them
     (`silent` is kept only when the drafter ever proposed nothing)."""
@@ -76,10 +76,7 @@ def trace_entry(draft: str, target: str, matches: Sequence[tuple[Sequence[int], 
 def write_traces(path: str | Path, pairs: Mapping[str, Mapping[str, Any]]) -> Path:
     """pairs: {"A->B": {"draft": "A", "target": "B", "sequences": [[0/1, ...], ...], "silent": optional}}."""
     def clean(entry: Mapping[str, Any]) -> dict[str, Any]:
-        sequences: Sequence[Sequence[int]] = entry["sequences"]
-        cleaned = {**entry, "sequences": [[int(b) for b in s] for s in sequences]}
-        if entry.get("silent") is not None:
-            cleaned["silent"] = [[int(b) for b in s] for s in entry["silent"]]
-        return cleaned
+        bits = {k: [[int(b) for b in s] for s in entry[k]] for k in ("sequences", "silent") if entry.get(k) is not None}
+        return {**entry, **bits}
 
     return write_json(path, {"format": FORMAT, "version": VERSION, "pairs": {k: clean(v) for k, v in pairs.items()}})

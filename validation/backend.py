@@ -155,6 +155,11 @@ class Workload:
     encoded: list[list[int]] = field(default_factory=list)
     eos: int | None = None
 
+    @property
+    def context(self) -> int:
+        """The prompts' mean length: the context predictions start from."""
+        return int(statistics.mean(map(len, self.encoded)))
+
 
 def prepare(workload: Workload) -> Workload:
     from ..backend.models import load_tokenizer, resolve
@@ -232,7 +237,7 @@ def record_traces(setups: Sequence[Setup], workload: Workload, path: Path, progr
 
     from ..backend.models import load_model, resolve
     from ..backend.profiler import greedy_continuation, match_bits
-    from ..traces import trace_entry, write_traces
+    from ..traces import pair_entry, write_traces
 
     pairs = dict.fromkeys([(a, b, 1) for s in setups for a, b in itertools.pairwise(s.chain)]
                           + [s.trace_pair() for s in setups if len(s.chain) > 1])
@@ -250,7 +255,7 @@ def record_traces(setups: Sequence[Setup], workload: Workload, path: Path, progr
                                     for ids in workload.encoded]
         matches = [match_bits(models[draft], workload.device, ids, ref, width)
                    for ids, ref in zip(workload.encoded, references[verifier], strict=True)]
-        out[trace_name(draft, verifier, width)] = trace_entry(draft, verifier, matches, top_k=width)
+        out[trace_name(draft, verifier, width)] = pair_entry(draft, verifier, matches, top_k=width)
     write_traces(path, out)
 
 
@@ -428,13 +433,12 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
     profile_path, traces_path = out / "profile.json", out / "traces.json"
     ngram_s = profile(setups, workload, profile_path, progress)
     record_traces(setups, workload, traces_path, progress)
-    context = int(statistics.mean(map(len, workload.encoded)))
     measurements = measure_interleaved(setups, workload, progress)
     reference = measurements[setups[0].name]["outputs"]
     rows = []
     for setup in setups:
         measured = measurements[setup.name]
-        inputs = planning_inputs(setup, profile_path, traces_path, ngram_s, context)
+        inputs = planning_inputs(setup, profile_path, traces_path, ngram_s, workload.context)
         predicted = predict(setup, inputs, workload, measured["num_tokens"], seeds)
         print(f"{setup.name}: measured {measured['decode_ms_per_token']:.1f} ms/token, simulated "
               f"{predicted['sim_ms_per_token']:.1f}, closed form {predicted['closed_ms_per_token']:.1f}",

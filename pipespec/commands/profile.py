@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backend.prompts import encode, load_prompts
     from ..io import environment
     from ..profiles import write_profiles
-    from ..traces import entry_trace, trace_entry, write_traces
+    from ..traces import entry_trace, pair_entry, write_traces
 
     config = from_args(ProfileConfig, args)
     if config.threads:
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 ids = encode(prompt, tokenizer)
                 reference = greedy_continuation(models[i], config.device, ids, config.max_new_tokens, eos)
                 matches.append(match_bits(models[i - 1], config.device, ids, reference))
-            pairs[name] = trace_entry(refs[i - 1].spec, refs[i].spec, matches, prompts=[p.id for p in prompts])
+            pairs[name] = pair_entry(refs[i - 1].spec, refs[i].spec, matches, prompts=[p.id for p in prompts])
             trace = entry_trace(name, pairs[name])
             silent = f", silent at {sum(trace.silent) / len(trace.bits):.0%} of them" if trace.silent else ""
             print(f"trace {name}: {len(trace.bits)} positions, greedy match rate {trace.mean_alpha():.3f}"
