@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ def target_path(progress: bool = True) -> Path:
     folder = _gguf_folder()
     quiet_transformers()
     if progress:
-        print(f"pipespec: dequantising {TARGET_GGUF} to fp32 once (about 25 s) -> {path}", flush=True)
+        print(f"pipespec: dequantising {TARGET_GGUF} to fp32 once (about 25 s) -> {path}", file=sys.stderr, flush=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=TARGET_GGUF)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=TARGET_GGUF, dtype=torch.float32)
     if hasattr(model.config, "quantization_config"):
@@ -163,11 +164,15 @@ def check_shared_tokenizer(refs: list[ModelRef]) -> None:
 
 
 def quiet_transformers() -> None:
-    """No per-load progress bars or advice from transformers: pipespec prints its own progress."""
+    """No per-load progress bars or advice from transformers: pipespec prints its own progress. Its notice
+    that `past_key_values=` goes in 5.40 is silenced too: pyproject pins transformers below 5.40."""
+    import warnings
+
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
 
 
 def load_model(ref: ModelRef, device: str, dtype: str = "float32") -> Any:

@@ -27,42 +27,65 @@ from .ngram import NgramDrafter
 QUANTILES = (0.1, 0.5, 0.9)
 
 
-@torch.inference_mode()
+class LatencyProfiler:
+    """Forward times of one model at every (context, tokens) point of a grid, gathered in passes.
+
+    Each pass times every point once, in a shuffled order, so a burst of interference on a shared machine
+    spreads over many points as one outlier each, which their medians reject, instead of shifting the few
+    points measured while it lasted. Passes can be spread over a long run (between measurements) so the
+    profile sees the machine in the same states as the runs it predicts."""
+
+    @torch.inference_mode()
+    def __init__(self, model: torch.nn.Module, device: str, num_tokens: Sequence[int], contexts: Sequence[int],
+                 seed: int = 0) -> None:
+        from transformers import DynamicCache
+
+        self.model, self.device = model, device
+        vocab = model.config.vocab_size
+        self.rng = np.random.default_rng(seed)
+        self.caches = {}
+        for ctx in contexts:
+            self.caches[ctx] = DynamicCache(config=model.config)
+            if ctx:
+                prefix = torch.tensor([self.rng.integers(0, vocab, ctx).tolist()], device=device)
+                model(input_ids=prefix, past_key_values=self.caches[ctx], use_cache=True)
+        self.grid = [(c, n) for c in contexts for n in num_tokens]
+        self.inputs = {point: torch.tensor([self.rng.integers(0, vocab, point[1]).tolist()], device=device)
+                       for point in self.grid}
+        self.times_s: dict[tuple[int, int], list[float]] = {point: [] for point in self.grid}
+
+    @torch.inference_mode()
+    def run_pass(self, record: bool = True) -> None:
+        """Time every point once, in a shuffled order (kept unless `record` is False: a warm-up pass)."""
+        for i in self.rng.permutation(len(self.grid)):
+            ctx, n = self.grid[i]
+            synchronize(self.device)
+            start = time.perf_counter()
+            self.model(input_ids=self.inputs[(ctx, n)], past_key_values=self.caches[ctx], use_cache=True)
+            synchronize(self.device)
+            elapsed = time.perf_counter() - start
+            self.caches[ctx].crop(-n)  # back to the same context for the next forward
+            if record:
+                self.times_s[(ctx, n)].append(elapsed)
+
+    def points(self) -> list[ProfilePoint]:
+        """Median and quantiles of every point over the passes recorded so far."""
+        if not all(self.times_s.values()):
+            raise RunFailed("a latency profile needs at least one recorded pass")
+        return [ProfilePoint(n, ctx, float(statistics.median(t)),
+                             tuple((q, float(np.quantile(t, q))) for q in QUANTILES))
+                for (ctx, n), t in self.times_s.items()]
+
+
 def profile_latency(model: torch.nn.Module, device: str, num_tokens: Sequence[int], contexts: Sequence[int],
                     repeats: int, warmup: int, seed: int = 0,
                     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it) -> list[ProfilePoint]:
-    """Median and quantiles of one forward of n tokens over a cache of `context` tokens.
-
-    The repeats are interleaved: each round times every (context, n) point once, in a shuffled order, so
-    a burst of interference on a shared machine spreads over many points as one outlier each, which
-    their medians reject, instead of shifting the few points measured while it lasted. The first
-    `warmup` rounds are left out."""
-    from transformers import DynamicCache
-
-    vocab = model.config.vocab_size
-    rng = np.random.default_rng(seed)
-    caches = {}
-    for ctx in contexts:
-        caches[ctx] = DynamicCache(config=model.config)
-        if ctx:
-            prefix = torch.tensor([rng.integers(0, vocab, ctx).tolist()], device=device)
-            model(input_ids=prefix, past_key_values=caches[ctx], use_cache=True)
-    grid = [(c, n) for c in contexts for n in num_tokens]
-    inputs = {point: torch.tensor([rng.integers(0, vocab, point[1]).tolist()], device=device) for point in grid}
-    times: dict[tuple[int, int], list[float]] = {point: [] for point in grid}
+    """Median and quantiles of one forward of n tokens over a cache of `context` tokens, from `repeats`
+    passes back to back after `warmup` passes that are left out."""
+    profiler = LatencyProfiler(model, device, num_tokens, contexts, seed)
     for r in progress(range(warmup + repeats)):
-        for i in rng.permutation(len(grid)):
-            ctx, n = grid[i]
-            synchronize(device)
-            start = time.perf_counter()
-            model(input_ids=inputs[(ctx, n)], past_key_values=caches[ctx], use_cache=True)
-            synchronize(device)
-            elapsed = time.perf_counter() - start
-            caches[ctx].crop(-n)  # back to the same context for the next forward
-            if r >= warmup:
-                times[(ctx, n)].append(elapsed)
-    return [ProfilePoint(n, ctx, float(statistics.median(t)), tuple((q, float(np.quantile(t, q))) for q in QUANTILES))
-            for (ctx, n), t in times.items()]
+        profiler.run_pass(record=r >= warmup)
+    return profiler.points()
 
 
 @torch.inference_mode()

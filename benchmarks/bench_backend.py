@@ -12,7 +12,8 @@ On the built-in target (SmolLM2-135M-Instruct, fp32), the same prompts, greedy, 
 The configurations are `pipespec validate`'s (validation/backend.py); repeats are interleaved across
 schemes so that drifts in the machine's load hit all alike. Every output is checked to be the target's
 own greedy output. For our schemes the closed forms predict decode ms/token from the run's measured
-per-token α and a latency profile taken in the same run (`validation.backend.closed_form_ms`).
+per-token α and a latency profile taken in the same run, a round of it before each round of runs
+(`validation.backend.closed_form_ms`, `validation.backend.Profiling`).
 ms/token here is overall (prefill included); decode ms/token leaves out the time to first token.
 
     .venv/bin/python benchmarks/bench_backend.py [--limit 6] [--max-new-tokens 64] [--repeats 3]
@@ -34,13 +35,13 @@ from pipespec.backend.models import load_model, quiet_transformers, resolve
 from pipespec.commands.validate import built_draft
 from pipespec.io import result_document, write_json
 from pipespec.validation.backend import (
+    Profiling,
     Workload,
     builtin_setups,
     closed_form_ms,
     measure_once,
     planning_inputs,
     prepare,
-    profile,
 )
 
 
@@ -79,7 +80,9 @@ def main() -> None:
     alphas: dict[str, list[float | None]] = {}
     for decode in baselines.values():
         decode(workload.encoded[0])  # warm-up
+    profiling = Profiling(setups, workload, rounds=args.repeats)
     for _ in tqdm(range(args.repeats), desc="repeats", file=sys.stderr):
+        profiling.round(lambda it, **_: it)  # the profile sees the machine as the round's runs do
         for setup in setups:
             measured = measure_once(setup, workload)
             ms[setup.name].append(measured["ms_per_token"])
@@ -92,7 +95,8 @@ def main() -> None:
             outputs[name] = [o for o, _ in runs]
     reference = outputs["ar"]
     profile_path = Path(args.output).with_suffix(".profile.json")
-    ngram_s = profile(setups, workload, profile_path, lambda it, **_: it)
+    profiling.write(profile_path)
+    ngram_s = profiling.ngram_s
     ar = statistics.median(ms["ar"])
     rows = {}
     for name, values in ms.items():

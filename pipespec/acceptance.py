@@ -10,7 +10,8 @@ correction or bonus token of its own. Three models:
 - Trace: replay of recorded token-level matches between two real models. Under greedy decoding the
   draft's proposal for position p, given the verified prefix, matches the verifier iff trace[p] = 1,
   so a window's accepted prefix is the run of ones starting at p. The recorded sequences are
-  concatenated and replayed cyclically (the result records the trace's length). A model-free drafter
+  concatenated and replayed cyclically (the result records the trace's length), from the start or
+  from one prompt's sequence (`start`, the simulator's --trace-sequence). A model-free drafter
   (prompt lookup) also records where it proposes nothing from the verified prefix (`silent`): there
   the verifier decodes alone and the drafter waits for the sequence to change.
 
@@ -19,6 +20,7 @@ correction or bonus token of its own. Three models:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -109,6 +111,7 @@ class Trace:
     bits: tuple[int, ...]
     name: str = "trace"
     silent: tuple[int, ...] = ()  # 1 where the drafter proposes nothing (its bit is then 0); () = never
+    starts: tuple[int, ...] = (0,)  # where each prompt's sequence begins in `bits` (they are concatenated)
     _runs: list[int] = field(init=False, repr=False, compare=False)
     _alpha: float = field(init=False, repr=False, compare=False)
 
@@ -118,6 +121,9 @@ class Trace:
         require(not self.silent or (len(self.silent) == len(self.bits) and set(self.silent) <= {0, 1}
                                     and not any(b and s for b, s in zip(self.bits, self.silent, strict=True))),
                 f"acceptance trace {self.name!r}: silent must be 0/1 per position, and 0 where a draft matched")
+        require(self.starts[:1] == (0,) and all(a <= b for a, b in itertools.pairwise(self.starts))
+                and self.starts[-1] <= len(self.bits),
+                f"acceptance trace {self.name!r}: sequence starts must rise from 0 within its positions")
         n = len(self.bits)
         doubled = list(self.bits) * 2
         runs = [0] * (2 * n + 1)
@@ -129,6 +135,10 @@ class Trace:
 
     def accepted(self, position: int, num_drafts: int, draws: Draws) -> int:
         return min(num_drafts, self._runs[position % len(self.bits)])
+
+    def start(self, sequence: int) -> int:
+        """Position in the trace of output position 0 of prompt `sequence` (cyclically)."""
+        return self.starts[sequence % len(self.starts)]
 
     def mean_alpha(self) -> float:
         """The match rate where the drafter proposes (all positions for a model)."""

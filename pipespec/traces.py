@@ -12,6 +12,7 @@ positions where a model-free drafter proposes nothing at all (their bit is 0); a
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -58,9 +59,11 @@ def load_trace(path: str | Path, pair: str | None = None) -> Trace:
 
 def entry_trace(name: str, entry: Mapping[str, Any]) -> Trace:
     """A pair's entry as one replayable trace (its prompts' sequences concatenated)."""
-    bits = tuple(int(b) for seq in entry["sequences"] for b in seq)
+    sequences = entry["sequences"]
+    bits = tuple(int(b) for seq in sequences for b in seq)
     silent = tuple(int(b) for seq in entry.get("silent") or () for b in seq)
-    return Trace(bits, name=name, silent=silent)
+    starts = tuple(itertools.accumulate((len(seq) for seq in sequences[:-1]), initial=0))
+    return Trace(bits, name=name, silent=silent, starts=starts)
 
 
 def pair_entry(draft: str, target: str, matches: Sequence[tuple[Sequence[int], Sequence[int]]],

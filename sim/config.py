@@ -40,6 +40,9 @@ class SimConfig:
                            choices=("abort", "finish"))
     num_tokens: int = option(2000, "output tokens to generate")
     prompt_len: int = option(128, "context length before the first output token")
+    trace_sequence: int | None = option(None, "replay acceptance traces from the start of this prompt's sequence "
+                                        "(0-based; default: from the start of their concatenation)")
+    trace_position: int = option(0, "output position of that sequence (or of the concatenation) to replay from")
     devices: tuple[str, ...] = option((), "device name per stage; stages naming the same device share it "
                                       "(default: a device each)")
     device_capacity: int = option(1, "forwards one device runs at once")
@@ -81,6 +84,9 @@ class SimConfig:
         check_int("--min-drafts", self.min_drafts, 1)
         check_int("--num-tokens", self.num_tokens, 1)
         check_int("--prompt-len", self.prompt_len, 0)
+        if self.trace_sequence is not None:
+            check_int("--trace-sequence", self.trace_sequence, 0)
+        check_int("--trace-position", self.trace_position, 0)
         check_int("--device-capacity", self.device_capacity, 1)
         check_int("--tree-width", self.tree_width, 1)
         check_int("--num-layers", self.num_layers, 2)

@@ -287,23 +287,24 @@ class LazyDrafter(Stage):
 
 
 class Pair:
-    """The acceptance process between stage i-1 (draft) and stage i (verifier)."""
+    """The acceptance process between stage i-1 (draft) and stage i (verifier). Output position p is
+    position offset + p of the acceptance model (a trace replayed from one prompt's sequence)."""
 
-    def __init__(self, name: str, acceptance: Acceptance, rng: np.random.Generator) -> None:
-        self.name, self.acceptance = name, acceptance
+    def __init__(self, name: str, acceptance: Acceptance, rng: np.random.Generator, offset: int = 0) -> None:
+        self.name, self.acceptance, self.offset = name, acceptance, offset
         self.draws = Draws(rng)
         self.stats = PairStats(name)
 
     def verify(self, position: int, num_drafts: int) -> int:
         """Accepted prefix length of `num_drafts` drafts for positions position…; records the statistics."""
-        accepted = self.acceptance.accepted(position, num_drafts, self.draws)
+        accepted = self.acceptance.accepted(self.offset + position, num_drafts, self.draws)
         self.stats.record(num_drafts, accepted)
         return accepted
 
     def proposes(self, position: int) -> bool:
         """Does the draft propose anything at `position`, from the verified prefix?"""
-        return self.acceptance.proposes(position)
+        return self.acceptance.proposes(self.offset + position)
 
     def agrees(self, position: int) -> bool:
         """Does the draft's own token at `position` match the verifier's (a window of one, unrecorded)?"""
-        return self.acceptance.accepted(position, 1, self.draws) == 1
+        return self.acceptance.accepted(self.offset + position, 1, self.draws) == 1

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import simpy
 
+from ..acceptance import Acceptance, Trace
+from ..errors import require
 from ..latency import LatencyModel, ScaledLatency
+from ..metrics import PairStats, RunResult, StageStats
 from ..schedule import Window
 from .config import SimConfig
 from .engine import Event, LazyDrafter, Pair, Stage
@@ -60,7 +65,7 @@ def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
                for name in dict.fromkeys(device_names)}
 
     models = config.acceptance_models[: len(pair_names)]
-    pairs = [Pair(name, model, rngs[len(plan) + i])
+    pairs = [Pair(name, model, rngs[len(plan) + i], _trace_offset(model, config))
              for i, (name, model) in enumerate(zip(pair_names, models, strict=True))]
     stages: list[Stage] = []
     for index, (name, latency) in enumerate(plan):
@@ -85,6 +90,14 @@ def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
     if with_ar_baseline:
         result.ar_elapsed_s = ar_elapsed_s(config.with_values(num_tokens=produced))
     return result
+
+
+def _trace_offset(acceptance: Acceptance, config: SimConfig) -> int:
+    """Where output position 0 falls in a replayed trace (--trace-sequence, --trace-position); 0 otherwise."""
+    if not isinstance(acceptance, Trace):
+        return 0
+    start = 0 if config.trace_sequence is None else acceptance.start(config.trace_sequence)
+    return start + config.trace_position
 
 
 def _start(config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
@@ -120,3 +133,35 @@ def ar_elapsed_s(config: SimConfig) -> float:
 def simulate_seeds(config: SimConfig, seeds: int) -> list[SimResult]:
     """The same configuration at seeds 0 .. seeds - 1 (no AR baseline): replicates for medians and CIs."""
     return [simulate(config.with_values(seed=seed), with_ar_baseline=False) for seed in range(seeds)]
+
+
+def simulate_prompts(config: SimConfig, prompts: Sequence[tuple[int, int]], seeds: int) -> list[RunResult]:
+    """A prompt set decoded as the backend decodes and measures it, once per seed.
+
+    prompts: (prompt length, output tokens) of each prompt, in the order of the acceptance traces'
+    sequences. Prompt k is simulated alone from its second output token on (the first comes from the
+    prefill, which the backend's decode time leaves out; the first forward feeds it over the prompt's
+    context) and its traces replay from that prompt's sequence. Per seed: the total time over the total tokens
+    counted (a last verification may pass a prompt's count; its time counts, its extra tokens do not, as
+    the backend truncates them), with stage and pair counters summed over the prompts."""
+    results = []
+    for seed in range(seeds):
+        total: RunResult | None = None
+        for k, (prompt_len, new_tokens) in enumerate(prompts):
+            if new_tokens < 2:
+                continue
+            one = simulate(config.with_values(seed=seed * len(prompts) + k, prompt_len=prompt_len,
+                                              num_tokens=new_tokens - 1, trace_sequence=k, trace_position=1),
+                           with_ar_baseline=False)
+            if total is None:
+                total = RunResult(config.scheme, 0, 0.0, [StageStats(s.name) for s in one.stages],
+                                  [PairStats(p.name) for p in one.pairs])
+            total.num_tokens += new_tokens - 1
+            total.elapsed_s += one.elapsed_s
+            for stage, more in zip(total.stages, one.stages, strict=True):
+                stage.add(more)
+            for pair, more in zip(total.pairs, one.pairs, strict=True):
+                pair.add(more)
+        require(total is not None, "simulate_prompts: no prompt has 2 or more output tokens")
+        results.append(total)
+    return results

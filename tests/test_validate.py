@@ -27,7 +27,7 @@ def _traces(tmp_path, setup, bits=None):
 def test_ar_prediction_is_the_profiled_single_token_forward(tmp_path):
     setup = Setup("sd", "sd", ("a", "b"), (2,), gamma=3)
     inputs = _inputs(tmp_path, setup)
-    ar = predict(Setup("ar", "ar", ("b",), (2,)), inputs, Workload(), num_tokens=200, seeds=1)
+    ar = predict(Setup("ar", "ar", ("b",), (2,)), inputs, Workload(), prompts=[(0, 200)], seeds=1)
     assert ar["sim_ms_per_token"] == pytest.approx(40.0) and ar["closed_ms_per_token"] == pytest.approx(40.0)
 
 
@@ -37,7 +37,7 @@ def test_sd_prediction_follows_the_trace(tmp_path):
     expects fewer — this is what trace replay is for."""
     setup = Setup("sd", "sd", ("a", "b"), (2,), gamma=3)
     inputs = _inputs(tmp_path, setup, draft_ms=2.0)
-    got = predict(setup, inputs, Workload(), num_tokens=400, seeds=2)
+    got = predict(setup, inputs, Workload(), prompts=[(0, 400)], seeds=2)
     assert got["trace_alpha"] == {"a@2t->b@2t": pytest.approx(0.75)}
     assert got["sim_ms_per_token"] < 40.0 and got["closed_ms_per_token"] < 40.0
     # one round = 3 drafts (6 ms) + verify 4 tokens (46 ms) and yields 4 tokens: 13 ms/token
@@ -48,8 +48,8 @@ def test_sd_prediction_follows_the_trace(tmp_path):
 def test_pipespec_shares_a_core_between_pinned_stages(tmp_path):
     shared = Setup("k", "pipespec", ("a", "b"), (1, 1), ("0", "0"))
     apart = Setup("k", "pipespec", ("a", "b"), (1, 1), ("0", "1"))
-    one_core = predict(shared, _inputs(tmp_path, shared, draft_ms=10.0), Workload(), 300, 1)["sim_ms_per_token"]
-    two_cores = predict(apart, _inputs(tmp_path, apart, draft_ms=10.0), Workload(), 300, 1)["sim_ms_per_token"]
+    one_core = predict(shared, _inputs(tmp_path, shared), Workload(), [(0, 300)], 1)["sim_ms_per_token"]
+    two_cores = predict(apart, _inputs(tmp_path, apart), Workload(), [(0, 300)], 1)["sim_ms_per_token"]
     assert two_cores < one_core
 
 
@@ -76,6 +76,7 @@ def test_builtin_setups():
     (("--configs", "nope"), "--configs: unknown configuration 'nope'"),
     (("--draft", "draft:missing"), "missing"),
     (("--device", "tpu"), "--device: unknown device"),
+    (("--repredict",), "--repredict: "),
 ])
 def test_bad_input_is_one_line(run_cli, tmp_path, args, message):
     code, _, err = run_cli("validate", "--out", str(tmp_path), "--draft", "none", *args)
@@ -99,6 +100,21 @@ def test_validate_end_to_end(run_cli, tmp_path):
     for name in ("validate.csv", "validate.md", "validate.png", "validate.json", "profile.json", "traces.json",
                  "accepted_histogram.png"):
         assert (tmp_path / name).stat().st_size > 0, name
+    # predicted again from what the run left, without measuring: the same measurements and predictions
+    code, out, err = run_cli("validate", "--configs", *configs, "--ppsd-exits", "24", "--specpipe-widths", "2",
+                             "--limit", "1", "--max-new-tokens", "12", "--repeats", "1", "--seeds", "1",
+                             "--draft", "none", "--out", str(tmp_path), "--json", "--repredict")
+    assert code == 0, err
+    redone = json.loads(out)["results"]
+    assert redone["measurement_run"]["wall_time_s"] == pytest.approx(doc["results"]["wall_time_s"])
+    again = redone["rows"]
+    for before, after in zip(rows, again, strict=True):
+        assert after["lossless"] == before["lossless"]
+        for key in ("measured_ms_per_token", "repeats_ms_per_token", "sim_ms_per_token", "sim_error"):
+            assert after[key] == pytest.approx(before[key]), (before["config"], key)
+    code, _, err = run_cli("validate", "--configs", "sd-int8", "--limit", "1", "--draft", "none",
+                           "--out", str(tmp_path), "--repredict")
+    assert code == 2 and "has no measurement of sd-int8" in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.slow
@@ -136,3 +152,27 @@ def test_depth_rejects_bad_input_in_one_line(tmp_path, capsys, args, message):
     assert main([str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_profile_rounds_run_between_rounds_of_measurements(tmp_path, monkeypatch):
+    """Each round of measurements follows a round of the profile, and the profile's points are medians
+    over every round's passes (at least PROFILE_PASSES in all)."""
+    from pipespec.profiles import read_profiles
+    from pipespec.validation import backend
+
+    setups = [Setup("ar", "ar", ("tiny:1:1:32",), (1,)), Setup("sd", "sd", ("ngram", "tiny:1:1:32"), (1,))]
+    workload = Workload(repeats=3, max_new_tokens=4, max_lead=4, encoded=[[1, 2, 3, 1, 2], [4, 5, 6]])
+    events = []
+    profiling = backend.Profiling(setups, workload, rounds=workload.repeats)
+    real_round = profiling.round
+    monkeypatch.setattr(profiling, "round", lambda progress: (events.append("profile"), real_round(progress)))
+    monkeypatch.setattr(backend, "measure_once", lambda setup, workload: events.append(setup.name) or
+                        {"decode_ms_per_token": 1.0, "ms_per_token": 1.0, "outputs": []})
+    backend.measure_interleaved(setups, workload, lambda it, **_: it, profiling)
+    assert events == ["profile", "ar", "sd"] * 3
+    profiling.write(tmp_path / "p.json")
+    written = read_profiles(tmp_path / "p.json")
+    assert set(written) == {"tiny:1:1:32@1t-alone"} and written["tiny:1:1:32@1t-alone"]["rounds"] == 3
+    passes = {len(t) for t in profiling.profilers["tiny:1:1:32@1t-alone"].times_s.values()}
+    assert passes == {3 * profiling.passes_per_round} and 3 * profiling.passes_per_round >= backend.PROFILE_PASSES
+    assert profiling.ngram_s["ngram"] > 0

@@ -1,11 +1,12 @@
 """Predicted against measured on the machine at hand (`pipespec validate`).
 
-1. Profile every model of the built-in family at the thread count each configuration runs it with
-   (forward latency against tokens per pass and context: the simulator's profile format), and record
-   acceptance traces for every draft → verifier pair on the prompts (greedy agreement along the
+1. Record acceptance traces for every draft → verifier pair on the prompts (greedy agreement along the
    verifier's own output).
 2. Measure each configuration with the backend (`backend.runner.run`, medians over repeats run in
-   rounds across configurations).
+   rounds across configurations), and before each round of measurements run a round of the latency
+   profile of every model at the thread count each configuration runs it with (forward latency against
+   tokens per pass and context: the simulator's profile format), so that profile and measurements see the
+   machine in the same states.
 3. Predict the same runs from the profile and traces alone — nothing from step 2 — with the simulator
    (trace replay, stages pinned to the same cores sharing a simulated device, a forward in flight at a
    rollback running to its end as the backend's do, layer-pipeline stages paying the output head's share
@@ -157,8 +158,15 @@ class Workload:
 
     @property
     def context(self) -> int:
-        """The prompts' mean length: the context predictions start from."""
-        return int(statistics.mean(map(len, self.encoded)))
+        """The mean context of a decode forward (the prompts' mean length plus half the output): where the
+        closed forms price forwards."""
+        return int(statistics.mean(map(len, self.encoded)) + self.max_new_tokens / 2)
+
+    def prompt_shapes(self, new_tokens: Sequence[int] | None = None) -> list[tuple[int, int]]:
+        """(prompt length, output tokens) of each prompt, as `sim.run.simulate_prompts` takes them: the
+        output lengths of a measured run, or max_new_tokens each."""
+        counts = [self.max_new_tokens] * len(self.encoded) if new_tokens is None else new_tokens
+        return [(len(ids), n) for ids, n in zip(self.encoded, counts, strict=True)]
 
 
 def prepare(workload: Workload) -> Workload:
@@ -170,55 +178,89 @@ def prepare(workload: Workload) -> Workload:
     return replace(workload, encoded=[encode(p, tokenizer) for p in prompts], eos=tokenizer.eos_token_id)
 
 
-def profile(setups: Sequence[Setup], workload: Workload, path: Path, progress: Progress) -> dict[str, float]:
-    """Write the latency profile of every (model, threads) the setups use; return the n-gram drafter's
-    measured cost per proposal (seconds; it has no forward pass to profile)."""
-    import torch
+PROFILE_PASSES = 7  # timed passes over every profile point, in all (the median of each point is over them)
+PROFILE_WARMUP = 2  # passes left out, before a model's first timed one
 
-    from ..backend.models import load_model, resolve
-    from ..backend.profiler import co_runner, profile_latency
-    from ..io import environment
-    from ..profiles import write_profiles
 
-    needed = dict.fromkeys((m, t, n if t == 1 else None) for s in setups
-                           for m, t, n in zip(s.chain, s.stage_threads(), s.stage_neighbours(), strict=True))
-    window = max([s.gamma for s in setups] + [s.max_drafts or workload.max_lead for s in setups])
-    lengths = [len(ids) for ids in workload.encoded]
-    # the contexts every run passes through, so the simulator interpolates rather than extrapolates
-    contexts = tuple(sorted({min(lengths), max(lengths) + workload.max_new_tokens + window}))
-    sizes = sorted(n for n in {1, 2, 3, 4, 5, 6, 8, 12, 16, 24, window + 1} if n <= window + 1)
-    profiles: dict[str, Any] = {}
-    ngram_s: dict[str, float] = {}
-    before = torch.get_num_threads()
-    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-    try:
-        for model, threads, neighbour in progress(list(needed), desc="profiling"):
-            torch.set_num_threads(threads)
-            ref = resolve(model)
-            loaded = load_model(ref, workload.device)
-            if ref.kind == "ngram":
-                ngram_s[model] = _time_ngram(loaded, workload.encoded)
-                continue
-            # a one-thread model runs as a pipeline stage pinned to one core, and usually while another
-            # stage's model forwards on the other core: time it that way (on core 0, its neighbour on core 1)
-            pin = threads == 1 and workload.device == "cpu" and {0, 1} <= affinity
-            load = pin and workload.contended and neighbour is not None
-            with co_runner(str(neighbour), core=1) if load else contextlib.nullcontext():
-                if pin:
-                    os.sched_setaffinity(0, {0})
-                try:
-                    points = profile_latency(loaded, workload.device, sizes, contexts, repeats=7, warmup=2)
-                finally:
+class Profiling:
+    """The latency profile of every (model, threads, neighbour) the setups use, gathered in rounds.
+
+    `measure_interleaved` runs a round before each of its rounds of measurements, so the profile sees the
+    machine in the same states (frequency, neighbours on the host, drift over half an hour) as the runs it
+    predicts, rather than in the minutes before them. Models stay loaded between rounds."""
+
+    def __init__(self, setups: Sequence[Setup], workload: Workload, rounds: int = 1) -> None:
+        self.workload = workload
+        self.needed = list(dict.fromkeys((m, t, n if t == 1 else None) for s in setups for m, t, n in
+                                         zip(s.chain, s.stage_threads(), s.stage_neighbours(), strict=True)))
+        window = max([s.gamma for s in setups] + [s.max_drafts or workload.max_lead for s in setups])
+        lengths = [len(ids) for ids in workload.encoded]
+        # the contexts every run passes through, so the simulator interpolates rather than extrapolates
+        self.contexts = tuple(sorted({min(lengths), max(lengths) + workload.max_new_tokens + window}))
+        self.sizes = sorted(n for n in {1, 2, 3, 4, 5, 6, 8, 12, 16, 24, window + 1} if n <= window + 1)
+        self.passes_per_round = -(-PROFILE_PASSES // rounds)
+        self.models: dict[str, Any] = {}
+        self.profilers: dict[str, Any] = {}
+        self.co_runners: dict[str, str | None] = {}
+        self.ngram_s: dict[str, float] = {}  # the n-gram drafter's cost per proposal: it has no forward
+        self.rounds = 0
+
+    def round(self, progress: Progress) -> None:
+        """One round: every profile point of every model timed `passes_per_round` more times."""
+        import torch
+
+        from ..backend.models import load_model, resolve
+        from ..backend.profiler import LatencyProfiler, co_runner
+
+        device = self.workload.device
+        before = torch.get_num_threads()
+        affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        self.rounds += 1
+        try:
+            for model, threads, neighbour in progress(self.needed, desc=f"profiling, round {self.rounds}"):
+                if model not in self.models:
+                    self.models[model] = load_model(resolve(model), device)
+                loaded = self.models[model]
+                if resolve(model).kind == "ngram":
+                    self.ngram_s.setdefault(model, _time_ngram(loaded, self.workload.encoded))
+                    continue
+                torch.set_num_threads(threads)
+                # a one-thread model runs as a pipeline stage pinned to one core, and usually while another
+                # stage's model forwards on the other core: time it that way (on core 0, its neighbour on core 1)
+                pin = threads == 1 and device == "cpu" and {0, 1} <= affinity
+                load = pin and self.workload.contended and neighbour is not None
+                key = profile_key(model, threads, neighbour)
+                self.co_runners[key] = f"{neighbour} forwards on core 1 (profiled on core 0)" if load else None
+                with co_runner(str(neighbour), core=1) if load else contextlib.nullcontext():
                     if pin:
-                        os.sched_setaffinity(0, affinity)
-            profiles[profile_key(model, threads, neighbour)] = {
-                "device": workload.device, "threads": threads, "dtype": "float32", "source": "pipespec validate",
-                "co_runner": f"{neighbour} forwards on core 1 (profiled on core 0)" if load else None,
-                "points": points, "environment": environment(workload.device)}
-    finally:
-        torch.set_num_threads(before)
-    write_profiles(path, profiles)
-    return ngram_s
+                        os.sched_setaffinity(0, {0})
+                    try:
+                        first = key not in self.profilers
+                        if first:
+                            self.profilers[key] = LatencyProfiler(loaded, device, self.sizes, self.contexts)
+                        profiler = self.profilers[key]
+                        for _ in range(PROFILE_WARMUP if first else 1):
+                            profiler.run_pass(record=False)
+                        for _ in range(self.passes_per_round):
+                            profiler.run_pass()
+                    finally:
+                        if pin:
+                            os.sched_setaffinity(0, affinity)
+        finally:
+            torch.set_num_threads(before)
+
+    def write(self, path: Path) -> None:
+        """The profile file, with the medians over every round so far."""
+        from ..io import environment
+        from ..profiles import write_profiles
+
+        profiles = {key: {"device": self.workload.device, "threads": threads, "dtype": "float32",
+                          "source": "pipespec validate", "co_runner": self.co_runners[key],
+                          "rounds": self.rounds, "points": self.profilers[key].points(),
+                          "environment": environment(self.workload.device)}
+                    for key, threads in ((profile_key(m, t, n), t) for m, t, n in self.needed)
+                    if key in self.profilers}
+        write_profiles(path, profiles)
 
 
 def _time_ngram(drafter: Any, prompts: Sequence[Sequence[int]]) -> float:
@@ -271,13 +313,18 @@ def trace_name(draft: str, verifier: str, width: int = 1) -> str:
     return f"{draft}->{verifier}" + (f"@top{width}" if width > 1 else "")
 
 
-def measure_interleaved(setups: Sequence[Setup], workload: Workload, progress: Progress) -> dict[str, dict[str, Any]]:
+def measure_interleaved(setups: Sequence[Setup], workload: Workload, progress: Progress,
+                        profiling: Profiling | None = None) -> dict[str, dict[str, Any]]:
     """Every configuration `repeats` times in rounds (each round runs every configuration once), so that
     drift and bursts of interference on a shared machine spread over configurations, where the medians
-    reject them, instead of biasing the one measured while they lasted."""
+    reject them, instead of biasing the one measured while they lasted; with `profiling`, a round of the
+    latency profile before each round of measurements."""
     runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in setups}
-    for _, setup in progress(list(itertools.product(range(workload.repeats), setups)), desc="measuring"):
-        runs[setup.name].append(measure_once(setup, workload))
+    for r in range(workload.repeats):
+        if profiling is not None:
+            profiling.round(progress)
+        for setup in progress(list(setups), desc=f"measuring, round {r + 1}/{workload.repeats}"):
+            runs[setup.name].append(measure_once(setup, workload))
     return {name: combine(records) for name, records in runs.items()}
 
 
@@ -349,16 +396,20 @@ def closed_form_ms(setup: Setup, inputs: Any, max_lead: int) -> float:
     return pipespec_seconds(inputs, keys, window(setup, max_lead))[0] * 1e3
 
 
-def predict(setup: Setup, inputs: Any, workload: Workload, num_tokens: int, seeds: int) -> dict[str, Any]:
-    """Simulated (median over seeds) and closed-form decode ms/token for one setup."""
+Prompts = Sequence[tuple[int, int]]  # (prompt length, output tokens) per prompt: Workload.prompt_shapes()
+
+
+def predict(setup: Setup, inputs: Any, workload: Workload, prompts: Prompts, seeds: int) -> dict[str, Any]:
+    """Simulated (median over seeds, each prompt of `prompts` simulated from its own context and its own
+    trace sequence) and closed-form decode ms/token for one setup."""
     from ..sim.plan import Candidate, sim_config
-    from ..sim.run import simulate_seeds
+    from ..sim.run import simulate_prompts
 
     keys = setup.profile_keys()
     if setup.scheme == "ppsd":
-        return _predict_ppsd(setup, inputs, num_tokens, seeds)
+        return _predict_ppsd(setup, inputs, prompts, seeds)
     if setup.scheme == "specpipe":
-        return _predict_specpipe(setup, inputs, num_tokens, seeds)
+        return _predict_specpipe(setup, inputs, prompts, seeds)
     groups = tuple(range(len(keys)))
     if setup.scheme == "pipespec" and setup.cpus:
         names = list(dict.fromkeys(setup.cpus))
@@ -367,19 +418,26 @@ def predict(setup: Setup, inputs: Any, workload: Workload, num_tokens: int, seed
         groups = tuple(len(names) + i if m.startswith("ngram") else g
                        for i, (m, g) in enumerate(zip(setup.chain, groups, strict=True)))
     candidate = Candidate(setup.scheme, keys, window(setup, workload.max_lead), groups, 0, 0.0)
-    runs = simulate_seeds(sim_config(inputs, candidate, num_tokens, 0, ROLLBACK), seeds)
+    num_tokens = sum(n for _, n in prompts)
+    runs = simulate_prompts(sim_config(inputs, candidate, num_tokens, 0, ROLLBACK), prompts, seeds)
     alphas = {f"{a}->{b}": inputs.alpha(a, b) for a, b in itertools.pairwise(keys)}
     return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs),
             "closed_ms_per_token": closed_form_ms(setup, inputs, workload.max_lead), "trace_alpha": alphas,
-            "sim_pairs": [p for r in runs[:1] for p in r.pairs]}
+            **_sim_counters(runs)}
 
 
-def _predict_ppsd(setup: Setup, inputs: Any, num_tokens: int, seeds: int) -> dict[str, Any]:
+def _sim_counters(runs: Sequence[Any]) -> dict[str, Any]:
+    """The first seed's pair statistics and per-stage counters (steps, verifications, busy time), to set
+    beside the backend's."""
+    return {"sim_pairs": runs[0].pairs, "sim_stages": runs[0].summary()["stages"]}
+
+
+def _predict_ppsd(setup: Setup, inputs: Any, prompts: Prompts, seeds: int) -> dict[str, Any]:
     """PPSD over the target's profiled latency: the simulator's layer pipeline (P stages, exit after E)
     replaying the exit's trace, and the derived closed form t_AR / (1 − α(1 − E/N))."""
     from ..backend.models import head_share, num_layers, resolve
     from ..sim.config import SimConfig
-    from ..sim.run import simulate_seeds
+    from ..sim.run import simulate_prompts
     from ..theory import ppsd
 
     exit_key, target_key = setup.profile_keys()
@@ -387,23 +445,23 @@ def _predict_ppsd(setup: Setup, inputs: Any, num_tokens: int, seeds: int) -> dic
     layers = num_layers(target)
     config = SimConfig(scheme="ppsd", latency=(inputs.latency_spec[target_key],),
                        acceptance=(inputs.acceptance_spec[(exit_key, target_key)],), names=(setup.chain[-1],),
-                       num_layers=layers, exit_layer=setup.exit_layer, pp_stages=setup.pp_stages, num_tokens=num_tokens,
-                       prompt_len=inputs.context, rollback=ROLLBACK, head_share=head_share(target))
-    runs = simulate_seeds(config, seeds)
+                       num_layers=layers, exit_layer=setup.exit_layer, pp_stages=setup.pp_stages,
+                       rollback=ROLLBACK, head_share=head_share(target))
+    runs = simulate_prompts(config, prompts, seeds)
     alpha = inputs.alpha(exit_key, target_key)
     closed_ms = inputs.t(target_key, 1) * 1e3 / float(ppsd.pipelined_speedup(alpha, setup.exit_layer, layers))
     return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs), "closed_ms_per_token": closed_ms,
-            "trace_alpha": {f"{exit_key}->{target_key}": alpha}, "sim_pairs": [p for r in runs[:1] for p in r.pairs]}
+            "trace_alpha": {f"{exit_key}->{target_key}": alpha}, **_sim_counters(runs)}
 
 
-def _predict_specpipe(setup: Setup, inputs: Any, num_tokens: int, seeds: int) -> dict[str, Any]:
+def _predict_specpipe(setup: Setup, inputs: Any, prompts: Prompts, seeds: int) -> dict[str, Any]:
     """SpecPipe over the profiled draft and target: the simulator's layer pipeline (P target stages, the
     draft growing a level per step, the tree's hit rate replayed from the top-width trace; processes
     pinned to one core share a simulated device) and the derived T_s·(h + (1 − h)·P) per token, with
     plain pipeline parallelism at h = 0."""
     from ..backend.models import head_share, num_layers, resolve
     from ..sim.config import SimConfig
-    from ..sim.run import simulate_seeds
+    from ..sim.run import simulate_prompts
     from ..theory import specpipe
 
     draft_key, target_key = setup.profile_keys()
@@ -416,56 +474,123 @@ def _predict_specpipe(setup: Setup, inputs: Any, num_tokens: int, seeds: int) ->
                        acceptance=(acceptance,), names=setup.chain, num_layers=num_layers(target),
                        pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,
                        head_share=head_share(target), devices=devices if names else (),
-                       num_tokens=num_tokens, prompt_len=inputs.context, rollback=ROLLBACK)
-    runs = simulate_seeds(config, seeds)
+                       rollback=ROLLBACK)
+    runs = simulate_prompts(config, prompts, seeds)
     h = 0.0 if plain else inputs.alpha(draft_key, target_key)
     closed_ms = inputs.t(target_key, 1) * 1e3 / float(specpipe.speedup(h, setup.pp_stages))
     return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs), "closed_ms_per_token": closed_ms,
-            "trace_alpha": {f"{draft_key}->{target_key}": h}, "sim_pairs": [p for r in runs[:1] for p in r.pairs]}
+            "trace_alpha": {f"{draft_key}->{target_key}": h}, **_sim_counters(runs)}
+
+
+def spread(repeats_ms: Sequence[float]) -> float:
+    """The repeats' range over their median: how far this machine moved the measurement itself."""
+    return (max(repeats_ms) - min(repeats_ms)) / statistics.median(repeats_ms)
+
+
+def measured_row(setup: Setup, measured: dict[str, Any], reference: list[list[int]] | None) -> dict[str, Any]:
+    """A table row's measured half: what the backend did for one setup (medians over its repeats)."""
+    decode_ms = measured["repeats_decode_ms_per_token"]
+    return {
+        "config": setup.name, "scheme": setup.scheme, "chain": " -> ".join(setup.chain),
+        "placement": placement(setup),
+        "window": {"sd": str(setup.gamma), "ar": "-", "ppsd": "-",
+                   "specpipe": f"w{setup.tree_width} d{setup.tree_depth or setup.pp_stages}"}.get(
+            setup.scheme, str(setup.max_drafts or "all")),
+        "measured_ms_per_token": measured["decode_ms_per_token"],
+        "measured_overall_ms_per_token": measured["ms_per_token"],
+        "measured_spread": spread(decode_ms),
+        "lossless": reference is not None and measured["outputs"] == reference,
+        "output_lengths": None if measured["outputs"] is None else [len(o) for o in measured["outputs"]],
+        "measured_alpha": [p["alpha_estimate"] for p in measured["pairs"]],
+        "measured_mean_accepted_length": [p["mean_accepted_length"] for p in measured["pairs"]],
+        "measured_histograms": [p["tokens_added_histogram"] for p in measured["pairs"]],
+        "repeats_ms_per_token": decode_ms,
+        "measured_stages": measured["stages"],
+    }
+
+
+MEASURED_KEYS = ("config", "scheme", "chain", "placement", "window", "measured_ms_per_token",
+                 "measured_overall_ms_per_token", "lossless", "measured_alpha", "measured_mean_accepted_length",
+                 "measured_histograms", "repeats_ms_per_token")
+
+
+def previous_measurements(out: Path, setups: Sequence[Setup]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The measured halves of the rows a finished run left in `out`, and what else of that run a prediction
+    keeps: the n-gram drafter's cost, and the measuring run's wall time, peak memory and environment."""
+    import json
+
+    path = out / "validate.json"
+    document = json.loads(path.read_text(encoding="utf-8"))
+    results = document.get("results", {})
+    rows = {r.get("config"): r for r in results.get("rows", [])}
+    for setup in setups:
+        require(setup.name in rows and all(k in rows[setup.name] for k in MEASURED_KEYS),
+                f"--repredict: {path} has no measurement of {setup.name} (run it without --repredict)")
+    measured = {}
+    for setup in setups:
+        row = rows[setup.name]
+        measured[setup.name] = {**{k: row[k] for k in MEASURED_KEYS}, "output_lengths": row.get("output_lengths"),
+                                "measured_spread": spread(row["repeats_ms_per_token"]),
+                                "measured_stages": row.get("measured_stages")}
+    run = results.get("measurement_run") or {"wall_time_s": results.get("wall_time_s"),
+                                              "peak_rss_mib": results.get("peak_rss_mib"),
+                                              "environment": document.get("environment")}
+    return measured, {"ngram_cost_s": results.get("ngram_cost_s", {}), "measurement_run": run}
+
+
+def _target_output_lengths(traces_path: Path) -> list[int]:
+    """The target's greedy output length on each prompt: its traces' sequences are along that output."""
+    from ..traces import read_traces
+
+    entry = next(e for e in read_traces(traces_path).values() if e.get("target") == TARGET)
+    return [len(seq) for seq in entry["sequences"]]
 
 
 def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int = 3,
-             progress: Progress = lambda it, **_: it) -> dict[str, Any]:
-    """Profile, measure, predict; returns rows (one per setup) and the files written."""
+             progress: Progress = lambda it, **_: it, repredict: bool = False) -> dict[str, Any]:
+    """Profile, measure, predict (or, with `repredict`, predict again from a finished run's profile, traces
+    and measurements in `out`); returns rows (one per setup) and the files written."""
     require(setups[0].scheme == "ar", "validate: the first configuration must be the AR baseline")
     workload = prepare(workload)
     out.mkdir(parents=True, exist_ok=True)
     profile_path, traces_path = out / "profile.json", out / "traces.json"
-    ngram_s = profile(setups, workload, profile_path, progress)
-    record_traces(setups, workload, traces_path, progress)
-    measurements = measure_interleaved(setups, workload, progress)
-    reference = measurements[setups[0].name]["outputs"]
+    if repredict:
+        from ..backend.models import load_model, resolve
+
+        measured, previous = previous_measurements(out, setups)
+        ngram_s = {m: previous["ngram_cost_s"].get(m) or _time_ngram(load_model(resolve(m), "cpu"), workload.encoded)
+                   for s in setups for m in s.chain if m.startswith("ngram")}
+    else:
+        record_traces(setups, workload, traces_path, progress)
+        profiling = Profiling(setups, workload, rounds=workload.repeats)
+        measurements = measure_interleaved(setups, workload, progress, profiling)
+        profiling.write(profile_path)
+        ngram_s = profiling.ngram_s
+        reference = measurements[setups[0].name]["outputs"]
+        measured = {s.name: measured_row(s, measurements[s.name], reference) for s in setups}
+    lengths = measured[setups[0].name]["output_lengths"] or _target_output_lengths(traces_path)
     rows = []
     for setup in setups:
-        measured = measurements[setup.name]
+        row = dict(measured[setup.name])
         inputs = planning_inputs(setup, profile_path, traces_path, ngram_s, workload.context)
-        predicted = predict(setup, inputs, workload, measured["num_tokens"], seeds)
-        print(f"{setup.name}: measured {measured['decode_ms_per_token']:.1f} ms/token, simulated "
+        predicted = predict(setup, inputs, workload, workload.prompt_shapes(lengths), seeds)
+        print(f"{setup.name}: measured {row['measured_ms_per_token']:.1f} ms/token, simulated "
               f"{predicted['sim_ms_per_token']:.1f}, closed form {predicted['closed_ms_per_token']:.1f}",
               file=sys.stderr, flush=True)
-        rows.append({
-            "config": setup.name, "scheme": setup.scheme, "chain": " -> ".join(setup.chain),
-            "placement": placement(setup),
-            "window": {"sd": str(setup.gamma), "ar": "-", "ppsd": "-",
-                       "specpipe": f"w{setup.tree_width} d{setup.tree_depth or setup.pp_stages}"}.get(
-                setup.scheme, str(setup.max_drafts or "all")),
-            "measured_ms_per_token": measured["decode_ms_per_token"],
-            "measured_overall_ms_per_token": measured["ms_per_token"],
-            "sim_ms_per_token": predicted["sim_ms_per_token"],
-            "closed_ms_per_token": predicted["closed_ms_per_token"],
-            "lossless": reference is not None and measured["outputs"] == reference,
-            "measured_alpha": [p["alpha_estimate"] for p in measured["pairs"]],
-            "measured_mean_accepted_length": [p["mean_accepted_length"] for p in measured["pairs"]],
-            "trace_alpha": list(predicted["trace_alpha"].values()),
-            "measured_histograms": [p["tokens_added_histogram"] for p in measured["pairs"]],
-            "sim_histograms": [{str(k): v for k, v in sorted(p.tokens_added_histogram.items())}
-                               for p in predicted["sim_pairs"]],
-            "repeats_ms_per_token": measured["repeats_decode_ms_per_token"],
-        })
+        row.update({"sim_ms_per_token": predicted["sim_ms_per_token"],
+                    "closed_ms_per_token": predicted["closed_ms_per_token"],
+                    "trace_alpha": list(predicted["trace_alpha"].values()),
+                    "sim_histograms": [{str(k): v for k, v in sorted(p.tokens_added_histogram.items())}
+                                       for p in predicted["sim_pairs"]],
+                    "sim_stages": predicted["sim_stages"]})
+        rows.append(row)
     ar = rows[0]
     for row in rows:
         for kind in ("measured", "sim", "closed"):
             row[f"{kind}_speedup"] = ar[f"{kind}_ms_per_token"] / row[f"{kind}_ms_per_token"]
         row["sim_error"] = row["sim_ms_per_token"] / row["measured_ms_per_token"] - 1
         row["closed_error"] = row["closed_ms_per_token"] / row["measured_ms_per_token"] - 1
-    return {"rows": rows, "profile": str(profile_path), "traces": str(traces_path)}
+    results = {"rows": rows, "profile": str(profile_path), "traces": str(traces_path), "ngram_cost_s": ngram_s}
+    if repredict:
+        results["measurement_run"] = previous["measurement_run"]  # this run's own time is prediction only
+    return results

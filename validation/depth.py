@@ -49,20 +49,19 @@ def predict_depths(run: Path, workload: Workload, depths: Sequence[int] = (2, 4,
                    seeds: int = 3) -> list[dict[str, Any]]:
     """Predicted ms/token and speedup over AR on one core (the same profile) for every depth setup."""
     from ..sim.config import SimConfig
-    from ..sim.run import simulate
+    from ..sim.run import simulate_prompts
 
-    num_tokens = len(workload.encoded) * workload.max_new_tokens
+    prompts = workload.prompt_shapes()
     ar_ms_by_target: dict[str, float] = {}  # every setup decodes the same target profile
     rows = []
     for setup in depth_setups(depths):
         inputs = planning_inputs(setup, run / "profile.json", run / "traces.json", {}, workload.context)
         target = setup.profile_keys()[-1]
         if target not in ar_ms_by_target:
-            ar = SimConfig(scheme="ar", latency=(inputs.latency_spec[target],), acceptance=("1",),
-                           num_tokens=num_tokens, prompt_len=workload.context)
-            ar_ms_by_target[target] = simulate(ar, with_ar_baseline=False).ms_per_token
+            ar = SimConfig(scheme="ar", latency=(inputs.latency_spec[target],), acceptance=("1",))
+            ar_ms_by_target[target] = simulate_prompts(ar, prompts, 1)[0].ms_per_token
         ar_ms = ar_ms_by_target[target]
-        got = predict(setup, inputs, workload, num_tokens, seeds)
+        got = predict(setup, inputs, workload, prompts, seeds)
         rows.append({"config": setup.name, "scheme": setup.scheme, "pp_stages": setup.pp_stages,
                      "tree_width": setup.tree_width, "ar_ms_per_token": ar_ms,
                      "sim_ms_per_token": got["sim_ms_per_token"], "sim_speedup": ar_ms / got["sim_ms_per_token"],
@@ -80,7 +79,8 @@ def measure_two_cores(run: Path, workload: Workload, seeds: int = 3,
     for setup in setups:
         m = measured[setup.name]
         inputs = planning_inputs(setup, run / "profile.json", run / "traces.json", {}, workload.context)
-        sim_ms = predict(setup, inputs, workload, m["num_tokens"], seeds)["sim_ms_per_token"]
+        lengths = [len(o) for o in m["outputs"]] if m["outputs"] is not None else None
+        sim_ms = predict(setup, inputs, workload, workload.prompt_shapes(lengths), seeds)["sim_ms_per_token"]
         rows.append({"config": setup.name, "cpus": list(setup.cpus), "measured_ms_per_token": m["decode_ms_per_token"],
                      "repeats_ms_per_token": m["repeats_decode_ms_per_token"], "sim_ms_per_token": sim_ms,
                      "sim_error": sim_ms / m["decode_ms_per_token"] - 1,

@@ -18,7 +18,8 @@ from .common import OutputConfig, emit, subparser
 
 COLUMNS = [("config", "config", "s"), ("chain", "chain", "s"), ("placement", "threads@cores", "s"),
            ("window", "window", "s"), ("measured_ms_per_token", "measured ms/tok", ".1f"),
-           ("measured_speedup", "measured speedup", ".2f"), ("sim_ms_per_token", "sim ms/tok", ".1f"),
+           ("measured_spread", "spread", ".1%"), ("measured_speedup", "measured speedup", ".2f"),
+           ("sim_ms_per_token", "sim ms/tok", ".1f"),
            ("sim_error", "sim error", "+.1%"), ("closed_ms_per_token", "closed ms/tok", ".1f"),
            ("closed_error", "closed error", "+.1%"), ("lossless", "lossless", "")]
 
@@ -45,6 +46,9 @@ class ValidateConfig:
                              "target's forwards keep core 1 busy, as in the pipelines")
     device: str = option("cpu", "device: cpu or cuda:N (the built-in placements assume 2 CPU cores)")
     out: str = option("results/validate", "output folder: table (CSV, markdown), plots, profile, traces, JSON")
+    repredict: bool = option(False, "predict again from the profile, traces and measurements a finished run left "
+                             "in --out, without profiling or measuring (after a change to the simulator or the "
+                             "closed forms); the same configurations must be selected")
 
     def __post_init__(self) -> None:
         from ..backend.runner import check_device
@@ -64,6 +68,9 @@ class ValidateConfig:
         check_device(self.device)
         require(self.draft in (None, "auto", "none") or self.draft.startswith("draft:"),
                 f"--draft must be auto, none or draft:NAME, got {self.draft!r}")
+        finished = all((Path(self.out) / f).is_file() for f in ("validate.json", "profile.json", "traces.json"))
+        require(not self.repredict or finished,
+                f"--repredict: {self.out} holds no finished run (validate.json, profile.json, traces.json)")
 
 
 def built_drafts(kind: str) -> list[str]:
@@ -103,10 +110,10 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     out = Path(config.out)
     workload = Workload(config.prompts, config.limit, config.max_new_tokens, config.repeats, device=config.device,
                         contended=config.contended)
-    results = validate(setups, workload, out, config.seeds, progress)
+    results = validate(setups, workload, out, config.seeds, progress, config.repredict)
     rows = results["rows"]
-    files = [write_text_atomic(out / "validate.csv", csv_text([{k: v for k, v in r.items() if "histogram" not in k}
-                                                                for r in rows])),
+    flat = [{k: v for k, v in r.items() if not k.endswith(("histograms", "stages"))} for r in rows]
+    files = [write_text_atomic(out / "validate.csv", csv_text(flat)),
              write_text_atomic(out / "validate.md", markdown_table(rows, COLUMNS)),
              plot_predicted_vs_measured(out / "validate.png", rows, "Decode ms/token on this machine: measured vs "
                                                                     "predicted from profiles and traces")]
