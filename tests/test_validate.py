@@ -112,9 +112,11 @@ def test_validate_end_to_end(run_cli, tmp_path):
         assert after["lossless"] == before["lossless"]
         for key in ("measured_ms_per_token", "repeats_ms_per_token", "sim_ms_per_token", "sim_error"):
             assert after[key] == pytest.approx(before[key]), (before["config"], key)
-    code, _, err = run_cli("validate", "--configs", "sd-int8", "--limit", "1", "--draft", "none",
-                           "--out", str(tmp_path), "--repredict")
-    assert code == 2 and "has no measurement of sd-int8" in err and len(err.strip().splitlines()) == 1, err
+    for args, message in ((["--configs", "sd-int8", "--max-new-tokens", "12"], "has no measurement of sd-int8"),
+                          (["--configs", *configs, "--max-new-tokens", "16"], "measured --max-new-tokens 12, not 16")):
+        code, _, err = run_cli("validate", *args, "--ppsd-exits", "24", "--specpipe-widths", "2", "--limit", "1",
+                               "--draft", "none", "--out", str(tmp_path), "--repredict")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.slow

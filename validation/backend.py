@@ -514,13 +514,20 @@ MEASURED_KEYS = ("config", "scheme", "chain", "placement", "window", "measured_m
                  "measured_histograms", "repeats_ms_per_token")
 
 
-def previous_measurements(out: Path, setups: Sequence[Setup]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """The measured halves of the rows a finished run left in `out`, and what else of that run a prediction
-    keeps: the n-gram drafter's cost, and the measuring run's wall time, peak memory and environment."""
+def previous_measurements(out: Path, setups: Sequence[Setup],
+                          workload: Workload) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The measured halves of the rows a finished run left in `out` (on the same prompts and limits as
+    `workload`), and what else of that run a prediction keeps: the n-gram drafter's cost, and the measuring
+    run's wall time, peak memory and environment."""
     import json
 
     path = out / "validate.json"
     document = json.loads(path.read_text(encoding="utf-8"))
+    config = document.get("config", {})
+    for key in ("prompts", "limit", "max_new_tokens"):
+        require(config.get(key) == getattr(workload, key),
+                f"--repredict: {path} measured --{key.replace('_', '-')} {config.get(key)}, "
+                f"not {getattr(workload, key)}: give the same")
     results = document.get("results", {})
     rows = {r.get("config"): r for r in results.get("rows", [])}
     for setup in setups:
@@ -557,7 +564,7 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
     if repredict:
         from ..backend.models import load_model, resolve
 
-        measured, previous = previous_measurements(out, setups)
+        measured, previous = previous_measurements(out, setups, workload)
         ngram_s = {m: previous["ngram_cost_s"].get(m) or _time_ngram(load_model(resolve(m), "cpu"), workload.encoded)
                    for s in setups for m in s.chain if m.startswith("ngram")}
     else:

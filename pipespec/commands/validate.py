@@ -48,7 +48,8 @@ class ValidateConfig:
     out: str = option("results/validate", "output folder: table (CSV, markdown), plots, profile, traces, JSON")
     repredict: bool = option(False, "predict again from the profile, traces and measurements a finished run left "
                              "in --out, without profiling or measuring (after a change to the simulator or the "
-                             "closed forms); the same configurations must be selected")
+                             "closed forms); give the prompts, --limit, --max-new-tokens and configurations it "
+                             "measured")
 
     def __post_init__(self) -> None:
         from ..backend.runner import check_device
