@@ -13,6 +13,7 @@ CSV (`.csv`): one row per point, columns model,num_tokens,context_len,median_s[,
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, require
-from .io import write_json, write_text_atomic
+from .io import file_version, write_json, write_text_atomic
 from .latency import ProfileLatency, ProfilePoint
 
 FORMAT = "pipespec.latency-profile"
@@ -77,7 +78,14 @@ def _read_csv(text: str, where: str) -> dict[str, dict[str, Any]]:
 
 
 def load_profile(path: str | Path, model: str | None = None, jitter: str = "none") -> ProfileLatency:
-    """One model's ProfileLatency; `model` may be omitted when the file holds exactly one."""
+    """One model's ProfileLatency; `model` may be omitted when the file holds exactly one. Parsed once per
+    version of the file: the simulator builds a configuration per prompt and seed from the same specs."""
+    return _load_profile(str(path), file_version(path), model, jitter)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_profile(path: str, version: tuple[int, int, int] | None, model: str | None,
+                  jitter: str) -> ProfileLatency:
     models = read_profiles(path)
     if model is None:
         require(len(models) == 1, f"latency profile {str(path)!r} holds {', '.join(models)}: name one with #MODEL")

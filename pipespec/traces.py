@@ -12,6 +12,7 @@ positions where a model-free drafter proposes nothing at all (their bit is 0); a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 
 from .acceptance import Trace
 from .errors import ConfigError, require
-from .io import write_json
+from .io import file_version, write_json
 
 FORMAT = "pipespec.acceptance-trace"
 VERSION = 1
@@ -49,6 +50,13 @@ def read_traces(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def load_trace(path: str | Path, pair: str | None = None) -> Trace:
+    """One pair's Trace; `pair` may be omitted when the file holds exactly one. Parsed once per version of
+    the file (see `profiles.load_profile`)."""
+    return _load_trace(str(path), file_version(path), pair)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_trace(path: str, version: tuple[int, int, int] | None, pair: str | None) -> Trace:
     pairs = read_traces(path)
     if pair is None:
         require(len(pairs) == 1, f"acceptance trace {str(path)!r} holds {', '.join(pairs)}: name one with #PAIR")

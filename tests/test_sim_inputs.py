@@ -130,3 +130,13 @@ def test_calibrated_profile_is_what_the_source_gives():
         assert committed[name]["points"] == entry["points"]
     m2 = load_profile(calibration.profile_path(), "M2")
     assert m2.median_s(1, 0) == pytest.approx(0.12025) and m2.median_s(9, 0) == pytest.approx(0.43123)
+
+
+def test_a_rewritten_profile_or_trace_is_read_again(tmp_path):
+    """load_profile and load_trace parse a file once per version of it, never serving a stale one."""
+    path, traces = tmp_path / "p.json", tmp_path / "t.json"
+    for ms, bits in ((10.0, [1, 1, 0]), (20.0, [0, 0, 0, 0])):
+        write_profiles(path, {"m": {"points": [{"num_tokens": 1, "context_len": 0, "median_s": ms / 1e3}]}})
+        write_traces(traces, {"a->b": {"sequences": [bits]}})
+        assert load_profile(path, "m").median_s(1, 0) == pytest.approx(ms / 1e3)
+        assert load_trace(traces).bits == tuple(bits)

@@ -210,7 +210,7 @@ class Profiling:
         import torch
 
         from ..backend.models import load_model, resolve
-        from ..backend.profiler import LatencyProfiler, co_runner
+        from ..backend.profiler import co_runner
 
         device = self.workload.device
         before = torch.get_num_threads()
@@ -221,7 +221,7 @@ class Profiling:
                 if model not in self.models:
                     self.models[model] = load_model(resolve(model), device)
                 loaded = self.models[model]
-                if resolve(model).kind == "ngram":
+                if model.startswith("ngram"):
                     self.ngram_s.setdefault(model, _time_ngram(loaded, self.workload.encoded))
                     continue
                 torch.set_num_threads(threads)
@@ -235,19 +235,24 @@ class Profiling:
                     if pin:
                         os.sched_setaffinity(0, {0})
                     try:
-                        first = key not in self.profilers
-                        if first:
-                            self.profilers[key] = LatencyProfiler(loaded, device, self.sizes, self.contexts)
-                        profiler = self.profilers[key]
-                        for _ in range(PROFILE_WARMUP if first else 1):
-                            profiler.run_pass(record=False)
-                        for _ in range(self.passes_per_round):
-                            profiler.run_pass()
+                        self._passes(key, loaded)
                     finally:
                         if pin:
                             os.sched_setaffinity(0, affinity)
         finally:
             torch.set_num_threads(before)
+
+    def _passes(self, key: str, model: Any) -> None:
+        """A model's warm-up (PROFILE_WARMUP passes in its first round, one later) and this round's passes."""
+        from ..backend.profiler import LatencyProfiler
+
+        first = key not in self.profilers
+        if first:
+            self.profilers[key] = LatencyProfiler(model, self.workload.device, self.sizes, self.contexts)
+        for _ in range(PROFILE_WARMUP if first else 1):
+            self.profilers[key].run_pass(record=False)
+        for _ in range(self.passes_per_round):
+            self.profilers[key].run_pass()
 
     def write(self, path: Path) -> None:
         """The profile file, with the medians over every round so far."""
@@ -489,7 +494,6 @@ def spread(repeats_ms: Sequence[float]) -> float:
 
 def measured_row(setup: Setup, measured: dict[str, Any], reference: list[list[int]] | None) -> dict[str, Any]:
     """A table row's measured half: what the backend did for one setup (medians over its repeats)."""
-    decode_ms = measured["repeats_decode_ms_per_token"]
     return {
         "config": setup.name, "scheme": setup.scheme, "chain": " -> ".join(setup.chain),
         "placement": placement(setup),
@@ -498,13 +502,12 @@ def measured_row(setup: Setup, measured: dict[str, Any], reference: list[list[in
             setup.scheme, str(setup.max_drafts or "all")),
         "measured_ms_per_token": measured["decode_ms_per_token"],
         "measured_overall_ms_per_token": measured["ms_per_token"],
-        "measured_spread": spread(decode_ms),
         "lossless": reference is not None and measured["outputs"] == reference,
         "output_lengths": None if measured["outputs"] is None else [len(o) for o in measured["outputs"]],
         "measured_alpha": [p["alpha_estimate"] for p in measured["pairs"]],
         "measured_mean_accepted_length": [p["mean_accepted_length"] for p in measured["pairs"]],
         "measured_histograms": [p["tokens_added_histogram"] for p in measured["pairs"]],
-        "repeats_ms_per_token": decode_ms,
+        "repeats_ms_per_token": measured["repeats_decode_ms_per_token"],
         "measured_stages": measured["stages"],
     }
 
@@ -537,7 +540,6 @@ def previous_measurements(out: Path, setups: Sequence[Setup],
     for setup in setups:
         row = rows[setup.name]
         measured[setup.name] = {**{k: row[k] for k in MEASURED_KEYS}, "output_lengths": row.get("output_lengths"),
-                                "measured_spread": spread(row["repeats_ms_per_token"]),
                                 "measured_stages": row.get("measured_stages")}
     run = results.get("measurement_run") or {"wall_time_s": results.get("wall_time_s"),
                                               "peak_rss_mib": results.get("peak_rss_mib"),
@@ -549,7 +551,8 @@ def _target_output_lengths(traces_path: Path) -> list[int]:
     """The target's greedy output length on each prompt: its traces' sequences are along that output."""
     from ..traces import read_traces
 
-    entry = next(e for e in read_traces(traces_path).values() if e.get("target") == TARGET)
+    entry = next((e for e in read_traces(traces_path).values() if e.get("target") == TARGET), None)
+    require(entry is not None, f"{traces_path} has no trace along {TARGET}'s output: measure the run again")
     return [len(seq) for seq in entry["sequences"]]
 
 
@@ -595,6 +598,7 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
     for row in rows:
         for kind in ("measured", "sim", "closed"):
             row[f"{kind}_speedup"] = ar[f"{kind}_ms_per_token"] / row[f"{kind}_ms_per_token"]
+        row["measured_spread"] = spread(row["repeats_ms_per_token"])
         row["sim_error"] = row["sim_ms_per_token"] / row["measured_ms_per_token"] - 1
         row["closed_error"] = row["closed_ms_per_token"] / row["measured_ms_per_token"] - 1
     results = {"rows": rows, "profile": str(profile_path), "traces": str(traces_path), "ngram_cost_s": ngram_s}
