@@ -27,31 +27,94 @@ from .ngram import NgramDrafter
 QUANTILES = (0.1, 0.5, 0.9)
 
 
+class ModelForward:
+    """A whole model's forward of n tokens over a cache of `context` tokens (a DynamicCache per context)."""
+
+    @torch.inference_mode()
+    def __init__(self, model: torch.nn.Module, device: str, contexts: Sequence[int], rng: np.random.Generator) -> None:
+        from transformers import DynamicCache
+
+        self.model, self.device, self.rng = model, device, rng
+        self.caches = {}
+        for ctx in contexts:
+            self.caches[ctx] = DynamicCache(config=model.config)
+            if ctx:
+                prefix = torch.tensor([rng.integers(0, model.config.vocab_size, ctx).tolist()], device=device)
+                model(input_ids=prefix, past_key_values=self.caches[ctx], use_cache=True)
+
+    def inputs(self, n: int) -> torch.Tensor:
+        return torch.tensor([self.rng.integers(0, self.model.config.vocab_size, n).tolist()], device=self.device)
+
+    def __call__(self, context: int, x: torch.Tensor) -> None:
+        self.model(input_ids=x, past_key_values=self.caches[context], use_cache=True)
+
+    def undo(self, context: int, n: int) -> None:
+        self.caches[context].crop(-n)  # back to the same context for the next forward
+
+
+class TreeStageForward:
+    """One process of a SpecPipe pipeline as it runs (backend/specpipe.py): a level of n sibling nodes
+    through a tree-attention slice over a cached chain of `context` nodes. The draft is its model's whole
+    slice, its head and the top-n of the softmax; a target stage is its layers, the first one embedding
+    token ids, the others taking hidden rows, the last one ending in the head's argmax."""
+
+    @torch.inference_mode()
+    def __init__(self, model: torch.nn.Module, layers: range, head: str | None, device: str,
+                 contexts: Sequence[int], rng: np.random.Generator) -> None:
+        from .layers import TreeSlice
+
+        config = model.config
+        self.embed, self.head, self.device, self.rng = layers.start == 0, head, device, rng
+        self.vocab, self.hidden = config.vocab_size, config.hidden_size
+        self.slices = {}
+        for ctx in contexts:
+            self.slices[ctx] = tree = TreeSlice(model, layers, device, embed=self.embed, head=head is not None)
+            tree.reset()
+            if ctx:
+                chain = list(range(ctx))
+                tree.forward_nodes(self.inputs(ctx), chain, [i - 1 for i in chain], chain)
+        self.next_id = max(contexts)
+
+    def inputs(self, n: int) -> torch.Tensor:
+        if self.embed:
+            return torch.tensor(self.rng.integers(0, self.vocab, n).tolist(), device=self.device)
+        return torch.from_numpy(self.rng.standard_normal((n, self.hidden), dtype=np.float32)).to(self.device)
+
+    def __call__(self, context: int, x: torch.Tensor) -> None:
+        n = x.shape[0]
+        ids = list(range(self.next_id, self.next_id + n))
+        self.next_id += n
+        tree = self.slices[context]
+        hidden = tree.forward_nodes(x, ids, [context - 1] * n, [context] * n)
+        if self.head == "topk":
+            torch.softmax(tree.logits(hidden), -1).topk(n, -1)
+        elif self.head == "argmax":
+            tree.logits(hidden).argmax(-1)
+
+    def undo(self, context: int, n: int) -> None:
+        tree = self.slices[context]
+        tree.drop(set(tree.nodes[context:]))
+
+
 class LatencyProfiler:
-    """Forward times of one model at every (context, tokens) point of a grid, gathered in passes.
+    """Forward times of one model (or one pipeline process: `forward`) at every (context, tokens) point of
+    a grid, gathered in passes.
 
     Each pass times every point once, in a shuffled order, so a burst of interference on a shared machine
     spreads over many points as one outlier each, which their medians reject, instead of shifting the few
     points measured while it lasted. Passes can be spread over a long run (between measurements) so the
     profile sees the machine in the same states as the runs it predicts."""
 
-    @torch.inference_mode()
-    def __init__(self, model: torch.nn.Module, device: str, num_tokens: Sequence[int], contexts: Sequence[int],
-                 seed: int = 0) -> None:
-        from transformers import DynamicCache
-
-        self.model, self.device = model, device
-        vocab = model.config.vocab_size
+    def __init__(self, model: torch.nn.Module | None, device: str, num_tokens: Sequence[int],
+                 contexts: Sequence[int], seed: int = 0,
+                 forward: Callable[..., ModelForward | TreeStageForward] | None = None) -> None:
+        """`forward(device, contexts, rng)` builds what is timed; by default `model`'s whole forward."""
+        self.device = device
         self.rng = np.random.default_rng(seed)
-        self.caches = {}
-        for ctx in contexts:
-            self.caches[ctx] = DynamicCache(config=model.config)
-            if ctx:
-                prefix = torch.tensor([self.rng.integers(0, vocab, ctx).tolist()], device=device)
-                model(input_ids=prefix, past_key_values=self.caches[ctx], use_cache=True)
+        build = forward or (lambda d, c, r: ModelForward(model, d, c, r))
+        self.forward = build(device, contexts, self.rng)
         self.grid = [(c, n) for c in contexts for n in num_tokens]
-        self.inputs = {point: torch.tensor([self.rng.integers(0, vocab, point[1]).tolist()], device=device)
-                       for point in self.grid}
+        self.inputs = {point: self.forward.inputs(point[1]) for point in self.grid}
         self.times_s: dict[tuple[int, int], list[float]] = {point: [] for point in self.grid}
 
     @torch.inference_mode()
@@ -61,10 +124,10 @@ class LatencyProfiler:
             ctx, n = self.grid[i]
             synchronize(self.device)
             start = time.perf_counter()
-            self.model(input_ids=self.inputs[(ctx, n)], past_key_values=self.caches[ctx], use_cache=True)
+            self.forward(ctx, self.inputs[(ctx, n)])
             synchronize(self.device)
             elapsed = time.perf_counter() - start
-            self.caches[ctx].crop(-n)  # back to the same context for the next forward
+            self.forward.undo(ctx, n)
             if record:
                 self.times_s[(ctx, n)].append(elapsed)
 

@@ -98,15 +98,19 @@ class _SpecPipeWorker(StageWorker):
             out: np.ndarray = np.zeros((0,), dtype=np.int64)
             if ids:
                 x = torch.from_numpy(payload[live])
-                hidden = self.timed(self.slice.forward_nodes, x, ids, parents, positions)
+                out = self.timed(self._forward, x, ids, parents, positions).numpy()  # the head's work included
                 self.stats.steps += 1
                 self.stats.tokens_forwarded += len(ids)
-                out = (self.slice.logits(hidden).argmax(-1) if self.last else hidden.float()).numpy()
             if self.last:
                 self.inboxes[0].put(("result", epoch, ids, out))
             else:
                 self.inboxes[self.index + 1].put(("level", epoch, ids, parents, positions, out))
         return {"pair": None}
+
+    def _forward(self, x: torch.Tensor, ids: list[int], parents: list[int], positions: list[int]) -> torch.Tensor:
+        """A target stage's forward of new nodes: hidden rows, or at the last stage the target's argmax."""
+        hidden = self.slice.forward_nodes(x, ids, parents, positions)
+        return self.slice.logits(hidden).argmax(-1) if self.last else hidden.float()
 
     def _control(self, epoch: int, prompt: list[int]) -> dict[str, Any]:
         control = self.control.numpy()

@@ -46,12 +46,19 @@ class SimConfig:
     devices: tuple[str, ...] = option((), "device name per stage; stages naming the same device share it "
                                       "(default: a device each)")
     device_capacity: int = option(1, "forwards one device runs at once")
+    device_sharing: str = option("queue", "stages sharing a device: queue (one forward at a time, first come "
+                                 "first served, as on a GPU stream) or timeslice (all at once, n forwards "
+                                 "each at capacity/n of their speed, as an OS shares a CPU core)",
+                                 choices=("queue", "timeslice"))
     num_layers: int = option(32, "ppsd: layers N of the model")
     exit_layer: int = option(8, "ppsd: early-exit layer E (1 <= E < N)")
     pp_stages: int = option(2, "ppsd/specpipe: pipeline stages P the model's layers are split over")
     tree_width: int = option(1, "specpipe: tree nodes per level (tokens each pipeline step forwards)")
     tree_depth: int | None = option(None, "specpipe: tree levels in flight (default: P; 1 is plain pipeline "
                                     "parallelism, the draft never consulted)")
+    stage_latency: tuple[str, ...] = option((), "ppsd/specpipe: the latency of each layer stage, timed as it "
+                                            "runs (default: the model's, times its layers' share plus the "
+                                            "head's)")
     head_share: float = option(0.0, "ppsd/specpipe: share of one forward spent in the output head (final norm "
                                "and vocabulary projection), paid by the stage holding it: the last, and in "
                                "ppsd also the exit's")
@@ -62,6 +69,10 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         require(self.scheme in SCHEMES, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+        for f in fields(self):
+            allowed, value = f.metadata.get("choices"), getattr(self, f.name)
+            require(not allowed or value in allowed,
+                    f"--{f.name.replace('_', '-')} must be one of {', '.join(allowed or ())}, got {value!r}")
         require(len(self.latency) >= 1, "--latency needs at least one model")
         need = MIN_STAGES[self.scheme]
         require(len(self.latency) >= need,
@@ -107,7 +118,13 @@ class SimConfig:
         if self.scheme == "specpipe":
             require(self.pp_stages <= self.num_layers,
                     f"--pp-stages ({self.pp_stages}) must be <= --num-layers ({self.num_layers})")
+        if self.stage_latency:
+            require(self.scheme in ("ppsd", "specpipe"),
+                    f"--stage-latency applies to ppsd and specpipe, not {self.scheme}")
+            require(len(self.stage_latency) == self.pp_stages,
+                    f"--stage-latency: give one per stage ({self.pp_stages}), got {len(self.stage_latency)}")
         self.latency_models  # noqa: B018  (parse early: bad specs are config errors)
+        self.stage_latency_models  # noqa: B018
         self.acceptance_models  # noqa: B018
 
     @property
@@ -131,6 +148,10 @@ class SimConfig:
     @cached_property
     def latency_models(self) -> tuple[LatencyModel, ...]:
         return tuple(parse_latency(spec, f"--latency[{i}]") for i, spec in enumerate(self.latency))
+
+    @cached_property
+    def stage_latency_models(self) -> tuple[LatencyModel, ...]:
+        return tuple(parse_latency(spec, f"--stage-latency[{i}]") for i, spec in enumerate(self.stage_latency))
 
     @cached_property
     def acceptance_models(self) -> tuple[Acceptance, ...]:

@@ -35,6 +35,74 @@ class Event:
     num_tokens: int
 
 
+class _Slice:
+    """One forward on a time-sliced device: the work left (seconds at full speed) and its completion event."""
+
+    def __init__(self, work_s: float, done: simpy.Event) -> None:
+        self.work_s, self.done = work_s, done
+
+
+class TimeSlicedDevice:
+    """A device whose forwards all run at once, sharing it: with n in flight on `capacity` units, each
+    advances at min(1, capacity / n) of its own speed (processor sharing, as an OS time-slices the
+    processes on a CPU core). A forward alone runs at full speed; two halve each other's speed, so the one
+    that started first no longer finishes first and the other after it, as they would in a queue."""
+
+    def __init__(self, env: simpy.Environment, capacity: int = 1) -> None:
+        self.env, self.capacity = env, capacity
+        self.running: list[_Slice] = []
+        self._settled = env.now
+        self._version = 0
+
+    def _rate(self) -> float:
+        return min(1.0, self.capacity / len(self.running)) if self.running else 1.0
+
+    def _settle(self) -> None:
+        """Charge the time since the last change to every forward in flight."""
+        done = (self.env.now - self._settled) * self._rate()
+        for job in self.running:
+            job.work_s -= done
+        self._settled = self.env.now
+
+    def _schedule(self) -> None:
+        self._version += 1
+        if not self.running:
+            return
+        version = self._version
+        delay = max(min(job.work_s for job in self.running), 0.0) / self._rate()
+        self.env.timeout(delay).callbacks.append(lambda _: self._complete(version))
+
+    def _complete(self, version: int) -> None:
+        if version != self._version:  # the set of forwards changed since: superseded
+            return
+        self._settle()
+        finished = [job for job in self.running if job.work_s <= 1e-12]
+        self.running = [job for job in self.running if job.work_s > 1e-12]
+        for job in finished:
+            job.done.succeed()
+        self._schedule()
+
+    def start(self, work_s: float) -> _Slice:
+        """Begin a forward of `work_s` seconds at full speed; its `done` fires when it has run them."""
+        self._settle()
+        job = _Slice(work_s, self.env.event())
+        self.running.append(job)
+        self._schedule()
+        return job
+
+    def cancel(self, job: _Slice) -> None:
+        """Stop a forward in flight (an aborted one): the others speed up."""
+        if job in self.running:
+            self._settle()
+            self.running.remove(job)
+            self._schedule()
+
+    def end_s(self, job: _Slice) -> float:
+        """When `job` ends if nothing starts or stops before."""
+        self._settle()
+        return self.env.now + max(job.work_s, 0.0) / self._rate()
+
+
 class Stage:
     """One model of a pipeline: its latency, its device (None: a device of its own), its token buffer
     and its statistics. A drafter given `proposes` (position → does it propose there from the verified
@@ -42,8 +110,8 @@ class Stage:
     sequence to change (a model-free drafter; a model always proposes)."""
 
     def __init__(self, env: simpy.Environment, index: int, name: str, latency: LatencyModel,
-                 device: simpy.Resource | None, jitter_rng: np.random.Generator | None, prompt_len: int,
-                 policy: RollbackPolicy, timeline: list[Event] | None,
+                 device: simpy.Resource | TimeSlicedDevice | None, jitter_rng: np.random.Generator | None,
+                 prompt_len: int, policy: RollbackPolicy, timeline: list[Event] | None,
                  proposes: Callable[[int], bool] | None = None) -> None:
         self.env, self.index, self.name, self.latency, self.device = env, index, name, latency, device
         self.jitter_rng, self.prompt_len, self.policy, self.timeline = jitter_rng, prompt_len, policy, timeline
@@ -57,12 +125,21 @@ class Stage:
         self.process: simpy.Process | None = None
         self.busy = False  # inside forward(): queued for or holding the device
         self.forward_start: float | None = None
-        self.forward_end = 0.0
+        self._end = 0.0
+        self._slice: _Slice | None = None  # the forward in flight on a time-sliced device
         self.forward_kind: Kind = "generate"
         self.forward_tokens = 0
         self.completed_at_rollback = False
+        self.rollback_pending = False  # interrupted for a rollback, and still inside that forward
         self.waiting_until: float | None = None  # pipespec --min-drafts: waiting for upstream progress
         self._steady_s: dict[int, float] | None = {} if latency.steady else None
+
+    @property
+    def forward_end(self) -> float:
+        """When the forward in flight ends (on a time-sliced device: if no other forward starts or ends first)."""
+        if self._slice is not None:
+            return self.env.now if self._slice.done.triggered else self.device.end_s(self._slice)
+        return self._end
 
     def silent(self) -> bool:
         """Nothing to propose from the verified sequence it holds."""
@@ -100,38 +177,47 @@ class Stage:
         """
         env = self.env
         self.busy = True
-        request = None
+        request = job = None
+        sliced = isinstance(self.device, TimeSlicedDevice)
         try:
-            if self.device is not None:  # shared: queue for it (an interrupt while queued cancels the request)
+            if self.device is not None and not sliced:  # queue for it (an interrupt while queued cancels it)
                 request = self.device.request()
                 yield request
             start = self.forward_start = env.now
-            end = self.forward_end = start + self.duration_s(num_tokens)
+            duration = self.duration_s(num_tokens)
+            if sliced:
+                job = self._slice = self.device.start(duration)
+                finished = job.done
+            else:
+                finished = env.timeout(duration)
+                self._end = start + duration
             self.forward_kind, self.forward_tokens = kind, num_tokens
             try:
-                yield env.timeout(end - start)
+                yield finished
             except simpy.Interrupt:
                 if self.completed_at_rollback:  # adopt() completed it first (see there)
                     self.completed_at_rollback = False
                     raise
                 if self.policy == "finish":
-                    while env.now < end:
+                    while not finished.processed:
                         with contextlib.suppress(simpy.Interrupt):  # later rollbacks change nothing
-                            yield env.timeout(end - env.now)
+                            yield finished
                 if env.now > start:  # a forward cancelled at the instant it began cost nothing
                     self._record(start, env.now, "aborted" if self.policy == "abort" else "discarded", num_tokens)
                     self.stats.aborted_steps += 1
                     self.stats.wasted_s += env.now - start
                 raise
         finally:
-            self.busy = False
-            self.forward_start = None
+            self.busy = self.rollback_pending = False
+            self.forward_start = self._slice = None
+            if job is not None:
+                self.device.cancel(job)  # aborted: the device's other forwards speed up (a no-op once done)
             if request is not None:
                 if request.triggered:
                     self.device.release(request)
                 else:
                     request.cancel()  # interrupted while queued: leave the queue
-        self._complete(start, end, kind, num_tokens)
+        self._complete(start, env.now, kind, num_tokens)
 
     def _complete(self, start: float, end: float, kind: Kind, num_tokens: int) -> None:
         self._record(start, end, kind, num_tokens)
@@ -174,7 +260,9 @@ class Stage:
         """Roll back or resynchronise to a downstream sequence of `new_length` tokens: everything up to
         new_length - 2 agrees with what this stage had cached; the last token is the downstream's own.
         Work in flight is for a superseded position: the stage's process is interrupted."""
-        if self.busy and self.process is not None and self.process.is_alive:
+        # A second rollback before the process has left the interrupted forward (two verifiers deciding at the
+        # same instant) changes the sequence only: interrupting again would cut short the forward after it.
+        if self.busy and not self.rollback_pending and self.process is not None and self.process.is_alive:
             if (self.forward_start is not None and self.forward_end <= self.env.now
                     and self.forward_kind == "generate"):
                 # Tie rule: a generate forward ending at the very instant of a rollback has completed
@@ -182,6 +270,7 @@ class Stage:
                 self._complete(self.forward_start, self.forward_end, "generate", self.forward_tokens)
                 self.after_forward(0, 0)
                 self.completed_at_rollback = True
+            self.rollback_pending = True
             self.process.interrupt("rollback")
         self.length = new_length
         self.kv_len = min(self.kv_len, new_length - 1)

@@ -176,13 +176,14 @@ def enumerate_candidates(inputs: Inputs, depths: Sequence[int], devices: int, ga
 
 
 def sim_config(inputs: Inputs, candidate: Candidate, num_tokens: int, seed: int,
-               rollback: str = "abort") -> SimConfig:
+               rollback: str = "abort", sharing: str = "queue") -> SimConfig:
+    """The simulator's configuration of one candidate (`sharing`: how stages on one device share it)."""
     pairs = list(itertools.pairwise(candidate.chain))
     values: dict[str, Any] = {
         "scheme": candidate.scheme, "latency": tuple(inputs.latency_spec[m] for m in candidate.chain),
         "acceptance": tuple(inputs.acceptance_spec[p] for p in pairs) or ("1",), "names": candidate.chain,
         "num_tokens": num_tokens, "prompt_len": inputs.context, "seed": seed, "rollback": rollback,
-        "devices": tuple(f"dev{g}" for g in candidate.groups)}
+        "devices": tuple(f"dev{g}" for g in candidate.groups), "device_sharing": sharing}
     if candidate.scheme == "sd":
         values["gamma"] = candidate.window
     elif candidate.scheme == "pipespec":

@@ -13,7 +13,7 @@ from ..latency import LatencyModel, ScaledLatency
 from ..metrics import PairStats, RunResult, StageStats
 from ..schedule import Window
 from .config import SimConfig
-from .engine import Event, LazyDrafter, Pair, Stage
+from .engine import Event, LazyDrafter, Pair, Stage, TimeSlicedDevice
 from .layerpipe import LayerPipeline, ppsd_controller, specpipe_controller
 from .result import SimResult
 from .schemes import ar_process, pipespec_process, sd_process
@@ -24,22 +24,24 @@ def _stage_plan(config: SimConfig) -> list[tuple[str, LatencyModel]]:
     names, models = config.model_names, config.latency_models
     if config.scheme == "ar":
         return [(names[-1], models[-1])]
-    h = config.head_share
+    h, timed = config.head_share, config.stage_latency_models
 
-    def share(layers: int, head: bool) -> float:
-        """A stage's share of the model's forward: its layers' part of the body, plus the head if it has one."""
-        return (1 - h) * layers / config.num_layers + (h if head else 0.0)
+    def stage(model: LatencyModel, index: int, layers: int, head: bool) -> LatencyModel:
+        """A layer stage's latency: as timed, or the model's share: its layers' part of the body, plus the
+        head if it has one."""
+        if timed:
+            return timed[index]
+        return ScaledLatency(model, (1 - h) * layers / config.num_layers + (h if head else 0.0))
 
     if config.scheme == "ppsd":
         layers, last_early = config.ppsd_split
         heads = {last_early, len(layers) - 1}  # the exit head, the model's head
         return [(f"{names[0]}[{sum(layers[:i]) + 1}-{sum(layers[: i + 1])}]",
-                 ScaledLatency(models[0], share(n, i in heads))) for i, n in enumerate(layers)]
+                 stage(models[0], i, n, i in heads)) for i, n in enumerate(layers)]
     if config.scheme == "specpipe":
         layers = [config.num_layers // config.pp_stages + (1 if i < config.num_layers % config.pp_stages else 0)
                   for i in range(config.pp_stages)]
-        return [(names[0], models[0])] + [(f"{names[1]}[stage {i}]",
-                                           ScaledLatency(models[1], share(n, i == len(layers) - 1)))
+        return [(names[0], models[0])] + [(f"{names[1]}[stage {i}]", stage(models[1], i, n, i == len(layers) - 1))
                                           for i, n in enumerate(layers)]
     return list(zip(names, models, strict=True))
 
@@ -61,7 +63,8 @@ def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
     timeline: list[Event] | None = [] if config.timeline else None
     device_names = list(config.devices) or [f"dev{i}" for i in range(len(plan))]
     shared = {name for name in device_names if device_names.count(name) > config.device_capacity}
-    devices = {name: simpy.Resource(env, capacity=config.device_capacity) if name in shared else None
+    share = TimeSlicedDevice if config.device_sharing == "timeslice" else simpy.Resource
+    devices = {name: share(env, capacity=config.device_capacity) if name in shared else None
                for name in dict.fromkeys(device_names)}
 
     models = config.acceptance_models[: len(pair_names)]
@@ -126,7 +129,7 @@ def _start(config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs
 def ar_elapsed_s(config: SimConfig) -> float:
     """The final model decoding alone (for ppsd/specpipe: the whole model on one device)."""
     baseline = config.with_values(scheme="ar", latency=config.latency[-1:], acceptance=("1",), names=(),
-                                  devices=(), timeline=False)
+                                  stage_latency=(), devices=(), timeline=False)
     return simulate(baseline, with_ar_baseline=False).elapsed_s
 
 

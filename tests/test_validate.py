@@ -61,6 +61,11 @@ def test_a_stage_is_profiled_beside_the_model_on_the_other_core():
     assert setups["pipespec-k3-x"].profile_keys() == ("draft:x@1t", "smollm2-int8@1t", "smollm2@1t~smollm2-int8")
     assert setups["ppsd-exit16"].profile_keys() == ("smollm2-exit:16@1t", "smollm2@1t")
     assert setups["specpipe-p2-w2"].profile_keys() == ("smollm2-int8@1t", "smollm2@1t")
+    assert setups["specpipe-p2-w2"].process_keys() == ("smollm2-int8@1t[tree]", "smollm2@1t[tree 0-14]",
+                                                       "smollm2@1t[tree 15-29]")
+    # plain pipeline parallelism forwards one stage at a time, and never its draft
+    assert setups["pp-p2"].profile_keys() == ("smollm2-int8@1t", "smollm2@1t-alone")
+    assert setups["pp-p2"].process_keys() == ("smollm2@1t-alone[tree 0-14]", "smollm2@1t-alone[tree 15-29]")
     assert setups["sd-ngram"].profile_keys() == ("ngram", "smollm2@2t")
 
 
@@ -178,3 +183,44 @@ def test_profile_rounds_run_between_rounds_of_measurements(tmp_path, monkeypatch
     passes = {len(t) for t in profiling.profilers["tiny:1:1:32@1t-alone"].times_s.values()}
     assert passes == {3 * profiling.passes_per_round} and 3 * profiling.passes_per_round >= backend.PROFILE_PASSES
     assert profiling.ngram_s["ngram"] > 0
+
+
+def test_specpipe_processes_are_profiled_as_they_run(tmp_path):
+    """The draft's tree forward and each target stage's layers get profiles of their own, at one to
+    tree-width nodes per level, and every pass leaves each tree's cache at its context."""
+    from pipespec.profiles import read_profiles
+    from pipespec.validation import backend
+
+    specpipe = Setup("sp", "specpipe", ("tiny:2:2:32", "tiny:1:4:32"), (1, 1, 1), ("0", "0", "1"), tree_width=2)
+    setups = [Setup("ar", "ar", ("tiny:1:4:32",), (1,)), specpipe]
+    workload = Workload(repeats=1, max_new_tokens=4, max_lead=4, encoded=[[1, 2, 3, 1, 2], [4, 5, 6]], contended=False)
+    profiling = backend.Profiling(setups, workload)
+    profiling.round(lambda it, **_: it)
+    profiling.write(tmp_path / "p.json")
+    assert specpipe.process_keys() == ("tiny:2:2:32@1t~tiny:1:4:32[tree]", "tiny:1:4:32@1t~tiny:1:4:32[tree 0-1]",
+                                       "tiny:1:4:32@1t~tiny:1:4:32[tree 2-3]")
+    written = read_profiles(tmp_path / "p.json")
+    for key in specpipe.process_keys():
+        assert {p.num_tokens for p in written[key]["points"]} == {1, 2}
+        slices = profiling.profilers[key].forward.slices
+        assert all(tree.length == ctx for ctx, tree in slices.items())
+
+
+def test_specpipe_stages_are_priced_as_profiled_when_they_were(tmp_path):
+    """With the processes' own profiles the simulator prices each stage by them (here 1.5x the layers'
+    share), not by the whole target's forward; a run without them keeps the share."""
+    setup = Setup("sp", "specpipe", ("tiny:2:2:32", "tiny:1:4:32"), (1, 1, 1), ("0", "0", "1"))
+    flat = lambda ms: [{"num_tokens": n, "context_len": 0, "median_s": ms / 1e3} for n in (1, 2)]  # noqa: E731
+    draft_key, target_key = setup.profile_keys()
+    models = {draft_key: {"points": flat(20)}, target_key: {"points": flat(40)}}
+    write_profiles(tmp_path / "share.json", models)
+    share = planning_inputs(setup, tmp_path / "share.json", _traces(tmp_path, setup), {}, context=0)
+    stage = 40 * 1.5 / 2
+    parts = dict(zip(setup.process_keys(), (flat(20), flat(stage), flat(stage)), strict=True))
+    write_profiles(tmp_path / "timed.json", {**models, **{k: {"points": v} for k, v in parts.items()}})
+    timed = planning_inputs(setup, tmp_path / "timed.json", _traces(tmp_path, setup), {}, context=0)
+    got_share = predict(setup, share, Workload(), [(0, 200)], 1)
+    got_timed = predict(setup, timed, Workload(), [(0, 200)], 1)
+    assert got_timed["sim_ms_per_token"] > got_share["sim_ms_per_token"]
+    busy = {s["name"]: s["busy_s"] / s["steps"] for s in got_timed["sim_stages"] if s["steps"]}
+    assert busy["tiny:1:4:32[stage 1]"] == pytest.approx(stage / 1e3)  # on core 1 alone: its profile exactly

@@ -5,12 +5,14 @@
 2. Measure each configuration with the backend (`backend.runner.run`, medians over repeats run in
    rounds across configurations), and before each round of measurements run a round of the latency
    profile of every model at the thread count each configuration runs it with (forward latency against
-   tokens per pass and context: the simulator's profile format), so that profile and measurements see the
+   tokens per pass and context: the simulator's profile format), and of each SpecPipe process as it runs
+   (the draft's tree forward, each target stage's layers), so that profile and measurements see the
    machine in the same states.
 3. Predict the same runs from the profile and traces alone — nothing from step 2 — with the simulator
-   (trace replay, stages pinned to the same cores sharing a simulated device, a forward in flight at a
-   rollback running to its end as the backend's do, layer-pipeline stages paying the output head's share
-   of a forward where they hold a head) and with the closed forms (α = the trace's match rate,
+   (trace replay; stages pinned to one core sharing a simulated device the OS time-slices; a forward in
+   flight at a rollback running to its end as the backend's do; SpecPipe's stages priced by their own
+   profiles, PPSD's by their layers' share of the target's forward plus the output head's where they hold
+   a head) and with the closed forms (α = the trace's match rate,
    `sim.plan`'s SD-chain and pipeline formulas, the derived PPSD and SpecPipe speedups).
 
 Compared: decode ms/token, (wall time − time to first token) / (tokens − 1) over all prompts, since
@@ -77,12 +79,15 @@ class Setup:
     def stage_neighbours(self) -> tuple[str | None, ...]:
         """Per model of the chain, when it runs as a one-thread stage pinned to a core: the model forwarding on
         the other core at the same time (the memory system they share slows both), or None when only
-        model-free stages run there. PPSD's and SpecPipe's stages are the target's own layers on both cores;
-        a pipeline's stage has the last model on another core (its verifier, or its nearest draft)."""
+        model-free stages run there. PPSD's and SpecPipe's stages are the target's own layers on both cores
+        (plain pipeline parallelism's run one at a time: alone); a pipeline's stage has the last model on
+        another core (its verifier, or its nearest draft)."""
         if not self.cpus:
             return (None,) * len(self.chain)
         if self.scheme in ("ppsd", "specpipe"):
-            return (self.chain[-1],) * len(self.chain)
+            # plain pipeline parallelism's stages forward one at a time (and its draft never runs)
+            last = None if self.scheme == "specpipe" and self.tree_depth == 1 else self.chain[-1]
+            return (*(self.chain[-1],) * (len(self.chain) - 1), last)
         return tuple(next((m for m, c in zip(reversed(self.chain), reversed(self.cpus), strict=True)
                            if c != cpu and not m.startswith("ngram")), None) for cpu in self.cpus)
 
@@ -90,16 +95,38 @@ class Setup:
         return tuple(profile_key(m, t, n)
                      for m, t, n in zip(self.chain, self.stage_threads(), self.stage_neighbours(), strict=True))
 
+    def process_parts(self) -> tuple[tuple[str, int, str | None, str], ...]:
+        """specpipe: (model, threads, neighbour, part) of each of its processes as it runs, profiled as
+        such to price the simulator's stages: the draft's tree forward ("tree"), then each target stage's
+        layers ("tree A-B"); plain pipeline parallelism never runs its draft. Other schemes run whole models:
+        none."""
+        if self.scheme != "specpipe":
+            return ()
+        from ..backend.models import num_layers, resolve
+        from ..backend.specpipe import stage_layers
 
-def profile_key(model: str, threads: int, neighbour: str | None = TARGET) -> str:
+        (draft, target), (t_draft, t_target) = self.chain, self.stage_threads()
+        n_draft, n_target = self.stage_neighbours()
+        stages = stage_layers(num_layers(resolve(target)), self.pp_stages)
+        draft_part = () if self.tree_depth == 1 else ((draft, t_draft, n_draft, "tree"),)
+        return (*draft_part, *((target, t_target, n_target, f"tree {r.start}-{r.stop - 1}") for r in stages))
+
+    def process_keys(self) -> tuple[str, ...]:
+        """The profile keys of `process_parts`."""
+        return tuple(profile_key(m, t, n, part) for m, t, n, part in self.process_parts())
+
+
+def profile_key(model: str, threads: int, neighbour: str | None = TARGET, part: str | None = None) -> str:
     """How a model's latency was profiled: "NAME@Nt" (a one-thread stage beside the built-in target
     forwarding on the other core, or an in-process run), "NAME@1t~OTHER" (beside OTHER), "NAME@1t-alone"
-    (the other core idle); the n-gram drafter has no forward and keeps its name."""
+    (the other core idle), with "[PART]" when a part of it was timed as one pipeline process runs it (see
+    Setup.process_parts); the n-gram drafter has no forward and keeps its name."""
     if model.startswith("ngram"):
         return model
+    suffix = f"[{part}]" if part else ""
     if threads != 1 or neighbour == TARGET:
-        return f"{model}@{threads}t"
-    return f"{model}@1t-alone" if neighbour is None else f"{model}@1t~{neighbour}"
+        return f"{model}@{threads}t{suffix}"
+    return (f"{model}@1t-alone" if neighbour is None else f"{model}@1t~{neighbour}") + suffix
 
 
 def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence[int] = (),
@@ -191,13 +218,16 @@ class Profiling:
 
     def __init__(self, setups: Sequence[Setup], workload: Workload, rounds: int = 1) -> None:
         self.workload = workload
-        self.needed = list(dict.fromkeys((m, t, n if t == 1 else None) for s in setups for m, t, n in
-                                         zip(s.chain, s.stage_threads(), s.stage_neighbours(), strict=True)))
+        whole = [(m, t, n if t == 1 else None, None) for s in setups for m, t, n in
+                 zip(s.chain, s.stage_threads(), s.stage_neighbours(), strict=True)]
+        self.needed = list(dict.fromkeys(whole + [p for s in setups for p in s.process_parts()]))
         window = max([s.gamma for s in setups] + [s.max_drafts or workload.max_lead for s in setups])
         lengths = [len(ids) for ids in workload.encoded]
         # the contexts every run passes through, so the simulator interpolates rather than extrapolates
         self.contexts = tuple(sorted({min(lengths), max(lengths) + workload.max_new_tokens + window}))
         self.sizes = sorted(n for n in {1, 2, 3, 4, 5, 6, 8, 12, 16, 24, window + 1} if n <= window + 1)
+        # a SpecPipe process forwards one tree level: 1 .. width nodes (the prompt's prefill is not decode time)
+        self.level_sizes = list(range(1, max([s.tree_width for s in setups if s.scheme == "specpipe"] + [2]) + 1))
         self.passes_per_round = -(-PROFILE_PASSES // rounds)
         self.models: dict[str, Any] = {}
         self.profilers: dict[str, Any] = {}
@@ -217,7 +247,7 @@ class Profiling:
         affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         self.rounds += 1
         try:
-            for model, threads, neighbour in progress(self.needed, desc=f"profiling, round {self.rounds}"):
+            for model, threads, neighbour, part in progress(self.needed, desc=f"profiling, round {self.rounds}"):
                 if model not in self.models:
                     self.models[model] = load_model(resolve(model), device)
                 loaded = self.models[model]
@@ -229,26 +259,32 @@ class Profiling:
                 # stage's model forwards on the other core: time it that way (on core 0, its neighbour on core 1)
                 pin = threads == 1 and device == "cpu" and {0, 1} <= affinity
                 load = pin and self.workload.contended and neighbour is not None
-                key = profile_key(model, threads, neighbour)
+                key = profile_key(model, threads, neighbour, part)
                 self.co_runners[key] = f"{neighbour} forwards on core 1 (profiled on core 0)" if load else None
                 with co_runner(str(neighbour), core=1) if load else contextlib.nullcontext():
                     if pin:
                         os.sched_setaffinity(0, {0})
                     try:
-                        self._passes(key, loaded)
+                        self._passes(key, loaded, part)
                     finally:
                         if pin:
                             os.sched_setaffinity(0, affinity)
         finally:
             torch.set_num_threads(before)
 
-    def _passes(self, key: str, model: Any) -> None:
-        """A model's warm-up (PROFILE_WARMUP passes in its first round, one later) and this round's passes."""
+    def _passes(self, key: str, model: Any, part: str | None) -> None:
+        """A model's (or a part's) warm-up (PROFILE_WARMUP passes in its first round, one later) and this
+        round's passes."""
         from ..backend.profiler import LatencyProfiler
 
         first = key not in self.profilers
         if first:
-            self.profilers[key] = LatencyProfiler(model, self.workload.device, self.sizes, self.contexts)
+            device = self.workload.device
+            if part is None:
+                self.profilers[key] = LatencyProfiler(model, device, self.sizes, self.contexts)
+            else:
+                self.profilers[key] = LatencyProfiler(None, device, self.level_sizes, self.contexts,
+                                                      forward=_process_forward(model, part))
         for _ in range(PROFILE_WARMUP if first else 1):
             self.profilers[key].run_pass(record=False)
         for _ in range(self.passes_per_round):
@@ -263,9 +299,24 @@ class Profiling:
                           "source": "pipespec validate", "co_runner": self.co_runners[key],
                           "rounds": self.rounds, "points": self.profilers[key].points(),
                           "environment": environment(self.workload.device)}
-                    for key, threads in ((profile_key(m, t, n), t) for m, t, n in self.needed)
+                    for key, threads in ((profile_key(m, t, n, part), t) for m, t, n, part in self.needed)
                     if key in self.profilers}
         write_profiles(path, profiles)
+
+
+def _process_forward(model: Any, part: str) -> Callable[..., Any]:
+    """What a SpecPipe process runs (Setup.process_parts): the draft's whole tree slice and top-k ("tree"),
+    or target layers A..B ("tree A-B", the last ones with the head's argmax)."""
+    from ..backend.profiler import TreeStageForward
+
+    layers = model.config.num_hidden_layers
+    if part == "tree":
+        span, head = range(layers), "topk"
+    else:
+        first, _, last = part.removeprefix("tree ").partition("-")
+        span = range(int(first), int(last) + 1)
+        head = "argmax" if span.stop == layers else None
+    return lambda device, contexts, rng: TreeStageForward(model, span, head, device, contexts, rng)
 
 
 def _time_ngram(drafter: Any, prompts: Sequence[Sequence[int]]) -> float:
@@ -366,14 +417,19 @@ def combine(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, ngram_s: dict[str, float],
-                    context: int, alphas: Sequence[float] | None = None) -> Any:
-    """The setup's stages as `sim.plan.Inputs`: latency by profile key; acceptance replayed from the
-    traces, or (given `alphas`, one per pair) i.i.d. at those rates."""
+                    context: int, alphas: Sequence[float] | None = None, processes: bool = True) -> Any:
+    """The setup's stages as `sim.plan.Inputs`: latency by profile key (with `processes`, also of each
+    SpecPipe process as it runs, where the profile has it); acceptance replayed from the traces, or (given
+    `alphas`, one per pair) i.i.d. at those rates."""
+    from ..profiles import read_profiles
     from ..sim.plan import Inputs
 
     keys = setup.profile_keys()
     latency_spec = {k: (f"{ngram_s[m] * 1e3:.6g}" if m in ngram_s else f"profile:{profile_path}#{k}")
                     for k, m in zip(keys, setup.chain, strict=True)}
+    profiled = read_profiles(profile_path) if processes and setup.process_parts() else {}
+    # a run from before processes were profiled as they run has none: its stages are priced by share
+    latency_spec |= {k: f"profile:{profile_path}#{k}" for k in setup.process_keys() if k in profiled}
     pairs = list(zip(itertools.pairwise(keys), itertools.pairwise(setup.chain), strict=True))
     if alphas is not None:
         acceptance_spec = {p: f"{a:.6g}" for (p, _), a in zip(pairs, alphas, strict=True)}
@@ -414,7 +470,7 @@ def predict(setup: Setup, inputs: Any, workload: Workload, prompts: Prompts, see
     if setup.scheme == "ppsd":
         return _predict_ppsd(setup, inputs, prompts, seeds)
     if setup.scheme == "specpipe":
-        return _predict_specpipe(setup, inputs, prompts, seeds)
+        return _predict_specpipe(setup, inputs, prompts, seeds, device_sharing(workload))
     groups = tuple(range(len(keys)))
     if setup.scheme == "pipespec" and setup.cpus:
         names = list(dict.fromkeys(setup.cpus))
@@ -424,7 +480,8 @@ def predict(setup: Setup, inputs: Any, workload: Workload, prompts: Prompts, see
                        for i, (m, g) in enumerate(zip(setup.chain, groups, strict=True)))
     candidate = Candidate(setup.scheme, keys, window(setup, workload.max_lead), groups, 0, 0.0)
     num_tokens = sum(n for _, n in prompts)
-    runs = simulate_prompts(sim_config(inputs, candidate, num_tokens, 0, ROLLBACK), prompts, seeds)
+    config = sim_config(inputs, candidate, num_tokens, 0, ROLLBACK, device_sharing(workload))
+    runs = simulate_prompts(config, prompts, seeds)
     alphas = {f"{a}->{b}": inputs.alpha(a, b) for a, b in itertools.pairwise(keys)}
     return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs),
             "closed_ms_per_token": closed_form_ms(setup, inputs, workload.max_lead), "trace_alpha": alphas,
@@ -459,7 +516,13 @@ def _predict_ppsd(setup: Setup, inputs: Any, prompts: Prompts, seeds: int) -> di
             "trace_alpha": {f"{exit_key}->{target_key}": alpha}, **_sim_counters(runs)}
 
 
-def _predict_specpipe(setup: Setup, inputs: Any, prompts: Prompts, seeds: int) -> dict[str, Any]:
+def device_sharing(workload: Workload) -> str:
+    """How the simulator runs stages placed on one device: the OS time-slices processes pinned to one CPU
+    core (each of two runs at half speed), where a GPU's stream would queue their kernels."""
+    return "timeslice" if workload.device == "cpu" else "queue"
+
+
+def _predict_specpipe(setup: Setup, inputs: Any, prompts: Prompts, seeds: int, sharing: str) -> dict[str, Any]:
     """SpecPipe over the profiled draft and target: the simulator's layer pipeline (P target stages, the
     draft growing a level per step, the tree's hit rate replayed from the top-width trace; processes
     pinned to one core share a simulated device) and the derived T_s·(h + (1 − h)·P) per token, with
@@ -472,14 +535,19 @@ def _predict_specpipe(setup: Setup, inputs: Any, prompts: Prompts, seeds: int) -
     draft_key, target_key = setup.profile_keys()
     target = resolve(setup.chain[-1])
     plain = setup.tree_depth == 1
+    # each process as it runs (Setup.process_parts) where profiled; else the whole models' forwards, by share
+    timed = [inputs.latency_spec.get(k) for k in setup.process_keys()]
+    stage_latency = tuple(timed[-setup.pp_stages:]) if all(timed[-setup.pp_stages:]) else ()
+    draft_latency = timed[0] if not plain and timed[0] else inputs.latency_spec[draft_key]
     acceptance = "0" if plain else inputs.acceptance_spec[(draft_key, target_key)]
     names = list(dict.fromkeys(setup.cpus)) if setup.cpus else []
     devices = tuple(f"cpu{c}" for c in setup.cpus) if setup.cpus else ()
-    config = SimConfig(scheme="specpipe", latency=(inputs.latency_spec[draft_key], inputs.latency_spec[target_key]),
+    config = SimConfig(scheme="specpipe", latency=(draft_latency, inputs.latency_spec[target_key]),
+                       stage_latency=stage_latency,
                        acceptance=(acceptance,), names=setup.chain, num_layers=num_layers(target),
                        pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,
                        head_share=head_share(target), devices=devices if names else (),
-                       rollback=ROLLBACK)
+                       device_sharing=sharing, rollback=ROLLBACK)
     runs = simulate_prompts(config, prompts, seeds)
     h = 0.0 if plain else inputs.alpha(draft_key, target_key)
     closed_ms = inputs.t(target_key, 1) * 1e3 / float(specpipe.speedup(h, setup.pp_stages))

@@ -3,7 +3,9 @@
 - predicted: the simulator (and the derived closed forms) for P stages on devices of their own, each at
   the target's profiled one-thread latency scaled by its layers plus the output head's share;
 - measured (`--measure`): plain pipeline parallelism and SpecPipe at P = 2 and P = 4 on this 2-core CPU,
-  in rounds across configurations, beside the simulator's prediction for the same cores.
+  in rounds across configurations, beside the simulator's prediction for the same cores (processes on one
+  core time-sliced; at P = 2 each process priced by its own profile from the validate run, as validate
+  does; at P = 4, which validate does not profile, by share).
 
     python -m pipespec.validation.depth results/validate [--measure] [--output depth.json]
 """
@@ -55,7 +57,10 @@ def predict_depths(run: Path, workload: Workload, depths: Sequence[int] = (2, 4,
     ar_ms_by_target: dict[str, float] = {}  # every setup decodes the same target profile
     rows = []
     for setup in depth_setups(depths):
-        inputs = planning_inputs(setup, run / "profile.json", run / "traces.json", {}, workload.context)
+        # every depth priced alike (the layers' share of the target's forward), though validate also
+        # profiled its own two stages as they run: a depth sweep compares depths
+        inputs = planning_inputs(setup, run / "profile.json", run / "traces.json", {}, workload.context,
+                                 processes=False)
         target = setup.profile_keys()[-1]
         if target not in ar_ms_by_target:
             ar = SimConfig(scheme="ar", latency=(inputs.latency_spec[target],), acceptance=("1",))
