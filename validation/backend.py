@@ -525,7 +525,8 @@ def device_sharing(workload: Workload) -> str:
 def _predict_specpipe(setup: Setup, inputs: Any, prompts: Prompts, seeds: int, sharing: str) -> dict[str, Any]:
     """SpecPipe over the profiled draft and target: the simulator's layer pipeline (P target stages, the
     draft growing a level per step, the tree's hit rate replayed from the top-width trace; processes
-    pinned to one core share a simulated device) and the derived T_s·(h + (1 − h)·P) per token, with
+    pinned to one core share a simulated device, time-sliced on a CPU; each process priced by its own
+    profile where the run has one) and the derived T_s·(h + (1 − h)·P) per token, with
     plain pipeline parallelism at h = 0."""
     from ..backend.models import head_share, num_layers, resolve
     from ..sim.config import SimConfig
