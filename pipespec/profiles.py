@@ -83,10 +83,20 @@ def load_profile(path: str | Path, model: str | None = None, jitter: str = "none
     return _load_profile(str(path), file_version(path), model, jitter)
 
 
+def profile_models(path: str | Path) -> tuple[str, ...]:
+    """The models a profile file holds (parsed once per version of the file, as for `load_profile`)."""
+    return tuple(_parsed(str(path), file_version(path)))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(path: str, version: tuple[int, int, int] | None) -> dict[str, dict[str, Any]]:
+    return read_profiles(path)  # shared by the callers above, which only read it
+
+
 @functools.lru_cache(maxsize=256)
 def _load_profile(path: str, version: tuple[int, int, int] | None, model: str | None,
                   jitter: str) -> ProfileLatency:
-    models = read_profiles(path)
+    models = _parsed(path, version)
     if model is None:
         require(len(models) == 1, f"latency profile {str(path)!r} holds {', '.join(models)}: name one with #MODEL")
         model = next(iter(models))

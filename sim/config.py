@@ -68,8 +68,7 @@ class SimConfig:
     seed: int | None = option(0, "seed of the run's SeedSequence (one generator per random source)")
 
     def __post_init__(self) -> None:
-        require(self.scheme in SCHEMES, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
-        for f in fields(self):
+        for f in fields(self):  # the scheme first: the checks below depend on it
             allowed, value = f.metadata.get("choices"), getattr(self, f.name)
             require(not allowed or value in allowed,
                     f"--{f.name.replace('_', '-')} must be one of {', '.join(allowed or ())}, got {value!r}")

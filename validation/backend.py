@@ -95,11 +95,10 @@ class Setup:
         return tuple(profile_key(m, t, n)
                      for m, t, n in zip(self.chain, self.stage_threads(), self.stage_neighbours(), strict=True))
 
-    def process_parts(self) -> tuple[tuple[str, int, str | None, str], ...]:
-        """specpipe: (model, threads, neighbour, part) of each of its processes as it runs, profiled as
-        such to price the simulator's stages: the draft's tree forward ("tree"), then each target stage's
-        layers ("tree A-B"); plain pipeline parallelism never runs its draft. Other schemes run whole models:
-        none."""
+    def process_parts(self) -> tuple[tuple[str, int, str | None, Process], ...]:
+        """specpipe: (model, threads, neighbour, process) of each of its processes as it runs, profiled as
+        such to price the simulator's stages: the draft's whole tree forward, then each target stage's
+        layers; plain pipeline parallelism never runs its draft. Other schemes run whole models: none."""
         if self.scheme != "specpipe":
             return ()
         from ..backend.models import num_layers, resolve
@@ -108,12 +107,24 @@ class Setup:
         (draft, target), (t_draft, t_target) = self.chain, self.stage_threads()
         n_draft, n_target = self.stage_neighbours()
         stages = stage_layers(num_layers(resolve(target)), self.pp_stages)
-        draft_part = () if self.tree_depth == 1 else ((draft, t_draft, n_draft, "tree"),)
-        return (*draft_part, *((target, t_target, n_target, f"tree {r.start}-{r.stop - 1}") for r in stages))
+        draft_part = () if self.tree_depth == 1 else ((draft, t_draft, n_draft, Process("tree", None, "topk")),)
+        last = stages[-1].stop
+        return (*draft_part, *((target, t_target, n_target,
+                                Process(f"tree {r.start}-{r.stop - 1}", r, "argmax" if r.stop == last else None))
+                               for r in stages))
 
     def process_keys(self) -> tuple[str, ...]:
         """The profile keys of `process_parts`."""
-        return tuple(profile_key(m, t, n, part) for m, t, n, part in self.process_parts())
+        return tuple(profile_key(m, t, n, process.label) for m, t, n, process in self.process_parts())
+
+
+@dataclass(frozen=True)
+class Process:
+    """What one SpecPipe process forwards (backend/specpipe.py), as `TreeStageForward` times it."""
+
+    label: str  # in its profile key: "tree" (the draft) or "tree A-B" (target layers A..B)
+    layers: range | None  # None: the whole model (the draft)
+    head: str | None  # "topk" (the draft's children), "argmax" (the target's token), None (hidden rows out)
 
 
 def profile_key(model: str, threads: int, neighbour: str | None = TARGET, part: str | None = None) -> str:
@@ -218,6 +229,7 @@ class Profiling:
 
     def __init__(self, setups: Sequence[Setup], workload: Workload, rounds: int = 1) -> None:
         self.workload = workload
+        # (model, threads, neighbour, process): process None for the whole model's forward
         whole = [(m, t, n if t == 1 else None, None) for s in setups for m, t, n in
                  zip(s.chain, s.stage_threads(), s.stage_neighbours(), strict=True)]
         self.needed = list(dict.fromkeys(whole + [p for s in setups for p in s.process_parts()]))
@@ -247,7 +259,7 @@ class Profiling:
         affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         self.rounds += 1
         try:
-            for model, threads, neighbour, part in progress(self.needed, desc=f"profiling, round {self.rounds}"):
+            for model, threads, neighbour, process in progress(self.needed, desc=f"profiling, round {self.rounds}"):
                 if model not in self.models:
                     self.models[model] = load_model(resolve(model), device)
                 loaded = self.models[model]
@@ -259,32 +271,32 @@ class Profiling:
                 # stage's model forwards on the other core: time it that way (on core 0, its neighbour on core 1)
                 pin = threads == 1 and device == "cpu" and {0, 1} <= affinity
                 load = pin and self.workload.contended and neighbour is not None
-                key = profile_key(model, threads, neighbour, part)
+                key = profile_key(model, threads, neighbour, process and process.label)
                 self.co_runners[key] = f"{neighbour} forwards on core 1 (profiled on core 0)" if load else None
                 with co_runner(str(neighbour), core=1) if load else contextlib.nullcontext():
                     if pin:
                         os.sched_setaffinity(0, {0})
                     try:
-                        self._passes(key, loaded, part)
+                        self._passes(key, loaded, process)
                     finally:
                         if pin:
                             os.sched_setaffinity(0, affinity)
         finally:
             torch.set_num_threads(before)
 
-    def _passes(self, key: str, model: Any, part: str | None) -> None:
-        """A model's (or a part's) warm-up (PROFILE_WARMUP passes in its first round, one later) and this
+    def _passes(self, key: str, model: Any, process: Process | None) -> None:
+        """A model's (or a SpecPipe process's) warm-up (PROFILE_WARMUP passes in its first round, one later) and this
         round's passes."""
         from ..backend.profiler import LatencyProfiler
 
         first = key not in self.profilers
         if first:
             device = self.workload.device
-            if part is None:
+            if process is None:
                 self.profilers[key] = LatencyProfiler(model, device, self.sizes, self.contexts)
             else:
                 self.profilers[key] = LatencyProfiler(None, device, self.level_sizes, self.contexts,
-                                                      forward=_process_forward(model, part))
+                                                      forward=_process_forward(model, process))
         for _ in range(PROFILE_WARMUP if first else 1):
             self.profilers[key].run_pass(record=False)
         for _ in range(self.passes_per_round):
@@ -299,24 +311,17 @@ class Profiling:
                           "source": "pipespec validate", "co_runner": self.co_runners[key],
                           "rounds": self.rounds, "points": self.profilers[key].points(),
                           "environment": environment(self.workload.device)}
-                    for key, threads in ((profile_key(m, t, n, part), t) for m, t, n, part in self.needed)
+                    for key, threads in ((profile_key(m, t, n, p and p.label), t) for m, t, n, p in self.needed)
                     if key in self.profilers}
         write_profiles(path, profiles)
 
 
-def _process_forward(model: Any, part: str) -> Callable[..., Any]:
-    """What a SpecPipe process runs (Setup.process_parts): the draft's whole tree slice and top-k ("tree"),
-    or target layers A..B ("tree A-B", the last ones with the head's argmax)."""
+def _process_forward(model: Any, process: Process) -> Callable[..., Any]:
+    """The builder of what a SpecPipe process runs, for `LatencyProfiler(forward=...)`."""
     from ..backend.profiler import TreeStageForward
 
-    layers = model.config.num_hidden_layers
-    if part == "tree":
-        span, head = range(layers), "topk"
-    else:
-        first, _, last = part.removeprefix("tree ").partition("-")
-        span = range(int(first), int(last) + 1)
-        head = "argmax" if span.stop == layers else None
-    return lambda device, contexts, rng: TreeStageForward(model, span, head, device, contexts, rng)
+    span = process.layers or range(model.config.num_hidden_layers)
+    return lambda device, contexts, rng: TreeStageForward(model, span, process.head, device, contexts, rng)
 
 
 def _time_ngram(drafter: Any, prompts: Sequence[Sequence[int]]) -> float:
@@ -421,13 +426,13 @@ def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, 
     """The setup's stages as `sim.plan.Inputs`: latency by profile key (with `processes`, also of each
     SpecPipe process as it runs, where the profile has it); acceptance replayed from the traces, or (given
     `alphas`, one per pair) i.i.d. at those rates."""
-    from ..profiles import read_profiles
+    from ..profiles import profile_models
     from ..sim.plan import Inputs
 
     keys = setup.profile_keys()
     latency_spec = {k: (f"{ngram_s[m] * 1e3:.6g}" if m in ngram_s else f"profile:{profile_path}#{k}")
                     for k, m in zip(keys, setup.chain, strict=True)}
-    profiled = read_profiles(profile_path) if processes and setup.process_parts() else {}
+    profiled = profile_models(profile_path) if processes and setup.process_parts() else ()
     # a run from before processes were profiled as they run has none: its stages are priced by share
     latency_spec |= {k: f"profile:{profile_path}#{k}" for k in setup.process_keys() if k in profiled}
     pairs = list(zip(itertools.pairwise(keys), itertools.pairwise(setup.chain), strict=True))
@@ -538,8 +543,9 @@ def _predict_specpipe(setup: Setup, inputs: Any, prompts: Prompts, seeds: int, s
     plain = setup.tree_depth == 1
     # each process as it runs (Setup.process_parts) where profiled; else the whole models' forwards, by share
     timed = [inputs.latency_spec.get(k) for k in setup.process_keys()]
-    stage_latency = tuple(timed[-setup.pp_stages:]) if all(timed[-setup.pp_stages:]) else ()
-    draft_latency = timed[0] if not plain and timed[0] else inputs.latency_spec[draft_key]
+    drafts, stages = timed[:-setup.pp_stages], timed[-setup.pp_stages:]  # no draft process in plain PP
+    stage_latency = tuple(stages) if all(stages) else ()
+    draft_latency = drafts[0] if drafts and drafts[0] else inputs.latency_spec[draft_key]
     acceptance = "0" if plain else inputs.acceptance_spec[(draft_key, target_key)]
     names = list(dict.fromkeys(setup.cpus)) if setup.cpus else []
     devices = tuple(f"cpu{c}" for c in setup.cpus) if setup.cpus else ()
