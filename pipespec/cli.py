@@ -32,7 +32,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from .commands import models, plan, profile, reproduce, run, simulate, sweep, theory, validate
+    from .commands import import_logs, models, plan, profile, reproduce, run, simulate, sweep, theory, validate
 
     parser = Parser(prog="pipespec", description="How fast will speculative decoding be if I chain these "
                     "models, at this depth, on these devices, and why? Closed forms, simulation and "
@@ -40,7 +40,7 @@ def build_parser() -> Parser:
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pipespec {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
-    for module in (theory, simulate, sweep, plan, run, profile, models, validate, reproduce):
+    for module in (theory, simulate, sweep, plan, run, profile, models, validate, reproduce, import_logs):
         module.register(commands)
     return parser
 

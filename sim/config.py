@@ -35,6 +35,12 @@ class SimConfig:
     max_drafts: int | None = option(None, "pipespec: cap on drafts one step verifies (default: all available)")
     min_drafts: int = option(1, "pipespec: a stage finding fewer drafts waits for its upstream's forward in "
                              "flight instead of generating a token itself (1: never waits)")
+    coordination: str = option(
+        "lockfree", "how stages synchronise. pipespec: lockfree (a verifier rolls its upstream back at once and goes "
+        "on) or reference (the PipeSpec authors' protocol: after every step a verifier waits until its upstream has "
+        "answered its sync request, which the upstream does between two of its own steps; a middle stage then asks "
+        "its own upstream and waits). sd: lockfree gives a drafter the verifier's bonus token; reference (the "
+        "authors' synchronous chain) lets it draft that position itself", choices=("lockfree", "reference"))
     rollback: str = option("abort", "on a rollback, upstream work in flight is: abort (interrupted at once) or "
                            "finish (runs to the end, then is discarded, as a GPU kernel would)",
                            choices=("abort", "finish"))

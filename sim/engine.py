@@ -132,6 +132,7 @@ class Stage:
         self.completed_at_rollback = False
         self.rollback_pending = False  # interrupted for a rollback, and still inside that forward
         self.waiting_until: float | None = None  # pipespec --min-drafts: waiting for upstream progress
+        self.blocked_until = 0.0  # coordination "reference": a middle stage waiting for its upstream's answer
         self._steady_s: dict[int, float] | None = {} if latency.steady else None
 
     @property
@@ -256,6 +257,12 @@ class Stage:
             return self.forward_end
         return self.waiting_until if self.waiting_until is not None and self.waiting_until > now else None
 
+    def step_boundary_s(self, at: float) -> float:
+        """The first instant at or after `at` between two of its steps (its forward in flight ends)."""
+        if self.busy and self.forward_start is not None and self.forward_end > at:
+            return self.forward_end
+        return at
+
     def adopt(self, new_length: int) -> None:
         """Roll back or resynchronise to a downstream sequence of `new_length` tokens: everything up to
         new_length - 2 agrees with what this stage had cached; the last token is the downstream's own.
@@ -349,6 +356,16 @@ class LazyDrafter(Stage):
     def next_progress_s(self, now: float) -> float | None:
         self._advance(now)
         return None if self.idle else self.step_end
+
+    def step_boundary_s(self, at: float) -> float:
+        """Its steps run back to back: the end of the one in flight at `at` (computed, not advanced to)."""
+        self._advance(self.env.now)
+        if self.idle:
+            return at
+        end = self.step_end
+        while end < at:
+            end += self.duration_s(1)  # later steps each feed the token drafted before
+        return end
 
     def adopt(self, new_length: int) -> None:
         now = self.env.now

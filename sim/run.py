@@ -110,12 +110,12 @@ def _start(config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs
         env.process(ar_process(env, stages[0], n, done))
     elif config.scheme == "sd":
         windows = [Window(config.gamma, config.schedule == "dynamic") for _ in pairs]
-        env.process(sd_process(env, stages, pairs, windows, n, done))
+        env.process(sd_process(env, stages, pairs, windows, n, done, config.coordination == "reference"))
     elif config.scheme == "pipespec":
         for index, stage in enumerate(stages):
             if not isinstance(stage, LazyDrafter):
                 stage.process = env.process(pipespec_process(env, stages, pairs, index, config.max_drafts, n, done,
-                                                             config.min_drafts))
+                                                             config.min_drafts, config.coordination))
     elif config.scheme == "ppsd":
         pipeline = LayerPipeline(env, stages, tokens_per_item=1)
         ppsd_controller(env, pipeline, pairs[0], config.ppsd_split[1], n, done)

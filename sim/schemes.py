@@ -76,8 +76,12 @@ def ar_process(env: simpy.Environment, stage: Stage, num_tokens: int, done: simp
 
 
 def sd_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[Pair], windows: Sequence[Window],
-               num_tokens: int, done: simpy.Event) -> Generator:
-    """One driver: the final level extends its output round by round, recursively asking lower levels."""
+               num_tokens: int, done: simpy.Event, drafts_bonus: bool = False) -> Generator:
+    """One driver: the final level extends its output round by round, recursively asking lower levels.
+
+    drafts_bonus (the PipeSpec reference chain): after a fully accepted window the drafter is not given the
+    verifier's bonus token; it drafts that position itself, and where its token differs there the next
+    verification is the verifier's own single-token step."""
 
     def extend(level: int, target_length: int) -> Generator:
         stage = stages[level]
@@ -87,7 +91,8 @@ def sd_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[
                 stage.after_forward(0, 0)
                 continue
             below = stages[level - 1]
-            if below.length < stage.length:
+            stale = drafts_bonus and below.length == stage.length - 1  # it has yet to draft the bonus position
+            if below.length < stage.length and not stale:
                 below.adopt(stage.length)  # the draft continues from the verifier's sequence
             window = windows[level - 1]
             position = stage.length
@@ -97,21 +102,48 @@ def sd_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[
                 continue
             num_drafts = window.gamma
             yield from extend(level - 1, stage.length + num_drafts)
+            if stale and not pairs[level - 1].agrees(position - 1):  # its bonus-position token differs
+                yield from stage.forward(stage.uncached(), "generate")
+                stage.after_forward(0, 0)
+                rollback_upstream(stages, level, stage.length)
+                continue
             yield from stage.forward(stage.uncached() + num_drafts, "verify")
             accepted = pairs[level - 1].verify(position, num_drafts)
             stage.after_forward(num_drafts, accepted)
             window.update(accepted == num_drafts)
+            if drafts_bonus and accepted == num_drafts:
+                continue  # the drafter holds a prefix of the verifier's sequence: left as it is
             settle_upstream(stages, pairs[level - 1], level, position + accepted, accepted < num_drafts)
 
     yield from extend(len(stages) - 1, num_tokens)
     done.succeed()
 
 
+def answer_time_s(stages: Sequence[Stage], index: int, now: float) -> float:
+    """Coordination "reference": when stage `index` answers a sync request posted at `now`. It answers between
+    two of its own steps: once its forward in flight (if any) has ended and it is no longer waiting for its
+    own upstream. A middle stage that answers then posts its own request and is blocked until that is answered."""
+    stage = stages[index]
+    at = stage.step_boundary_s(max(now, stage.blocked_until))
+    if index > 0:
+        stage.blocked_until = max(stage.blocked_until, answer_time_s(stages, index - 1, at))
+    return at
+
+
+def _hold(env: simpy.Environment, until: float) -> Generator:
+    """Wait until `until`; a rollback meanwhile does not cut the wait short (the protocol polls)."""
+    while env.now < until:
+        with contextlib.suppress(simpy.Interrupt):
+            yield env.timeout(until - env.now)
+
+
 def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[Pair], index: int,
-                     max_drafts: int | None, num_tokens: int, done: simpy.Event, min_drafts: int = 1) -> Generator:
+                     max_drafts: int | None, num_tokens: int, done: simpy.Event, min_drafts: int = 1,
+                     coordination: str = "lockfree") -> Generator:
     """Stage `index` of an asynchronous pipeline, looping until the final stage has num_tokens. With
     min_drafts > 1 a stage that finds fewer drafts waits for its upstream's forward in flight instead
-    of generating (it generates when the upstream is idle)."""
+    of generating (it generates when the upstream is idle). With coordination "reference" every step of a
+    verifier ends with a sync request it waits on (`answer_time_s`)."""
     stage = stages[index]
     upstream = stages[index - 1] if index > 0 else None
     pair = pairs[index - 1] if index > 0 else None
@@ -119,6 +151,9 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
     read_after_peers = upstream is not None and upstream.process is not None  # an eager upstream
     while not done.triggered:
         num_drafts = 0
+        if stage.blocked_until > env.now:
+            yield from _hold(env, stage.blocked_until)
+            continue
         if stage.silent():
             yield from stage.wait_for_change()
             continue
@@ -149,3 +184,6 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
             settle_deferred_resync(stages, pairs[index], index)
         if final and stage.length >= num_tokens:
             done.succeed()
+        elif coordination == "reference" and upstream is not None:  # post a sync request, wait for the answer
+            stage.blocked_until = max(stage.blocked_until, answer_time_s(stages, index - 1, env.now))
+            yield from _hold(env, stage.blocked_until)
