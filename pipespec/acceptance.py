@@ -7,6 +7,10 @@ correction or bonus token of its own. Three models:
 - Bernoulli(α): i.i.d. per token (the closed forms' assumption);
 - Positional(α_1, α_2, …): the j-th draft of a window is accepted with probability α_j given the
   previous ones were (the last value repeats), i.e. a hazard curve fitted from a histogram;
+- Markov(p11, p01): agreement as a two-state chain along output positions, carried across windows:
+  P(agree at p | agreed at p-1) = p11, P(agree at p | differed at p-1) = p01. It holds the long accepted
+  runs (code) and the clustered rejections that i.i.d. and positional models cannot, with two numbers that
+  per-round counts or a histogram suffice to fit (`pipespec.acceptance_fit`);
 - Trace: replay of recorded token-level matches between two real models. Under greedy decoding the
   draft's proposal for position p, given the verified prefix, matches the verifier iff trace[p] = 1,
   so a window's accepted prefix is the run of ones starting at p. The recorded sequences are
@@ -37,6 +41,7 @@ class Draws:
     def __init__(self, rng: np.random.Generator, block: int = 4096) -> None:
         self._rng, self._block = rng, block
         self._values: list[float] = []
+        self.realised: list[int] = []  # a stateful model's bits by position, drawn once (see Markov)
 
     def uniform(self) -> float:
         if not self._values:
@@ -107,6 +112,48 @@ class Positional:
 
 
 @dataclass(frozen=True)
+class Markov:
+    """Agreement bits as a two-state Markov chain along output positions (see the module docstring). Each
+    pair's run draws one realisation, position by position from its own generator, and every question about a
+    position reads it: the bits do not depend on which window asks, as with a replayed trace."""
+
+    p11: float
+    p01: float
+
+    def __post_init__(self) -> None:
+        check_probability("markov p11 (agree after agree)", self.p11)
+        check_probability("markov p01 (agree after differ)", self.p01)
+        require(self.p01 > 0 or self.p11 < 1, "markov: p11 = 1 with p01 = 0 has no stationary mix; give p01 > 0")
+
+    @property
+    def stationary(self) -> float:
+        """Long-run agreement rate π1 = p01 / (1 - p11 + p01)."""
+        return self.p01 / (1.0 - self.p11 + self.p01)
+
+    def _bit(self, position: int, draws: Draws) -> int:
+        bits = draws.realised
+        while len(bits) <= position:
+            p = self.stationary if not bits else (self.p11 if bits[-1] else self.p01)
+            bits.append(int(draws.uniform() < p))
+        return bits[position]
+
+    def accepted(self, position: int, num_drafts: int, draws: Draws) -> int:
+        for j in range(num_drafts):
+            if not self._bit(position + j, draws):
+                return j
+        return num_drafts
+
+    def mean_alpha(self) -> float:
+        return self.stationary
+
+    def proposes(self, position: int) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return f"markov(p11={self.p11:.3g}, p01={self.p01:.3g}, mean {self.stationary:.3f})"
+
+
+@dataclass(frozen=True)
 class Trace:
     bits: tuple[int, ...]
     name: str = "trace"
@@ -166,7 +213,8 @@ def hazard_from_histogram(fractions: Sequence[float]) -> tuple[float, ...]:
 
 
 def parse_acceptance(spec: str, where: str) -> Acceptance:
-    """From the CLI/config form: "0.8" (Bernoulli), "pos:0.9,0.8,…" (positional), "trace:FILE[#PAIR]"."""
+    """From the CLI/config form: "0.8" (Bernoulli), "pos:0.9,0.8,…" (positional), "markov:P11,P01",
+    "trace:FILE[#PAIR]"."""
     from .errors import ConfigError
     from .traces import load_trace
 
@@ -174,6 +222,10 @@ def parse_acceptance(spec: str, where: str) -> Acceptance:
     try:
         if text.startswith("pos:"):
             return Positional(tuple(float(x) for x in text[4:].split(",")))
+        if text.startswith("markov:"):
+            values = [float(x) for x in text[len("markov:"):].split(",")]
+            require(len(values) == 2, f"{where}: markov takes P11,P01 (agree after agree, after differ), got {spec!r}")
+            return Markov(*values)
         if text.startswith("trace:"):
             path, _, pair = text[6:].partition("#")
             return load_trace(path, pair or None)
@@ -181,4 +233,5 @@ def parse_acceptance(spec: str, where: str) -> Acceptance:
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     except ValueError:
-        raise ConfigError(f"{where}: expected an α in [0, 1], pos:A1,A2,… or trace:FILE[#PAIR], got {spec!r}") from None
+        raise ConfigError(f"{where}: expected an α in [0, 1], pos:A1,A2,…, markov:P11,P01 or trace:FILE[#PAIR], "
+                          f"got {spec!r}") from None

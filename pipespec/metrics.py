@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -49,6 +50,10 @@ class PairStats:
             elif f.name != "name":
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
+    def field_metrics(self) -> dict[str, Any]:
+        """The names engines report them under (see `acceptance_metrics`)."""
+        return acceptance_metrics(self.verifications, self.drafted, self.accepted, self.tokens_added_histogram)
+
     def record(self, num_drafts: int, accepted: int) -> None:
         """One verification of `num_drafts` drafts of which the first `accepted` were accepted."""
         self.verifications += 1
@@ -58,6 +63,23 @@ class PairStats:
         self.tokens_added_histogram[accepted + 1] += 1
 
 
+
+
+def acceptance_metrics(verifications: int, drafted: int, accepted: int,
+                       tokens_added_histogram: Mapping[int, int]) -> dict[str, Any]:
+    """Acceptance in vLLM's names (SGLang's `avg_spec_accept_length` is `mean_acceptance_length`):
+    - draft_acceptance_rate = accepted / drafted (the papers' α when windows are not truncated);
+    - mean_acceptance_length = 1 + accepted / verifications (τ, the bonus/correction token included);
+    - per_position_acceptance_rate[j-1] = share of verifications whose j-th draft was accepted;
+    - acceptance_histogram[k] = verifications that accepted k drafts."""
+    by_accepted = {int(added) - 1: int(n) for added, n in tokens_added_histogram.items()}
+    longest = max(by_accepted, default=0)
+    per_position = [sum(n for k, n in by_accepted.items() if k >= j) / verifications if verifications else None
+                    for j in range(1, longest + 1)]
+    return {"draft_acceptance_rate": accepted / drafted if drafted else None,
+            "mean_acceptance_length": 1 + accepted / verifications if verifications else None,
+            "per_position_acceptance_rate": per_position,
+            "acceptance_histogram": {str(k): by_accepted[k] for k in sorted(by_accepted)}}
 
 
 @dataclass
@@ -138,7 +160,8 @@ class RunResult:
                  "acceptance_rate": self.acceptance_rate(p), "alpha_estimate": self.alpha_estimate(p),
                  "mean_accepted_length": self.mean_accepted_length(p),
                  "rollbacks": p.rollbacks, "resyncs": p.resyncs,
-                 "tokens_added_histogram": {str(k): v for k, v in sorted(p.tokens_added_histogram.items())}}
+                 "tokens_added_histogram": {str(k): v for k, v in sorted(p.tokens_added_histogram.items())},
+                 **p.field_metrics()}
                 for p in self.pairs
             ],
             "notes": self.notes,

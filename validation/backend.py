@@ -422,10 +422,11 @@ def combine(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, ngram_s: dict[str, float],
-                    context: int, alphas: Sequence[float] | None = None, processes: bool = True) -> Any:
+                    context: int, alphas: Sequence[float] | None = None, processes: bool = True,
+                    acceptance: Sequence[str] | None = None) -> Any:
     """The setup's stages as `sim.plan.Inputs`: latency by profile key (with `processes`, also of each
     SpecPipe process as it runs, where the profile has it); acceptance replayed from the traces, or (given
-    `alphas`, one per pair) i.i.d. at those rates."""
+    `alphas`, one per pair) i.i.d. at those rates, or (given `acceptance`) one acceptance spec per pair."""
     from ..profiles import profile_models
     from ..sim.plan import Inputs
 
@@ -436,7 +437,9 @@ def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, 
     # a run from before processes were profiled as they run has none: its stages are priced by share
     latency_spec |= {k: f"profile:{profile_path}#{k}" for k in setup.process_keys() if k in profiled}
     pairs = list(zip(itertools.pairwise(keys), itertools.pairwise(setup.chain), strict=True))
-    if alphas is not None:
+    if acceptance is not None:
+        acceptance_spec = {p: spec for (p, _), spec in zip(pairs, acceptance, strict=True)}
+    elif alphas is not None:
         acceptance_spec = {p: f"{a:.6g}" for (p, _), a in zip(pairs, alphas, strict=True)}
     else:
         width = setup.trace_pair()[2] if pairs else 1

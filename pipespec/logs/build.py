@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics import acceptance_metrics
 from ..profiles import write_profiles
 from ..traces import write_traces
 from .records import ModelInfo, RunLog
@@ -86,6 +87,7 @@ def import_runs(runs: Sequence[RunLog]) -> Imported:
         num_models = len(run.models)
         observes = run.strategy == "rounds" or run.lookahead >= 2  # lookahead 1 offers no drafts
         totals = {"drafting_steps_replayed": 0, "drafting_steps_logged": 0, "conflicts": 0, "ambiguous": 0}
+        final = {"verifications": 0, "drafted": 0, "accepted": 0, "histogram": Counter()}
         for k, req in enumerate(run.requests):
             rep = replay_rounds(req) if run.strategy == "rounds" else replay_chain(req, run.lookahead, num_models)
             exact = run.strategy == "rounds" or rep.drafting_steps == len(req.model_times_s[0])
@@ -93,6 +95,10 @@ def import_runs(runs: Sequence[RunLog]) -> Imported:
                 totals["drafting_steps_replayed"] += rep.drafting_steps
                 totals["drafting_steps_logged"] += len(req.model_times_s[0])
             totals["conflicts"] += rep.conflicts
+            final["verifications"] += len(req.added[-1])
+            final["accepted"] += sum(a - 1 for a in req.added[-1])
+            final["drafted"] += sum(f.num_tokens - 1 for f in rep.forwards if f.model == num_models - 1)
+            final["histogram"].update(req.added[-1])
             totals["ambiguous"] += rep.ambiguous
             # a replay that reproduces the logged drafting steps outvotes one that does not (a middle model's
             # quirks are not all replayed); rule-4 readings count half
@@ -107,7 +113,8 @@ def import_runs(runs: Sequence[RunLog]) -> Imported:
                         middle[key].append(f)
                     else:
                         forwards[key].append((f, f.model))
-        replays.append({**summary, **totals})
+        metrics = acceptance_metrics(final["verifications"], final["drafted"], final["accepted"], final["histogram"])
+        replays.append({**summary, **totals, "final_pair": pair_key(run.models, num_models - 2), **metrics})
     traces = {name: _trace_entry(name, v) for name, v in sorted(votes.items())}
     models = {m.key: m for run in runs for m in run.models}
     profiles = {key: _profile_entry(models[key], [f for f, _ in forwards.get(key, [])], middle.get(key, []),
