@@ -39,6 +39,7 @@ models: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_theory.py
 	$(BIN)/python benchmarks/bench_sim.py
+	$(BIN)/python benchmarks/bench_logs.py
 	$(BIN)/python benchmarks/bench_backend.py
 
 clean:

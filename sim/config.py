@@ -25,8 +25,9 @@ class SimConfig:
         "jitter drawn from the measured quantiles). ppsd: one model. specpipe: draft, target")
     acceptance: tuple[str, ...] = option(
         ("0.9",),
-        "per adjacent pair, draft first: α (i.i.d.), pos:A1,A2,... (α_j by window position), or "
-        "trace:FILE[#PAIR] (replayed matches); one value is used for every pair. ppsd: exit-head α; "
+        "per adjacent pair, draft first: α (i.i.d.), pos:A1,A2,... (α_j by window position), "
+        "markov:P11,P01 (agreement carried across windows), trace:FILE[#PAIR] (replayed matches); one value is "
+        "used for every pair. ppsd: exit-head α; "
         "specpipe: tree hit rate h")
     names: tuple[str, ...] = option((), "model names (default M0, M1, ...)")
     gamma: int = option(8, "sd: drafts per round (initial window for --schedule dynamic)")

@@ -255,6 +255,8 @@ class Stage:
         waits for arrives (None: neither)."""
         if self.busy and self.forward_start is not None:
             return self.forward_end
+        if self.blocked_until > now:  # waiting for its upstream's answer (coordination "reference")
+            return self.blocked_until
         return self.waiting_until if self.waiting_until is not None and self.waiting_until > now else None
 
     def step_boundary_s(self, at: float) -> float:

@@ -69,7 +69,9 @@ def targets(runs: Sequence[RunLog]) -> list[Target]:
 
 
 def _predict(config: SimConfig, run: RunLog) -> tuple[float, float]:
-    """(ms/token over the run's prompts, prefill included; tokens added per verification of the final pair)."""
+    """(ms/token over the run's prompts, prefill included; tokens the final model adds per step). The reference
+    implementation logs every step of its final model as a verification (a single-token step adds 1), so the
+    second figure counts them all, as the logs do."""
     total_s, tokens, added, verifications = 0.0, 0, 0, 0
     for k, req in enumerate(run.requests):
         decode = req.tokens_generated - 1
@@ -78,9 +80,9 @@ def _predict(config: SimConfig, run: RunLog) -> tuple[float, float]:
         # the last verification may pass the prompt's count: its time counts, its extra tokens do not
         total_s += (req.prefill_s or 0.0) + result.elapsed_s
         tokens += req.tokens_generated
-        final = result.pairs[-1]
-        added += final.accepted + final.verifications
-        verifications += final.verifications
+        final = result.stages[-1]
+        added += final.tokens_added
+        verifications += final.verify_steps + final.generate_steps
     return 1e3 * total_s / tokens, added / verifications if verifications else float("nan")
 
 

@@ -111,6 +111,24 @@ def _a100_logs(out: Path) -> list[Path]:
     return files
 
 
+def _acceptance_models(out: Path) -> list[Path]:
+    """i.i.d., positional, Markov and trace replay, fitted on synchronous runs, predicting pipelines."""
+    from ..validation import acceptance_models as am
+
+    local, a100 = am.local(), am.a100(out / "a100_imported_1b8b")
+    columns = [("model", "acceptance model", "s"), ("mean_abs_error", "mean abs. error", ".1%"),
+               ("max_abs_error", "max abs. error", ".1%")]
+    detail = [("pipeline", "pipeline", "s"), ("fitted_on", "fitted on", "s"), ("model", "model", "s"),
+              ("acceptance", "fitted acceptance", "s"), ("measured_ms_per_token", "measured ms/token", ".2f"),
+              ("predicted_ms_per_token", "predicted ms/token", ".2f"), ("error", "error", "+.1%")]
+    text = ("## Pipelines on this machine (figures/out/validate-2026-12-01b), fitted on its SD runs\n\n"
+            + markdown_table(local, detail) + "\n" + markdown_table(am.summary(local), columns)
+            + "\n## The authors' {1B, 8B} synchronous runs at L = 2-20, fitted at L = 8\n\n"
+            + markdown_table(am.summary(a100), columns))
+    return [write_text_atomic(out / "acceptance_models.md", text),
+            write_text_atomic(out / "acceptance_models.csv", csv_text([*local, *a100]))]
+
+
 def _local(out: Path, quick: bool) -> list[Path]:
     """Measured here on the built-in family (and predicted from this machine's profiles and traces):
     `pipespec validate` on a small budget, with the lookahead sweep."""
@@ -135,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         ("toy setting timelines", lambda: _toy(out)),
         ("calibrated A100 pipeline", lambda: _calibrated(out, args.quick)),
         ("A100 asynchronous runs predicted from the authors' synchronous logs", lambda: _a100_logs(out)),
+        ("acceptance models compared", lambda: _acceptance_models(out)),
     ]
     if args.backend:
         steps.append(("local backend, measured vs predicted", lambda: _local(out, args.quick)))

@@ -1,0 +1,79 @@
+"""Benchmark log import and the predictions made from it; writes JSON (medians over repeats, with the
+environment and the machine's other load during each repeat).
+
+1. `import-logs` of the 26 committed runs of the PipeSpec authors (read, replay, merge, fit, write).
+   Goal: < 10 s.
+2. Every prediction `reproduce` makes from them (25 asynchronous runs under two coordination models,
+   23 synchronous checks). Goal: < 120 s on 2 cores.
+
+    .venv/bin/python benchmarks/bench_logs.py [--repeats 3] [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pipespec.io import result_document, write_json
+from pipespec.logs.build import import_runs, write_import
+from pipespec.logs.records import read_logs
+from pipespec.validation.gpu_logs import logs_folder, predict_all
+
+GOALS_S = {"import": 10.0, "predict": 120.0}
+
+
+def _busy_other_s() -> float:
+    """CPU seconds all processes but this one have used (user + system, /proc/stat less our own)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = stat.readline().split()[1:]
+    hz = os.sysconf("SC_CLK_TCK")
+    total = (int(fields[0]) + int(fields[1]) + int(fields[2])) / hz
+    own = os.times()
+    return total - (own.user + own.system)
+
+
+def timed(work: Callable[[], object], repeats: int) -> dict:
+    walls, others = [], []
+    for _ in range(repeats):
+        busy = _busy_other_s()
+        start = time.perf_counter()
+        work()
+        walls.append(time.perf_counter() - start)
+        others.append((_busy_other_s() - busy) / walls[-1])
+    return {"wall_time_s": walls, "median_wall_time_s": statistics.median(walls),
+            "other_processes_cpu_share": others, "disturbed": max(others) > 0.25}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", default="results/bench_logs.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        imported = timed(lambda: write_import(import_runs(read_logs("reference", [logs_folder()])), Path(tmp) / "i"),
+                         args.repeats)
+        predicted = timed(lambda: predict_all(Path(tmp) / "p"), max(1, args.repeats - 1))
+    results = {}
+    for name, entry in (("import", imported), ("predict", predicted)):
+        entry["goal_s"] = GOALS_S[name]
+        entry["meets_goal"] = entry["median_wall_time_s"] < GOALS_S[name]
+        results[name] = entry
+        line = f"{name}: {entry['median_wall_time_s']:.1f} s (goal < {GOALS_S[name]:.0f} s)"
+        if not entry["meets_goal"]:
+            line = "WARNING: goal missed: " + line
+        if entry["disturbed"]:
+            line += "; other processes used the CPU meanwhile: the results are unstable, rerun on a quiet machine"
+        print(line, file=sys.stderr)
+    write_json(args.output, result_document("bench-logs", vars(args), results))
+    print(f"-> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
