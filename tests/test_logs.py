@@ -122,7 +122,7 @@ def test_committed_logs_replay_exactly_and_import(tmp_path):
         if summary["strategy"] == "chain" and summary["lookahead"] >= 2 and summary["run"].count("Llama") == 2:
             assert summary["drafting_steps_replayed"] == summary["drafting_steps_logged"], summary["run"]
     files = write_import(imported, tmp_path)
-    name = "Llama-3.2-1B-Instruct@float16->Llama-3.1-8B-Instruct@float32"
+    name = "Llama-3.2-1B-Instruct@float16x1->Llama-3.1-8B-Instruct@float32x1"
     entry = imported.traces[name]
     assert len(entry["runs"]) == 19 and entry["imputed_positions"] < 0.01 * entry["positions"]
     trace = load_trace(files["traces"], name)

@@ -40,15 +40,11 @@ IMPUTE_SEED = 0
 
 
 def pair_key(models: Sequence[ModelInfo], pair: int) -> str:
-    """"DRAFT->VERIFIER", plus " on FINAL" where the verifier is not the last model (its agreement is
-    then measured on the final model's output)."""
+    """"DRAFT->VERIFIER" by profile key, plus " on FINAL" where the verifier is not the last model (its
+    agreement is then measured on the final model's output)."""
     draft, verifier, final = models[pair], models[pair + 1], models[-1]
-    base = f"{_name(draft)}->{_name(verifier)}"
-    return base if pair + 2 == len(models) else f"{base} on {_name(final)}"
-
-
-def _name(model: ModelInfo) -> str:
-    return f"{model.name}@{model.dtype}"
+    base = f"{draft.key}->{verifier.key}"
+    return base if pair + 2 == len(models) else f"{base} on {final.key}"
 
 
 @dataclass
@@ -116,6 +112,10 @@ def import_runs(runs: Sequence[RunLog]) -> Imported:
         metrics = acceptance_metrics(final["verifications"], final["drafted"], final["accepted"], final["histogram"])
         replays.append({**summary, **totals, "final_pair": pair_key(run.models, num_models - 2), **metrics})
     traces = {name: _trace_entry(name, v) for name, v in sorted(votes.items())}
+    for name in list(traces):  # `plan` looks pairs up as DRAFT->VERIFIER: a middle pair seen only on one final
+        plain = name.split(" on ")[0]  # model's output stands for the pair (its entry says on which)
+        if plain != name and plain not in traces:
+            traces[plain] = {**traces[name], "measured_on": name.split(" on ")[1]}
     models = {m.key: m for run in runs for m in run.models}
     profiles = {key: _profile_entry(models[key], [f for f, _ in forwards.get(key, [])], middle.get(key, []),
                                     prefill.get(key)) for key in sorted(models)}
