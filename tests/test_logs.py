@@ -10,7 +10,8 @@ from pipespec.cli import main
 from pipespec.errors import ConfigError
 from pipespec.logs.build import import_runs, write_import
 from pipespec.logs.records import read_jsonl, read_logs, read_reference
-from pipespec.logs.replay import replay_chain, replay_rounds, synthetic_chain_log
+from pipespec.logs.replay import replay_chain, replay_rounds
+from pipespec.logs.synthetic import synthetic_chain_log
 from pipespec.traces import load_trace
 from pipespec.validation.gpu_logs import logs_folder
 
