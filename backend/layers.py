@@ -30,6 +30,7 @@ class LayerSlice:
 
         inner = model.model
         self.device = device
+        self.dtype = next(iter(model.parameters())).dtype  # the weights' (--dtype): hidden rows are cast to it
         self.layers = modules if modules is not None else [inner.layers[i] for i in layers]
         self.rotary = inner.rotary_emb
         self.embed = inner.embed_tokens if embed else None
@@ -46,7 +47,8 @@ class LayerSlice:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (q,) token ids (embedding stage) or (q, d) hidden rows, for the positions after the cache;
         returns (q, d) hidden rows after the last layer (before any norm)."""
-        h = (self.embed(x.to(self.device)) if self.embed is not None else x.to(self.device)).unsqueeze(0)
+        h = (self.embed(x.to(self.device)) if self.embed is not None
+             else x.to(device=self.device, dtype=self.dtype)).unsqueeze(0)  # rows arrive as float32
         q, past = h.shape[1], self.length
         positions = torch.arange(past, past + q, device=self.device).unsqueeze(0)
         rotary = self.rotary(h, positions)
@@ -99,7 +101,8 @@ class TreeSlice(LayerSlice):
         mask = torch.zeros(len(ids), len(slots), dtype=torch.bool)
         for row, node in enumerate(ids):
             mask[row, [index[a] for a in self._ancestry(node) if a in index]] = True
-        h = (self.embed(x.to(self.device)) if self.embed is not None else x.to(self.device)).unsqueeze(0)
+        h = (self.embed(x.to(self.device)) if self.embed is not None
+             else x.to(device=self.device, dtype=self.dtype)).unsqueeze(0)  # rows arrive as float32
         pos = torch.tensor([positions], device=self.device)
         rotary = self.rotary(h, pos)
         full_mask = mask.to(self.device)[None, None]

@@ -207,6 +207,8 @@ def load_model(ref: ModelRef, device: str, dtype: str = "float32") -> Any:
     elif ref.path is not None and (ref.path / "exit.safetensors").is_file():
         model = load_exit_draft(ref.path)
     elif ref.spec == INT8_DRAFT:
+        require(dtype == "float32", f"--dtype {dtype}: {INT8_DRAFT} is int8 weights over float32 activations; "
+                                    "give --dtype float32")
         model = AutoModelForCausalLM.from_pretrained(target_path(), dtype=torch.float32).eval()
         # int8 weights and per-batch activation scales in the decoder layers; the head stays fp32.
         # A CPU-only draft (about 3x faster per token here, ~40% greedy agreement on the corpus).

@@ -45,6 +45,7 @@ class Placement:
     device: str = "cpu"
     threads: int = 1
     cpus: tuple[int, ...] = ()
+    dtype: str = "float32"  # of the stage's weights (--dtype)
 
 
 class StageFailed(RunFailed):
@@ -127,7 +128,7 @@ class _StageWorker(StageWorker):
         temperature, seed = sampling
         self.sampling, self.rings = temperature > 0, rings
         self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature,
-                                 seed + index)
+                                 seed + index, placement.dtype)
         self.pair_name = f"M{index - 1}:{refs[index - 1].spec}->M{index}:{refs[index].spec}" if index else None
 
     def _drafts(self, up: TokenBuffer, ring: ProbRing | None,

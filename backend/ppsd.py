@@ -60,14 +60,15 @@ class _PPSDWorker(StageWorker):
         self.parent = parent
         self.ring = rings[0]
         assert self.ring is not None
-        model = load_model(target, placement.device)
+        model = load_model(target, placement.device, placement.dtype)
         early, late = split_layers(model.config.num_hidden_layers, exit_layer)
         if index == 0:
             self.slice = LayerSlice(model, early, placement.device, embed=True)
             self.exit: LayerSlice | None = None
             self.exit_norm = model.model.norm
             if exit_draft is not None:
-                draft = load_model(exit_draft, placement.device)  # the target truncated, trained last layer
+                # the target truncated, with its trained last layer
+                draft = load_model(exit_draft, placement.device, placement.dtype)
                 self.exit = LayerSlice(draft, range(exit_layer, exit_layer + 1), placement.device,
                                        modules=[draft.model.layers[exit_layer]])
                 self.exit_norm = draft.model.norm

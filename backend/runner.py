@@ -191,7 +191,7 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions) ->
         devices = list(config.devices) or [config.device] * stages
         threads = _threads(config, stages)
         cpus = [tuple(int(c) for c in spec.split(",")) for spec in config.cpus] or [()] * stages
-        placements = [Placement(d, t, c) for d, t, c in zip(devices, threads, cpus, strict=True)]
+        placements = [Placement(d, t, c, config.dtype) for d, t, c in zip(devices, threads, cpus, strict=True)]
         if config.scheme == "ppsd":
             exit_draft = resolve(config.exit_draft) if config.exit_draft else None
             engine: PipelineEngine = PPSDEngine(refs[-1], config.exit_layer, placements, options, exit_draft)
@@ -206,7 +206,7 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions) ->
 
     if config.threads:
         torch.set_num_threads(config.threads[0])
-    stages = [build_stage(ref, f"M{i}:{ref.spec}", config.device, config.temperature, config.seed + i)
+    stages = [build_stage(ref, f"M{i}:{ref.spec}", config.device, config.temperature, config.seed + i, config.dtype)
               for i, ref in enumerate(refs)]
     engine = decode_ar if config.scheme == "ar" else decode_sd
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from pipespec.backend.models import load_model, quiet_transformers, resolve
 from pipespec.commands.validate import built_draft
+from pipespec.interference import Watch, disturbed, warning
 from pipespec.io import result_document, write_json
 from pipespec.validation.backend import (
     Profiling,
@@ -81,16 +82,20 @@ def main() -> None:
     for decode in baselines.values():
         decode(workload.encoded[0])  # warm-up
     profiling = Profiling(setups, workload, rounds=args.repeats)
+    interference: dict[str, list[float | None]] = {name: [] for name in ms}
     for _ in tqdm(range(args.repeats), desc="repeats", file=sys.stderr):
         profiling.round(lambda it, **_: it)  # the profile sees the machine as the round's runs do
         for setup in setups:
             measured = measure_once(setup, workload)
+            interference[setup.name].append(measured["interference"])
             ms[setup.name].append(measured["ms_per_token"])
             decode_ms[setup.name].append(measured["decode_ms_per_token"])
             outputs[setup.name] = measured["outputs"]
             alphas[setup.name] = [p["alpha_estimate"] for p in measured["pairs"]]
         for name, decode in baselines.items():
-            runs = [decode(ids) for ids in workload.encoded]
+            with Watch() as watch:
+                runs = [decode(ids) for ids in workload.encoded]
+            interference[name].append(watch.share)
             ms[name].append(sum(t for _, t in runs) / sum(len(o) for o, _ in runs) * 1e3)
             outputs[name] = [o for o, _ in runs]
     reference = outputs["ar"]
@@ -102,7 +107,8 @@ def main() -> None:
     for name, values in ms.items():
         row = {"ms_per_token": statistics.median(values), "tokens_per_s": 1e3 / statistics.median(values),
                "speedup_over_ar": ar / statistics.median(values), "repeats_ms_per_token": values,
-               "output_equals_target_greedy": outputs[name] == reference}
+               "output_equals_target_greedy": outputs[name] == reference,
+               "repeats_interference": interference[name], "disturbed": disturbed(interference[name])}
         setup = next((s for s in setups if s.name == name), None)
         if setup is not None:
             row["decode_ms_per_token"] = statistics.median(decode_ms[name])
@@ -121,6 +127,10 @@ def main() -> None:
                      + ", ".join(f"{a:.3f}" for a in row["alpha"])) if "prediction_error" in row else ""
         print(f"{name:24s} {row['ms_per_token']:7.2f} ms/token  {row['speedup_over_ar']:.2f}x  "
               f"lossless={row['output_equals_target_greedy']}{predicted}")
+    message = warning("bench_backend", "the benchmark", [s for v in interference.values() for s in v]
+                      + profiling.interference)
+    if message:
+        print(message, file=sys.stderr)
     print(f"-> {args.output}")
 
 

@@ -12,7 +12,6 @@ environment and the machine's other load during each repeat).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pipespec.interference import Watch, disturbed, warning
 from pipespec.io import result_document, write_json
 from pipespec.logs.build import import_runs, write_import
 from pipespec.logs.records import read_logs
@@ -28,26 +28,16 @@ from pipespec.validation.gpu_logs import logs_folder, predict_all
 GOALS_S = {"import": 10.0, "predict": 120.0}
 
 
-def _busy_other_s() -> float:
-    """CPU seconds all processes but this one have used (user + system, /proc/stat less our own)."""
-    with open("/proc/stat", encoding="ascii") as stat:
-        fields = stat.readline().split()[1:]
-    hz = os.sysconf("SC_CLK_TCK")
-    total = (int(fields[0]) + int(fields[1]) + int(fields[2])) / hz
-    own = os.times()
-    return total - (own.user + own.system)
-
-
 def timed(work: Callable[[], object], repeats: int) -> dict:
     walls, others = [], []
     for _ in range(repeats):
-        busy = _busy_other_s()
-        start = time.perf_counter()
-        work()
-        walls.append(time.perf_counter() - start)
-        others.append((_busy_other_s() - busy) / walls[-1])
+        with Watch() as watch:
+            start = time.perf_counter()
+            work()
+            walls.append(time.perf_counter() - start)
+        others.append(watch.share)
     return {"wall_time_s": walls, "median_wall_time_s": statistics.median(walls),
-            "other_processes_cpu_share": others, "disturbed": max(others) > 0.25}
+            "repeats_interference": others, "disturbed": disturbed(others)}
 
 
 def main() -> int:
@@ -67,9 +57,10 @@ def main() -> int:
         line = f"{name}: {entry['median_wall_time_s']:.1f} s (goal < {GOALS_S[name]:.0f} s)"
         if not entry["meets_goal"]:
             line = "WARNING: goal missed: " + line
-        if entry["disturbed"]:
-            line += "; other processes used the CPU meanwhile: the results are unstable, rerun on a quiet machine"
         print(line, file=sys.stderr)
+        message = warning("bench_logs", name, entry["repeats_interference"])
+        if message:
+            print(message, file=sys.stderr)
     write_json(args.output, result_document("bench-logs", vars(args), results))
     print(f"-> {args.output}")
     return 0

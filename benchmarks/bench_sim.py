@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
+from pipespec.interference import Watch, disturbed, warning
 from pipespec.io import result_document, write_json
 from pipespec.sim import sweep
 from pipespec.sim.presets import preset
@@ -26,14 +28,17 @@ GOAL_TOKENS_PER_S = 100_000
 def single_run(num_tokens: int, repeats: int) -> dict:
     config = preset("pipespec-a100").with_values(num_tokens=num_tokens)
     simulate(config.with_values(num_tokens=200), with_ar_baseline=False)  # warm-up
-    rates = []
+    rates, shares = [], []
     for seed in range(repeats):
-        start = time.perf_counter()
-        result = simulate(config.with_values(seed=seed), with_ar_baseline=False)
-        rates.append(result.num_tokens / (time.perf_counter() - start))
+        with Watch() as watch:
+            start = time.perf_counter()
+            result = simulate(config.with_values(seed=seed), with_ar_baseline=False)
+            rates.append(result.num_tokens / (time.perf_counter() - start))
+        shares.append(watch.share)
     median = statistics.median(rates)
     return {"num_tokens": num_tokens, "tokens_per_wall_s": rates, "median_tokens_per_wall_s": median,
-            "goal_tokens_per_wall_s": GOAL_TOKENS_PER_S, "meets_goal": median >= GOAL_TOKENS_PER_S}
+            "goal_tokens_per_wall_s": GOAL_TOKENS_PER_S, "meets_goal": median >= GOAL_TOKENS_PER_S,
+            "repeats_interference": shares, "disturbed": disturbed(shares)}
 
 
 def sweep_points(count: int) -> tuple[object, list[dict]]:
@@ -77,6 +82,9 @@ def main() -> None:
         results["sweep"].append(timed_sweep(args.points, "dask"))
     write_json(Path(args.output), result_document("bench_sim", vars(args), results))
     one = results["single_run"]
+    message = warning("bench_sim", "the single run", one["repeats_interference"])
+    if message:
+        print(message, file=sys.stderr)
     print(f"single run: median {one['median_tokens_per_wall_s']:,.0f} simulated tokens per wall second "
           f"(goal >= {GOAL_TOKENS_PER_S:,})")
     for s in results["sweep"]:

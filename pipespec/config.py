@@ -53,6 +53,25 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def parse_value(cls: type, name: str, text: str, where: str) -> Any:
+    """A field's value from text, typed as the CLI types it (a tuple field gets a one-element tuple)."""
+    import math
+
+    from .errors import ConfigError
+
+    scalar, is_tuple, optional = _element_type(typing.get_type_hints(cls)[name])
+    if optional and text.strip().lower() == "none":
+        return None
+    try:
+        value = _parse_bool(text) if scalar is bool else scalar(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        kind = {int: "integers", float: "numbers", bool: "true or false"}.get(scalar, scalar.__name__)
+        raise ConfigError(f"{where}: expected {kind}, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected finite numbers, got {text!r}")
+    return (value,) if is_tuple else value
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None,
                   only_given: bool = False) -> None:
     """Add one option per field of the dataclass `cls` to `parser`.

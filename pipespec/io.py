@@ -38,15 +38,29 @@ def to_json(payload: Any) -> str:
     return json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n"
 
 
+def _file_mode() -> int:
+    """What a plain open() would create under the process's umask (mkstemp's own files are 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call write(tmp_path), then rename into place: readers never see a half-written file."""
+    """Call write(tmp_path), then rename into place: readers never see a half-written file. The file gets
+    the mode the user's umask gives new files; a failure names `path`, not the temporary file."""
+    from .errors import ConfigError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, _file_mode())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

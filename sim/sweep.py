@@ -20,10 +20,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..config import parse_value
 from ..errors import ConfigError, require
 from .config import SimConfig
 
 Point = dict[str, Any]
+MAX_POINTS = 1_000_000  # a grid larger than this is a typo, not a sweep (its rows would not fit in memory)
+MAX_AXIS_VALUES = 100_000
 
 
 @dataclass(frozen=True)
@@ -42,32 +45,23 @@ def parse_axis(text: str) -> Axis:
     require(bool(sep) and bool(raw.strip()), f"--grid expects NAME=V1,V2,..., got {text!r}")
     values = tuple(v.strip() for v in raw.split(",") if v.strip())
     require(len(values) > 0, f"--grid {name}: no values")
+    require(len(values) <= MAX_AXIS_VALUES, f"--grid {name}: at most {MAX_AXIS_VALUES} values, got {len(values)}")
     base = name.split("[", 1)[0]
     known = {f.name for f in fields(SimConfig)} | {"alpha"}
     allowed = ", ".join(sorted(known - {"alpha"}))
     require(base in known, f"--grid: unknown parameter {base!r}; allowed: alpha, {allowed}")
-    return Axis(name, tuple(_coerce(base, v) for v in values))
-
-
-def _coerce(field_name: str, value: str) -> Any:
-    kinds = {f.name: f.type for f in fields(SimConfig)}
-    kind = str(kinds.get(field_name, "str"))
-    try:
-        if kind.startswith("int"):
-            return int(value)
-        if kind.startswith("bool"):
-            return value.lower() in ("1", "true", "yes", "on")
-    except ValueError:
-        raise ConfigError(f"--grid {field_name}: expected integers, got {value!r}") from None
-    return value
+    if base == "alpha" or "[" in name:  # acceptance and tuple elements stay spec text
+        return Axis(name, values)
+    return Axis(name, tuple(parse_value(SimConfig, base, v, f"--grid {name}") for v in values))
 
 
 def apply(base: SimConfig, point: Point) -> SimConfig:
     """The point's configuration (validated: a bad grid value is a ConfigError naming it)."""
     values = base.to_dict()
     for name, value in point.items():
-        if name == "replicate":
-            values["seed"] = (base.seed or 0) + value
+        if name == "replicate":  # after any seed axis: a replicate offsets the point's own seed
+            seed = point.get("seed", base.seed)
+            values["seed"] = (seed or 0) + value
         elif name == "alpha":
             values["acceptance"] = (str(value),)
         elif "[" in name:
@@ -84,8 +78,15 @@ def apply(base: SimConfig, point: Point) -> SimConfig:
 
 def points(axes: Sequence[Axis], replicates: int) -> list[Point]:
     require(len(axes) > 0, "--grid: the sweep grid is empty (give at least one --grid NAME=V1,V2,...)")
-    require(replicates >= 1, f"--replicates must be >= 1, got {replicates}")
+    require(isinstance(replicates, int) and 1 <= replicates <= MAX_POINTS,
+            f"--replicates must be an integer in 1..{MAX_POINTS}, got {replicates}")
     names = [a.name for a in axes] + ["replicate"]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    require(not repeated, f"--grid: {', '.join(repeated)} given twice (give one --grid per parameter)")
+    size = replicates
+    for axis in axes:
+        size *= len(axis.values)
+    require(size <= MAX_POINTS, f"--grid: {size:,} points is more than {MAX_POINTS:,}; split the sweep")
     return [dict(zip(names, combo, strict=True))
             for combo in itertools.product(*(a.values for a in axes), range(replicates))]
 
@@ -128,15 +129,23 @@ class Checkpoint:
         path = output.with_name(output.name + ".partial.jsonl")
         checkpoint = cls(path, fingerprint)
         if path.exists() and not fresh:
-            lines = path.read_text(encoding="utf-8").splitlines()
-            header = json.loads(lines[0]) if lines else {}
+            corrupt = f"--output: {path} is not a sweep checkpoint (use --fresh to discard it)"
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+                header = json.loads(lines[0]) if lines else {}
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise ConfigError(corrupt) from None
+            require(isinstance(header, dict), corrupt)
             require(header.get("fingerprint") == fingerprint,
                     f"--output: {path} holds a partial sweep of another configuration (use --fresh to discard it)")
-            for line in lines[1:]:
+            for number, line in enumerate(lines[1:], 2):
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut short by the interruption
+                require(isinstance(entry, dict) and isinstance(entry.get("key"), str)
+                        and isinstance(entry.get("row"), dict),
+                        f"--output: {path} line {number} is not a checkpointed row (use --fresh to discard it)")
                 checkpoint.rows[entry["key"]] = entry["row"]
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +169,7 @@ def fingerprint(resolved: dict[str, Any]) -> str:
 
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler: stopping an idle worker is silent
 
 
 def run_local(base: SimConfig, todo: Sequence[Point], workers: int,
@@ -189,17 +199,25 @@ def run_local(base: SimConfig, todo: Sequence[Point], workers: int,
             process.join(timeout=5)
 
 
-def run_dask(base: SimConfig, todo: Sequence[Point], scheduler: str,
-             on_row: Callable[[Point, dict[str, Any]], None]) -> None:
-    """Run points on a running Dask cluster (`--scheduler tcp://HOST:PORT`)."""
+def connect(scheduler: str) -> Any:
+    """A client of a running Dask cluster (`--scheduler tcp://HOST:PORT`): a one-line error if unreachable."""
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError:
         raise ConfigError("--engine dask needs the dask[distributed] package (pip install 'pipespec[sweep]')") from None
     try:
-        client = Client(scheduler, timeout="5s")
-    except OSError as exc:
-        raise ConfigError(f"--scheduler: cannot reach the Dask scheduler at {scheduler!r} ({exc})") from None
+        return Client(scheduler, timeout="5s")
+    except (OSError, ValueError, TypeError, TimeoutError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ConfigError(f"--scheduler: cannot reach the Dask scheduler at {scheduler!r} ({first})") from None
+
+
+def run_dask(base: SimConfig, todo: Sequence[Point], scheduler: str | Any,
+             on_row: Callable[[Point, dict[str, Any]], None]) -> None:
+    """Run points on a running Dask cluster: `scheduler` is its address, or a client from `connect`."""
+    from distributed import as_completed
+
+    client = connect(scheduler) if isinstance(scheduler, str) else scheduler
     try:
         futures = client.map(run_point, [base] * len(todo), list(todo), pure=False)
         by_key = {f.key: p for f, p in zip(futures, todo, strict=True)}

@@ -138,3 +138,23 @@ def test_sampling_with_a_drafter_that_matches_exactly_accepts_everything():
               ModelStage("T", Decoder(target, "cpu"), Sampler(1.0, generator))]
     result = decode_sd(stages, [1, 2, 3], DecodeOptions(max_new_tokens=30, gamma=4))
     assert result.pairs[0].accepted == result.pairs[0].drafted  # q == p: always accepted
+
+
+def test_dtype_reaches_every_stage():
+    """--dtype bfloat16 loads bfloat16 weights (it used to be recorded and never applied), and the speculative
+    schemes stay lossless against the target's own bfloat16 greedy decoding."""
+    import torch
+
+    from pipespec.backend.models import load_model, resolve
+    from pipespec.backend.runner import RunConfig, run
+
+    model = load_model(resolve("tiny:3:2"), "cpu", "bfloat16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    outputs = {}
+    for scheme, chain, extra in (("ar", ("tiny:3:2",), {}), ("sd", ("tiny:1:2", "tiny:3:2"), {}),
+                                 ("pipespec", ("tiny:1:2", "tiny:3:2"), {}),
+                                 ("ppsd", ("tiny:3:2",), {"exit_layer": 1})):
+        result = run(RunConfig(scheme=scheme, chain=chain, limit=2, max_new_tokens=10, dtype="bfloat16", warmup=0,
+                               **extra))
+        outputs[scheme] = [p["output_ids"] for p in result["prompts"]]
+    assert outputs["sd"] == outputs["ar"] and outputs["pipespec"] == outputs["ar"] and outputs["ppsd"] == outputs["ar"]

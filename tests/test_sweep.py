@@ -151,3 +151,69 @@ def test_unreachable_scheduler_is_a_one_line_error(run_cli, tmp_path):
     code, _, err = run_cli("sweep", *BASE, "--grid", "alpha=0.5", "--output", str(tmp_path / "d.csv"),
                            "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9")
     assert code == 2 and "cannot reach the Dask scheduler" in err
+
+
+def test_grid_seed_is_honoured_and_typed_values(run_cli, tmp_path):
+    out = tmp_path / "seed.csv"
+    code, _, err = run_cli("sweep", *BASE, "--grid", "seed=1,2,3", "--output", str(out), "--workers", "1")
+    assert code == 0, err
+    rows = read_csv(out)
+    assert len({r["ms_per_token"] for r in rows}) == 3, "the replicate overwrote the grid's seed"
+    assert sweep.apply(SimConfig(), {"seed": 7, "replicate": 2}).seed == 9
+    axis = sweep.parse_axis("head_share=0.1,0.25")
+    assert axis.values == (0.1, 0.25) and sweep.parse_axis("gamma=2,4").values == (2, 4)
+    assert sweep.parse_axis("lazy_drafter=true,false").values == (True, False)
+
+
+@pytest.mark.parametrize(("grid", "fragment"), [
+    ("head_share=abc", "--grid head_share: expected numbers, got 'abc'"),
+    ("head_share=1.5", "--head-share must be in [0, 1)"),
+    ("gamma=1.5", "--grid gamma: expected integers, got '1.5'"),
+    ("max_drafts=inf", "--grid max_drafts: expected integers"),
+])
+def test_grid_values_are_one_line_errors(run_cli, tmp_path, grid, fragment):
+    code, _, err = run_cli("sweep", *BASE, "--grid", grid, "--output", str(tmp_path / "x.csv"))
+    assert code == 2 and fragment in err and "Traceback" not in err, err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--grid", "seed=1,2", "--grid", "seed=3"], "seed given twice"),
+    (["--grid", "seed=1", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler applies only with --engine dask"),
+    (["--grid", "seed=1", "--engine", "dask", "--scheduler", "notanaddress"], "--scheduler: cannot reach"),
+    (["--grid", "seed=1", "--workers", "0"], "--workers must be an integer >= 1"),
+    (["--grid", "seed=1", "--replicates", "0"], "--replicates must be an integer in 1.."),
+])
+def test_sweep_options_are_one_line_errors_before_any_file(run_cli, tmp_path, args, fragment):
+    code, _, err = run_cli("sweep", *BASE, *args, "--output", str(tmp_path / "x.csv"))
+    assert code == 2 and fragment in err and "Traceback" not in err, err
+    assert not list(tmp_path.iterdir()), "a file was left behind"
+
+
+@pytest.mark.parametrize("content", ["garbage\n", '{"fingerprint": "FP"}\n{"row": {}}\n', "\udcff"])
+def test_corrupt_checkpoint_is_a_one_line_error(run_cli, tmp_path, content):
+    out = tmp_path / "c.csv"
+    base = SimConfig(scheme="pipespec", latency=("5", "20", "100"), num_tokens=300)
+    axes = [sweep.parse_axis("seed=1")]
+    resolved = {"base": base.to_dict(), "grid": {a.name: list(a.values) for a in axes}, "replicates": 1,
+                "points": 1}
+    text = content.replace("FP", sweep.fingerprint(resolved))
+    (tmp_path / "c.csv.partial.jsonl").write_bytes(text.encode("utf-8", "surrogateescape"))
+    code, _, err = run_cli("sweep", *BASE, "--grid", "seed=1", "--output", str(out), "--workers", "1")
+    assert code == 2 and "use --fresh" in err and "Traceback" not in err, err
+
+
+def test_workers_beyond_the_machine_are_capped(run_cli, tmp_path):
+    code, _, err = run_cli("sweep", *BASE, "--grid", "seed=1,2", "--output", str(tmp_path / "w.csv"),
+                           "--workers", "100000")
+    assert code == 0 and "capped at" in err, err
+
+
+def test_successful_parallel_sweep_shuts_down_silently(tmp_path):
+    """Idle pool workers used to inherit the CLI's SIGTERM handler and print KeyboardInterrupt tracebacks when
+    the pool stopped them; a worker's stderr is the process's own, so run the CLI as a process."""
+    for attempt in range(3):
+        done = subprocess.run([sys.executable, "-m", "pipespec", "sweep", *BASE, "--grid", "seed=1,2,3,4,5,6",
+                               "--output", str(tmp_path / f"q{attempt}.csv"), "--workers", "2"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

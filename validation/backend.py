@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import require
+from ..interference import disturbed
 
 Progress = Callable[..., Any]
 # the backend's stages look for a rollback between forwards: a forward in flight runs to its end
@@ -246,6 +247,7 @@ class Profiling:
         self.co_runners: dict[str, str | None] = {}
         self.ngram_s: dict[str, float] = {}  # the n-gram drafter's cost per proposal: it has no forward
         self.rounds = 0
+        self.interference: list[float | None] = []  # other processes' share of the CPUs, per round
 
     def round(self, progress: Progress) -> None:
         """One round: every profile point of every model timed `passes_per_round` more times."""
@@ -253,11 +255,13 @@ class Profiling:
 
         from ..backend.models import load_model, resolve
         from ..backend.profiler import co_runner
+        from ..interference import Watch
 
         device = self.workload.device
         before = torch.get_num_threads()
         affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         self.rounds += 1
+        watch = Watch().__enter__()
         try:
             for model, threads, neighbour, process in progress(self.needed, desc=f"profiling, round {self.rounds}"):
                 if model not in self.models:
@@ -283,6 +287,8 @@ class Profiling:
                             os.sched_setaffinity(0, affinity)
         finally:
             torch.set_num_threads(before)
+            watch.__exit__()
+            self.interference.append(watch.share)
 
     def _passes(self, key: str, model: Any, process: Process | None) -> None:
         """A model's (or a SpecPipe process's) warm-up (PROFILE_WARMUP passes in its first round, one later) and this
@@ -310,6 +316,7 @@ class Profiling:
         profiles = {key: {"device": self.workload.device, "threads": threads, "dtype": "float32",
                           "source": "pipespec validate", "co_runner": self.co_runners[key],
                           "rounds": self.rounds, "points": self.profilers[key].points(),
+                          "interference_by_round": self.interference,
                           "environment": environment(self.workload.device)}
                     for key, threads in ((profile_key(m, t, n, p and p.label), t) for m, t, n, p in self.needed)
                     if key in self.profilers}
@@ -402,12 +409,16 @@ def measure_once(setup: Setup, workload: Workload) -> dict[str, Any]:
                        max_lead=workload.max_lead, device=workload.device, threads=setup.threads, cpus=setup.cpus,
                        pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,
                        warmup=1)
-    result = run(config)
+    from ..interference import Watch
+
+    with Watch() as watch:
+        result = run(config)
     rows, summary = result["prompts"], result["summary"]
     tokens = sum(r["new_tokens"] for r in rows)
     return {"decode_ms_per_token": sum(r["elapsed_s"] - r["ttft_s"] for r in rows) / (tokens - len(rows)) * 1e3,
             "ms_per_token": summary["ms_per_token"], "num_tokens": summary["num_tokens"],
-            "outputs": [r["output_ids"] for r in rows], "pairs": summary["pairs"], "stages": summary["stages"]}
+            "outputs": [r["output_ids"] for r in rows], "pairs": summary["pairs"], "stages": summary["stages"],
+            "interference": watch.share}
 
 
 def combine(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -417,6 +428,7 @@ def combine(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     decode_ms = [r["decode_ms_per_token"] for r in runs]
     same = all(r["outputs"] == last["outputs"] for r in runs)
     return {**last, "decode_ms_per_token": statistics.median(decode_ms),
+            "repeats_interference": [r.get("interference") for r in runs],
             "ms_per_token": statistics.median(r["ms_per_token"] for r in runs),
             "repeats_decode_ms_per_token": decode_ms, "outputs": last["outputs"] if same else None}
 
@@ -587,6 +599,9 @@ def measured_row(setup: Setup, measured: dict[str, Any], reference: list[list[in
         "measured_histograms": [p["tokens_added_histogram"] for p in measured["pairs"]],
         "repeats_ms_per_token": measured["repeats_decode_ms_per_token"],
         "measured_stages": measured["stages"],
+        # the share of the CPUs other processes took during each repeat (None: unknown), and the flag
+        "repeats_interference": measured.get("repeats_interference", []),
+        "disturbed": disturbed(measured.get("repeats_interference", [])),
     }
 
 
@@ -618,7 +633,9 @@ def previous_measurements(out: Path, setups: Sequence[Setup],
     for setup in setups:
         row = rows[setup.name]
         measured[setup.name] = {**{k: row[k] for k in MEASURED_KEYS}, "output_lengths": row.get("output_lengths"),
-                                "measured_stages": row.get("measured_stages")}
+                                "measured_stages": row.get("measured_stages"),
+                                "repeats_interference": row.get("repeats_interference", []),
+                                "disturbed": row.get("disturbed", False)}
     run = results.get("measurement_run") or {"wall_time_s": results.get("wall_time_s"),
                                               "peak_rss_mib": results.get("peak_rss_mib"),
                                               "environment": document.get("environment")}
@@ -642,6 +659,7 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
     workload = prepare(workload)
     out.mkdir(parents=True, exist_ok=True)
     profile_path, traces_path = out / "profile.json", out / "traces.json"
+    profile_interference: list[float | None] = []
     if repredict:
         from ..backend.models import load_model, resolve
 
@@ -653,6 +671,7 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
         profiling = Profiling(setups, workload, rounds=workload.repeats)
         measurements = measure_interleaved(setups, workload, progress, profiling)
         profiling.write(profile_path)
+        profile_interference = profiling.interference
         ngram_s = profiling.ngram_s
         reference = measurements[setups[0].name]["outputs"]
         measured = {s.name: measured_row(s, measurements[s.name], reference) for s in setups}
@@ -679,7 +698,8 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
         row["measured_spread"] = spread(row["repeats_ms_per_token"])
         row["sim_error"] = row["sim_ms_per_token"] / row["measured_ms_per_token"] - 1
         row["closed_error"] = row["closed_ms_per_token"] / row["measured_ms_per_token"] - 1
-    results = {"rows": rows, "profile": str(profile_path), "traces": str(traces_path), "ngram_cost_s": ngram_s}
+    results = {"rows": rows, "profile": str(profile_path), "traces": str(traces_path), "ngram_cost_s": ngram_s,
+               "profile_interference": profile_interference}
     if repredict:
         results["measurement_run"] = previous["measurement_run"]  # this run's own time is prediction only
     return results

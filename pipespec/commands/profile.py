@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backend.models import check_shared_tokenizer, context_limit, load_model, load_tokenizer, resolve
     from ..backend.profiler import greedy_continuation, match_bits, profile_latency
     from ..backend.prompts import encode, load_prompts
+    from ..interference import Watch, warning
     from ..io import environment
     from ..profiles import write_profiles
     from ..traces import entry_trace, pair_entry, write_traces
@@ -69,12 +70,16 @@ def run(args: argparse.Namespace) -> int:
         if ref.kind == "ngram":
             continue
         bar = lambda it, name=ref.spec: tqdm(it, desc=f"latency {name}", file=sys.stderr, disable=None)  # noqa: E731
-        points = profile_latency(model, config.device, config.num_tokens, config.contexts, config.repeats,
-                                 config.warmup, progress=bar)
+        with Watch() as watch:
+            points = profile_latency(model, config.device, config.num_tokens, config.contexts, config.repeats,
+                                     config.warmup, progress=bar)
         profiles[ref.spec] = {"device": config.device, "threads": env["threads"], "dtype": "float32",
                               "source": "pipespec profile", "points": points, "environment": env,
-                              "config": asdict(config)}
+                              "config": asdict(config), "interference": watch.share, "disturbed": watch.disturbed}
     write_profiles(config.output, profiles)
+    message = warning("profile", "the latency profile", [p["interference"] for p in profiles.values()])
+    if message:
+        print(message, file=sys.stderr)
     print(f"latency profile of {', '.join(profiles)} -> {config.output}")
     if config.traces:
         prompts = load_prompts(config.prompts, config.limit)

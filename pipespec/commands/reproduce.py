@@ -157,11 +157,23 @@ def run(args: argparse.Namespace) -> int:
     ]
     if args.backend:
         steps.append(("local backend, measured vs predicted", lambda: _local(out, args.quick)))
+    from ..interference import Watch, warning
+
     started = time.perf_counter()
     written: dict[str, Any] = {}
-    for name, step in tqdm(steps, desc="reproduce", unit="figure set", file=sys.stderr, disable=None):
+    lines = not sys.stderr.isatty()  # a log, not a terminal: one line per phase instead of a live bar
+    for number, (name, step) in enumerate(tqdm(steps, desc="reproduce", unit="figure set", file=sys.stderr,
+                                               disable=None), 1):
         t0 = time.perf_counter()
-        written[name] = {"files": [str(p) for p in step()], "wall_time_s": time.perf_counter() - t0}
+        if lines:
+            print(f"reproduce [{number}/{len(steps)}] {name} ...", file=sys.stderr, flush=True)
+        with Watch() as watch:
+            files = [str(p) for p in step()]
+        written[name] = {"files": files, "wall_time_s": time.perf_counter() - t0, "interference": watch.share,
+                         "disturbed": watch.disturbed}
+        if lines:
+            print(f"reproduce [{number}/{len(steps)}] {name}: done in {written[name]['wall_time_s']:.1f} s",
+                  file=sys.stderr, flush=True)
     # the largest resident set of this process or of any stage process it started (Linux: KiB)
     peak_mib = max(resource.getrusage(who).ru_maxrss
                    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
@@ -169,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
                "environment": environment(), "results": written, "wall_time_s": time.perf_counter() - started,
                "peak_rss_mib": peak_mib}
     write_text_atomic(out / "reproduce.json", to_json(summary))
+    message = warning("reproduce", "it", [entry["interference"] for entry in written.values()])
+    if message:
+        print(message, file=sys.stderr)
     if args.json:
         print(to_json(summary), end="")
         return 0

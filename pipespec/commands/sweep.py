@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, check_int, require
+from ..errors import ConfigError, require
 from ..io import environment, to_json, write_atomic, write_text_atomic
 from ..table import csv_text
 from .common import subparser
@@ -37,8 +38,15 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     require(output.suffix.lower() in (".csv", ".parquet"),
             f"--output must end in .csv or .parquet, got {args.output!r}")
-    check_int("--workers", args.workers, 1)
+    require(isinstance(args.workers, int) and args.workers >= 1,
+            f"--workers must be an integer >= 1, got {args.workers}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if args.engine == "local" and args.workers > cpus:
+        print(f"pipespec sweep: --workers {args.workers} capped at {cpus}, the CPUs this process may use",
+              file=sys.stderr)
+        args.workers = cpus
     require(args.engine == "local" or args.scheduler, "--engine dask needs --scheduler ADDRESS")
+    require(args.engine == "dask" or args.scheduler is None, "--scheduler applies only with --engine dask")
     base = resolve_config(args)
     axes = [sweep.parse_axis(text) for text in args.grid or []]
     grid = sweep.points(axes, args.replicates)
@@ -46,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         sweep.apply(base, point)
     resolved = {"base": base.to_dict(), "grid": {a.name: list(a.values) for a in axes},
                 "replicates": args.replicates, "points": len(grid)}
+    client = sweep.connect(args.scheduler) if args.engine == "dask" else None  # before any file is written
     checkpoint = sweep.Checkpoint.open(output, sweep.fingerprint(resolved), args.fresh)
     todo = [p for p in grid if sweep.point_key(p) not in checkpoint.rows]
     started = time.perf_counter()
@@ -57,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
 
     try:
-        if args.engine == "dask":
-            sweep.run_dask(base, todo, args.scheduler, on_row)
+        if client is not None:
+            sweep.run_dask(base, todo, client, on_row)
         else:
             sweep.run_local(base, todo, args.workers, on_row)
     except KeyboardInterrupt:

@@ -21,7 +21,7 @@ COLUMNS = [("config", "config", "s"), ("chain", "chain", "s"), ("placement", "th
            ("measured_spread", "spread", ".1%"), ("measured_speedup", "measured speedup", ".2f"),
            ("sim_ms_per_token", "sim ms/tok", ".1f"),
            ("sim_error", "sim error", "+.1%"), ("closed_ms_per_token", "closed ms/tok", ".1f"),
-           ("closed_error", "closed error", "+.1%"), ("lossless", "lossless", "")]
+           ("closed_error", "closed error", "+.1%"), ("lossless", "lossless", ""), ("disturbed", "disturbed", "")]
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,13 @@ def run(args: argparse.Namespace) -> int:
 
     results = run_validation(config, progress)
     results["wall_time_s"] = time.perf_counter() - started
+    from ..interference import warning
+
+    shares = [s for row in results["rows"] for s in row.get("repeats_interference", [])]
+    shares += results.get("profile_interference", [])
+    message = warning("validate", "the measurements", shares)
+    if message:
+        print(message, file=sys.stderr)
     # the largest resident set of this process or of any stage process it started (Linux: KiB)
     results["peak_rss_mib"] = max(resource.getrusage(who).ru_maxrss for who in
                                   (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
