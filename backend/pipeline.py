@@ -19,6 +19,7 @@ import functools
 import os
 import queue
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -252,8 +253,16 @@ class PipelineEngine:
 
     def __enter__(self) -> PipelineEngine:
         try:
-            for process in self.processes:
-                process.start()
+            # a stage is born ignoring Ctrl-C (the disposition survives its exec), so a Ctrl-C while it is still
+            # importing torch cannot print a traceback: the coordinator alone handles it and stops the stages
+            main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+            try:
+                for process in self.processes:
+                    process.start()
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, previous)
             ready: set[int] = set()
             deadline = time.monotonic() + self.start_timeout_s
             while len(ready) < len(self.processes):

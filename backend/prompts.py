@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, require
+from ..io import read_user_text
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def load_prompts(path: str | None, limit: int | None = None) -> list[Prompt]:
     else:
         file = Path(path)
         require(file.is_file(), f"--prompts: {path!r} does not exist")
-        text, where = file.read_text(encoding="utf-8"), f"--prompts {path}"
+        text, where = read_user_text(file, "--prompts"), f"--prompts {path}"
     prompts = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..config import option
-from ..errors import check_int, require
+from ..errors import MAX_WINDOW, check_int, check_nonnegative, require
 from ..metrics import PairStats, RunResult, StageStats
 from .engines import DecodeOptions, PromptResult, decode_ar, decode_sd
 from .models import ModelRef, check_shared_tokenizer, context_limit, load_tokenizer, resolve
@@ -60,26 +60,31 @@ class RunConfig:
         one = self.scheme in ("ar", "ppsd")
         require(len(self.chain) >= (1 if one else 2),
                 f"--chain: scheme {self.scheme} needs {'a target' if one else 'at least 2 models'}")
+        check_int("--seed", self.seed, 0)
+        check_int("--exit-layer", self.exit_layer, 1)
+        check_int("--pp-stages", self.pp_stages, 1)
+        check_int("--tree-width", self.tree_width, 1, MAX_WINDOW)
+        if self.tree_depth is not None:
+            check_int("--tree-depth", self.tree_depth, 1)
+        require(0 <= self.tree_threshold <= 1, f"--tree-threshold must be in [0, 1], got {self.tree_threshold}")
         if self.scheme == "specpipe":
             require(len(self.chain) == 2, f"--chain: specpipe takes a draft and a target, got {len(self.chain)}")
             require(self.temperature == 0, "--temperature: specpipe decodes greedily (0) only")
-            check_int("--pp-stages", self.pp_stages, 1)
-            check_int("--tree-width", self.tree_width, 1)
-            if self.tree_depth is not None:
-                check_int("--tree-depth", self.tree_depth, 1)
-            require(0 <= self.tree_threshold <= 1, f"--tree-threshold must be in [0, 1], got {self.tree_threshold}")
         if self.scheme == "ppsd":
             require(self.temperature == 0, "--temperature: ppsd decodes greedily (0) only")
             require(self.chain[-1].split(":")[0] not in ("ngram",), "--chain: ppsd needs a model target")
         check_int("--max-new-tokens", self.max_new_tokens, 1)
-        check_int("--gamma", self.gamma, 1)
-        check_int("--max-lead", self.max_lead, 1)
+        check_int("--gamma", self.gamma, 1, MAX_WINDOW)
+        check_int("--max-lead", self.max_lead, 1, MAX_WINDOW)
         check_int("--warmup", self.warmup, 0)
         if self.limit is not None:
             check_int("--limit", self.limit, 1)
         if self.max_drafts is not None:
-            check_int("--max-drafts", self.max_drafts, 1)
-        require(self.temperature >= 0, f"--temperature must be >= 0, got {self.temperature}")
+            check_int("--max-drafts", self.max_drafts, 1, MAX_WINDOW)
+        check_nonnegative("--temperature", self.temperature)
+        require(not one or len(self.chain) == 1,
+                f"--chain: scheme {self.scheme} runs the target alone (ppsd drafts from its own layers; a trained "
+                f"exit is --exit-draft); give only the target, got {' '.join(self.chain)}")
         for device in (self.device, *self.devices):
             check_device(device)
         stages = self.stage_count
@@ -90,10 +95,15 @@ class RunConfig:
         for t in self.threads:
             check_int("--threads", t, 1)
         require(not self.cpus or len(self.cpus) == stages, f"--cpus: give one core set per stage ({stages})")
+        usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         for spec in self.cpus:
             require(all(part.isdigit() for part in spec.split(",")),
                     f"--cpus: expected core numbers like 0,1, got {spec!r}")
+            require(usable is None or all(int(part) in usable for part in spec.split(",")),
+                    f"--cpus: core {spec} is not one this process may use ({', '.join(map(str, usable or []))})")
         require(self.chain[-1].split(":")[0] != "ngram", "--chain: the target (last) must be a model")
+        if self.exit_draft is not None:
+            resolve(self.exit_draft, "--exit-draft")  # a one-line error before any prompt or weight is read
         require(all(not s.startswith("ngram") for s in self.chain[1:]), "--chain: ngram can only be the first stage")
 
 
@@ -193,7 +203,7 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions) ->
         cpus = [tuple(int(c) for c in spec.split(",")) for spec in config.cpus] or [()] * stages
         placements = [Placement(d, t, c, config.dtype) for d, t, c in zip(devices, threads, cpus, strict=True)]
         if config.scheme == "ppsd":
-            exit_draft = resolve(config.exit_draft) if config.exit_draft else None
+            exit_draft = resolve(config.exit_draft, "--exit-draft") if config.exit_draft else None
             engine: PipelineEngine = PPSDEngine(refs[-1], config.exit_layer, placements, options, exit_draft)
         elif config.scheme == "specpipe":
             engine = SpecPipeEngine(refs[-1], refs[0], placements, options, config.tree_width, config.tree_depth,

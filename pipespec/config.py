@@ -134,11 +134,28 @@ def mapping_values(cls: type, mapping: dict[str, Any], where: str) -> dict[str, 
     hints = typing.get_type_hints(cls)
     values = {}
     for key, value in mapping.items():
-        _, is_tuple, _ = _element_type(hints[key])
+        scalar, is_tuple, optional = _element_type(hints[key])
         if is_tuple and not isinstance(value, list | tuple):
             value = (value,)
+        items = value if is_tuple else (value,)
+        for item in items:
+            _check_type(f"{where}: {key}", item, scalar, optional and not is_tuple)
         values[key] = tuple(str(v) if hints[key] == tuple[str, ...] else v for v in value) if is_tuple else value
     return values
+
+
+def _check_type(where: str, value: Any, scalar: type, optional: bool) -> None:
+    """A config-file value is of its field's type (YAML's "maybe" is not a bool, 1.5 is not an int)."""
+    from .errors import ConfigError
+
+    if value is None and optional:
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = {bool: isinstance(value, bool), int: isinstance(value, int) and not isinstance(value, bool),
+          float: number, str: isinstance(value, str) or number}.get(scalar, True)
+    if not ok:
+        kind = {bool: "true or false", int: "an integer", float: "a number", str: "text"}[scalar]
+        raise ConfigError(f"{where} must be {kind}, got {value!r}")
 
 
 def load_config_file(path: str) -> dict[str, Any]:
@@ -153,7 +170,9 @@ def load_config_file(path: str) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"--config: {path!r} does not exist")
-    text = file.read_text(encoding="utf-8")
+    from .io import read_user_text
+
+    text = read_user_text(file, "--config")
     try:
         if file.suffix.lower() == ".toml":
             data = tomllib.loads(text)

@@ -180,7 +180,8 @@ def parse_latency(spec: str, where: str) -> LatencyModel:
     try:
         if text.startswith("affine:"):
             parts = [float(x) / 1e3 for x in text[len("affine:"):].split(",")]
-            require(1 <= len(parts) <= 3, f"{where}: affine takes A[,B[,C]] in ms, got {spec!r}")
+            require(len(parts) == 3, f"affine takes A,B,C in ms (A + B·tokens + C·context; 0 for a term "
+                                     f"you do not want), got {spec!r}")
             return AffineLatency(*parts)
         if text.startswith("profile:"):
             body = text[len("profile:"):]

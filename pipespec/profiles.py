@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, require
-from .io import file_version, write_json, write_text_atomic
+from .io import file_version, read_user_text, write_json, write_text_atomic
 from .latency import ProfileLatency, ProfilePoint
 
 FORMAT = "pipespec.latency-profile"
@@ -29,6 +29,8 @@ VERSION = 1
 
 
 def _point(raw: Mapping[str, Any], where: str) -> ProfilePoint:
+    require(isinstance(raw, Mapping), f"{where}: a profile point must be an object with num_tokens and median_s, "
+                                      f"got {raw!r}")
     try:
         quantiles = tuple(sorted((float(q), float(s)) for q, s in (raw.get("quantiles_s") or {}).items()))
         return ProfilePoint(int(raw["num_tokens"]), int(raw.get("context_len", 0)), float(raw["median_s"]), quantiles)
@@ -40,7 +42,7 @@ def read_profiles(path: str | Path) -> dict[str, dict[str, Any]]:
     """{model: {"points": [ProfilePoint, ...], **metadata}} from a JSON or CSV profile file."""
     path = Path(path)
     require(path.is_file(), f"latency profile {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_user_text(path, "latency profile")
     if path.suffix.lower() == ".csv":
         return _read_csv(text, str(path))
     try:

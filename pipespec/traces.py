@@ -21,7 +21,7 @@ from typing import Any
 
 from .acceptance import Trace
 from .errors import ConfigError, require
-from .io import file_version, write_json
+from .io import file_version, read_user_text, write_json
 
 FORMAT = "pipespec.acceptance-trace"
 VERSION = 1
@@ -31,7 +31,7 @@ def read_traces(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     require(path.is_file(), f"acceptance trace {str(path)!r} does not exist")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_user_text(path, "acceptance trace"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"acceptance trace {str(path)!r} is not valid JSON: {exc}") from None
     require(isinstance(document, dict) and document.get("format") == FORMAT,

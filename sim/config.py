@@ -8,7 +8,7 @@ from typing import Any
 
 from ..acceptance import Acceptance, parse_acceptance
 from ..config import option
-from ..errors import check_int, require
+from ..errors import MAX_WINDOW, check_int, require
 from ..latency import LatencyModel, parse_latency
 
 SCHEMES = ("ar", "sd", "pipespec", "ppsd", "specpipe")
@@ -95,10 +95,14 @@ class SimConfig:
                 f"--names: give one per model ({len(self.latency)}), got {len(self.names)}")
         require(not self.devices or len(self.devices) == self.num_stage_devices,
                 f"--devices: give one per stage ({self.num_stage_devices}), got {len(self.devices)}")
-        check_int("--gamma", self.gamma, 1)
+        check_int("--gamma", self.gamma, 1, MAX_WINDOW)
         if self.max_drafts is not None:
-            check_int("--max-drafts", self.max_drafts, 1)
-        check_int("--min-drafts", self.min_drafts, 1)
+            check_int("--max-drafts", self.max_drafts, 1, MAX_WINDOW)
+        check_int("--min-drafts", self.min_drafts, 1, MAX_WINDOW)
+        require(self.max_drafts is None or self.min_drafts <= self.max_drafts,
+                f"--min-drafts ({self.min_drafts}) must be <= --max-drafts ({self.max_drafts})")
+        require(len(set(self.names)) == len(self.names),
+                f"--names must be distinct, got {' '.join(self.names)}")
         check_int("--num-tokens", self.num_tokens, 1)
         check_int("--prompt-len", self.prompt_len, 0)
         if self.trace_sequence is not None:
@@ -132,6 +136,24 @@ class SimConfig:
         self.latency_models  # noqa: B018  (parse early: bad specs are config errors)
         self.stage_latency_models  # noqa: B018
         self.acceptance_models  # noqa: B018
+        self._check_trace_replay()
+
+    def _check_trace_replay(self) -> None:
+        """--trace-sequence / --trace-position name a prompt and a position the replayed traces hold."""
+        from ..acceptance import Trace
+
+        if self.trace_sequence is None and self.trace_position == 0:
+            return
+        traces = [m for m in self.acceptance_models[: max(self.num_pairs, 1)] if isinstance(m, Trace)]
+        require(bool(traces), "--trace-sequence/--trace-position replay a trace: give --acceptance trace:FILE")
+        for trace in traces:
+            count = len(trace.starts)
+            k = 0 if self.trace_sequence is None else self.trace_sequence
+            require(k < count, f"--trace-sequence must be < {count} (the prompts in {trace.name}), got {k}")
+            end = trace.starts[k + 1] if k + 1 < count else len(trace.bits)
+            length = end - trace.starts[k] if self.trace_sequence is not None else len(trace.bits)
+            require(self.trace_position < length, f"--trace-position must be < {length} (the positions of that "
+                                                  f"sequence of {trace.name}), got {self.trace_position}")
 
     @property
     def num_pairs(self) -> int:

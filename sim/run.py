@@ -129,7 +129,8 @@ def _start(config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs
 def ar_elapsed_s(config: SimConfig) -> float:
     """The final model decoding alone (for ppsd/specpipe: the whole model on one device)."""
     baseline = config.with_values(scheme="ar", latency=config.latency[-1:], acceptance=("1",), names=(),
-                                  stage_latency=(), devices=(), timeline=False)
+                                  stage_latency=(), devices=(), timeline=False, trace_sequence=None,
+                                  trace_position=0)
     return simulate(baseline, with_ar_baseline=False).elapsed_s
 
 
@@ -148,14 +149,15 @@ def simulate_prompts(config: SimConfig, prompts: Sequence[tuple[int, int]], seed
     counted (a last verification may pass a prompt's count; its time counts, its extra tokens do not, as
     the backend truncates them), with stage and pair counters summed over the prompts."""
     results = []
+    replays = any(isinstance(m, Trace) for m in config.acceptance_models)
     for seed in range(seeds):
         total: RunResult | None = None
         for k, (prompt_len, new_tokens) in enumerate(prompts):
             if new_tokens < 2:
                 continue
+            where = {"trace_sequence": k, "trace_position": 1} if replays else {}
             one = simulate(config.with_values(seed=seed * len(prompts) + k, prompt_len=prompt_len,
-                                              num_tokens=new_tokens - 1, trace_sequence=k, trace_position=1),
-                           with_ar_baseline=False)
+                                              num_tokens=new_tokens - 1, **where), with_ar_baseline=False)
             if total is None:
                 total = RunResult(config.scheme, 0, 0.0, [StageStats(s.name) for s in one.stages],
                                   [PairStats(p.name) for p in one.pairs])

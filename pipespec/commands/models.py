@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import check_int, require
+from ..errors import check_int, check_positive, require
 from .common import subparser
 
 
@@ -38,7 +38,12 @@ def run_build(args: argparse.Namespace) -> int:
     require(all(n in RECIPES for n in names), f"NAME must be one of {', '.join(RECIPES)} or all, got {args.name!r}")
     if args.steps is not None:
         check_int("--steps", args.steps, 1)
+    if args.minutes is not None:
+        check_positive("--minutes", args.minutes)
+    if args.threads is not None:
+        check_int("--threads", args.threads, 1)
     out = Path(args.out) if args.out else drafts_dir()
+    require(not out.exists() or out.is_dir(), f"--out must be a folder, got the file {str(out)!r}")
 
     def progress(items, **kwargs):
         return tqdm(items, file=sys.stderr, disable=None, **kwargs)

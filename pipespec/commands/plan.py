@@ -131,6 +131,11 @@ def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
                 f"--models: {', '.join(mismatched)} and the target {target} do not share a tokenizer")
         notes += [f"{m} left out: its tokenizer differs from {target}'s" for m in mismatched]
         latency_spec = {m: v for m, v in latency_spec.items() if m not in mismatched}
+    for item in config.acceptance:
+        draft, target = _pair(item.partition("=")[0], item)
+        for model in (draft, target):
+            require(model in latency or model in latency_spec,
+                    f"--acceptance {item}: no latency profile for {model!r} (profiled: {', '.join(latency)})")
     acceptance_spec = {p: v for p, v in acceptance_spec.items() if p[0] in latency_spec and p[1] in latency_spec}
     inputs = Inputs.from_specs(latency_spec, acceptance_spec, target, needs, config.context)
     return inputs, notes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import add_arguments, from_args, option
@@ -37,6 +38,12 @@ class ProfileConfig:
         check_int("--repeats", self.repeats, 1)
         check_int("--warmup", self.warmup, 0)
         check_int("--max-new-tokens", self.max_new_tokens, 1)
+        if self.threads is not None:
+            check_int("--threads", self.threads, 1)
+        if self.limit is not None:
+            check_int("--limit", self.limit, 1)
+        if self.prompts is not None:
+            require(Path(self.prompts).is_file(), f"--prompts: {self.prompts!r} does not exist")
         check_device(self.device)
         require(self.output.endswith((".json", ".csv")), f"--output must end in .json or .csv, got {self.output!r}")
         require(not self.traces or self.traces.endswith(".json"), f"--traces must end in .json, got {self.traces!r}")
@@ -59,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(config.threads)
     refs = [resolve(spec) for spec in config.chain]
     check_shared_tokenizer(refs)
+    prompts = load_prompts(config.prompts, config.limit) if config.traces else []  # checked before any work
     limit = context_limit(refs[-1])
     require(max(config.contexts) + max(config.num_tokens) <= limit,
             f"--contexts: {max(config.contexts)} + {max(config.num_tokens)} tokens exceed the context of {limit}")
@@ -82,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr)
     print(f"latency profile of {', '.join(profiles)} -> {config.output}")
     if config.traces:
-        prompts = load_prompts(config.prompts, config.limit)
         tokenizer = load_tokenizer(refs[-1]) if any(p.input_ids is None for p in prompts) else None
         eos = getattr(tokenizer, "eos_token_id", None)
         pairs: dict[str, dict[str, Any]] = {}

@@ -146,7 +146,10 @@ def _local(out: Path, quick: bool) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..errors import require
+
     out = Path(args.out)
+    require(not out.exists() or out.is_dir(), f"--out must be a folder, got the file {str(out)!r}")
     steps: list[tuple[str, Callable[[], list[Path]]]] = [
         ("closed forms", lambda: _theory(out)),
         ("simulator vs closed forms", lambda: _sim_vs_closed_form(out, args.quick)),

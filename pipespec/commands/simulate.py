@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from ..config import add_arguments, from_args, given_values, load_config_file, mapping_values
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     for name, suffix in (("trace", ".json"), ("plot", "")):
         path = getattr(args, name)
         require(path is None or path.endswith(suffix), f"--{name} must name a {suffix} file, got {path!r}")
+    require(args.plot_until_s is None or (math.isfinite(args.plot_until_s) and args.plot_until_s > 0),
+            f"--plot-until-s must be a finite number of seconds > 0, got {args.plot_until_s}")
     result = simulate(config)
     summary = result.summary()
     if args.trace:

@@ -11,7 +11,7 @@ import numpy as np
 import sympy as sp
 
 from ..config import add_arguments, from_args, option
-from ..errors import check_int, check_nonnegative, check_positive, check_probability, require
+from ..errors import MAX_WINDOW, check_int, check_nonnegative, check_positive, check_probability, require
 from ..table import format_table
 from ..theory import pipespec, ppsd, sd, specpipe, timing
 from .common import OutputConfig, emit, subparser
@@ -41,12 +41,12 @@ class TheoryConfig:
         for a in self.alpha:
             check_probability("--alpha", a)
         for g in self.gamma:
-            check_int("--gamma", g, 0)
+            check_int("--gamma", g, 0, MAX_WINDOW)
         for value in self.c:
             check_nonnegative("--c", value)
         if self.c_hat is not None:
             check_nonnegative("--c-hat", self.c_hat)
-        check_int("--gamma-max", self.gamma_max, 1)
+        check_int("--gamma-max", self.gamma_max, 1, MAX_WINDOW)
         for name in ("target_ms", "verify_ms"):
             if getattr(self, name) is not None:
                 check_positive("--" + name.replace("_", "-"), getattr(self, name))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import add_arguments, from_args, option
-from ..errors import check_int, require
+from ..errors import MAX_WINDOW, check_int, require
 from ..table import csv_text, format_table, markdown_table
 from .common import OutputConfig, emit, subparser
 
@@ -58,12 +58,15 @@ class ValidateConfig:
             check_int("--limit", self.limit, 1)
         check_int("--max-new-tokens", self.max_new_tokens, 2)
         check_int("--repeats", self.repeats, 1)
-        check_int("--gamma", self.gamma, 1)
+        check_int("--gamma", self.gamma, 1, MAX_WINDOW)
         check_int("--seeds", self.seeds, 1)
         for g in self.lookahead:
             check_int("--lookahead", g, 1)
+        from ..backend.models import TARGET_NAME, num_layers, resolve
+
+        layers = num_layers(resolve(TARGET_NAME))  # from its config: nothing is loaded
         for e in self.ppsd_exits:
-            check_int("--ppsd-exits", e, 1)
+            check_int("--ppsd-exits", e, 1, layers - 1)
         for w in self.specpipe_widths:
             check_int("--specpipe-widths", w, 1)
         check_device(self.device)
