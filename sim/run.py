@@ -139,6 +139,14 @@ def simulate_seeds(config: SimConfig, seeds: int) -> list[SimResult]:
     return [simulate(config.with_values(seed=seed), with_ar_baseline=False) for seed in range(seeds)]
 
 
+def prompt_replay(config: SimConfig, prompt: int) -> dict[str, int]:
+    """The options that replay prompt `prompt`'s traces from its second output token (its first comes from the
+    prefill); none when no acceptance is a trace."""
+    if any(isinstance(m, Trace) for m in config.acceptance_models):
+        return {"trace_sequence": prompt, "trace_position": 1}
+    return {}
+
+
 def simulate_prompts(config: SimConfig, prompts: Sequence[tuple[int, int]], seeds: int) -> list[RunResult]:
     """A prompt set decoded as the backend decodes and measures it, once per seed.
 
@@ -149,15 +157,14 @@ def simulate_prompts(config: SimConfig, prompts: Sequence[tuple[int, int]], seed
     counted (a last verification may pass a prompt's count; its time counts, its extra tokens do not, as
     the backend truncates them), with stage and pair counters summed over the prompts."""
     results = []
-    replays = any(isinstance(m, Trace) for m in config.acceptance_models)
     for seed in range(seeds):
         total: RunResult | None = None
         for k, (prompt_len, new_tokens) in enumerate(prompts):
             if new_tokens < 2:
                 continue
-            where = {"trace_sequence": k, "trace_position": 1} if replays else {}
             one = simulate(config.with_values(seed=seed * len(prompts) + k, prompt_len=prompt_len,
-                                              num_tokens=new_tokens - 1, **where), with_ar_baseline=False)
+                                              num_tokens=new_tokens - 1, **prompt_replay(config, k)),
+                           with_ar_baseline=False)
             if total is None:
                 total = RunResult(config.scheme, 0, 0.0, [StageStats(s.name) for s in one.stages],
                                   [PairStats(p.name) for p in one.pairs])

@@ -29,7 +29,7 @@ from typing import Any
 from ..logs.build import import_runs, pair_key, write_import
 from ..logs.records import RunLog, read_logs
 from ..sim.config import SimConfig
-from ..sim.run import simulate
+from ..sim.run import prompt_replay, simulate
 
 LOGS = "pipespec-humaneval-logs"
 COORDINATIONS = ("lockfree", "reference")
@@ -75,8 +75,8 @@ def _predict(config: SimConfig, run: RunLog) -> tuple[float, float]:
     total_s, tokens, added, verifications = 0.0, 0, 0, 0
     for k, req in enumerate(run.requests):
         decode = req.tokens_generated - 1
-        result = simulate(config.with_values(num_tokens=max(decode, 1), trace_sequence=k, trace_position=1,
-                                             seed=k), with_ar_baseline=False)
+        result = simulate(config.with_values(num_tokens=max(decode, 1), seed=k, **prompt_replay(config, k)),
+                          with_ar_baseline=False)
         # the last verification may pass the prompt's count: its time counts, its extra tokens do not
         total_s += (req.prefill_s or 0.0) + result.elapsed_s
         tokens += req.tokens_generated
