@@ -98,11 +98,16 @@ def test_jsonl_errors_name_file_and_field(tmp_path, line, fragment):
 
 def test_reference_errors_name_file_and_field(tmp_path):
     good = json.loads((logs_folder() / "chain_Llama-3.2-1B-Instruct-Llama-3.1-8B-Instruct_5.json").read_text())
+    first = good["samples"][0]
     cases = [({**good, "strategy": "async-chain"}, "strategy: must be chain or greedy"),
              ({**good, "samples": []}, "samples: empty"),
              ({**good, "samples": [{**good["samples"][0], "tokens_generated": 0}]}, "samples[0].tokens_generated"),
              ({**good, "samples": [{**good["samples"][0], "accepted_tokens": [[1, 0]]}]}, "accepted_tokens[0][1]"),
-             ({**good, "models": good["models"][:1]}, "models: a chain run needs two or more")]
+             ({**good, "models": good["models"][:1]}, "models: a chain run needs two or more"),
+             ({**good, "samples": [{**first, "accepted_tokens": [[9, *first["accepted_tokens"][0][1:]]]}]},
+              "accepted_tokens[0][0]: 9 tokens added exceeds the lookahead 5"),
+             ({**good, "samples": [{**first, "model_times_s": [first["model_times_s"][0], [0.1]]}]},
+              "model_times_s[1]: 1 entries for 86 rounds")]
     for document, fragment in cases:
         path = tmp_path / "run.json"
         path.write_text(json.dumps(document))

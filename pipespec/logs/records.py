@@ -138,6 +138,12 @@ def read_reference(path: str | Path) -> RunLog:
     require(len(samples) > 0, f"{path}: samples: empty")
     requests = tuple(_reference_request(raw, path, f"samples[{i}]", strategy, len(models))
                      for i, raw in enumerate(samples))
+    if strategy == "chain" and lookahead >= 1:  # the first pair's window is L-1 drafts: it adds at most L
+        for i, req in enumerate(requests):
+            over = [(j, a) for j, a in enumerate(req.added[0]) if a > lookahead][:1]
+            for j, a in over:
+                raise ConfigError(f"{path}: samples[{i}].accepted_tokens[0][{j}]: {a} tokens added exceeds the "
+                                  f"lookahead {lookahead}")
     return RunLog(path.stem, str(doc.get("source", path)), strategy, lookahead, tuple(models), requests)
 
 
@@ -163,6 +169,13 @@ def _reference_request(raw: Any, path: Path, where: str, strategy: str, num_mode
     added = tuple(tuple(_int(a, path, f"{where}.accepted_tokens[{p}][{j}]", 1)
                         for j, a in enumerate(_list(values, path, f"{where}.accepted_tokens[{p}]")))
                   for p, values in enumerate(accepted))
+    rounds = len(added[-1])
+    for p, values in enumerate(added):  # one entry per round of the chain, in every pair and model after the first
+        require(len(values) == rounds, f"{path}: {where}.accepted_tokens[{p}]: {len(values)} rounds, the last pair "
+                                       f"logged {rounds}")
+    for m in range(1, num_models):
+        require(len(times[m]) == rounds, f"{path}: {where}.model_times_s[{m}]: {len(times[m])} entries for "
+                                         f"{rounds} rounds")
     prefill = max(total - sum(sum(t) for t in times), 0.0)
     return Request(tokens, total, added, (None,) * len(added), times, prefill)
 
