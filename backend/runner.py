@@ -61,7 +61,8 @@ class RunConfig:
         require(len(self.chain) >= (1 if one else 2),
                 f"--chain: scheme {self.scheme} needs {'a target' if one else 'at least 2 models'}")
         check_int("--seed", self.seed, 0)
-        check_int("--exit-layer", self.exit_layer, 1)
+        if self.scheme != "ppsd":  # ppsd checks it against the target's layers, after everything else
+            check_int("--exit-layer", self.exit_layer, 1)
         check_int("--pp-stages", self.pp_stages, 1)
         check_int("--tree-width", self.tree_width, 1, MAX_WINDOW)
         if self.tree_depth is not None:
@@ -104,6 +105,11 @@ class RunConfig:
         require(self.chain[-1].split(":")[0] != "ngram", "--chain: the target (last) must be a model")
         if self.exit_draft is not None:
             resolve(self.exit_draft, "--exit-draft")  # a one-line error before any prompt or weight is read
+        if self.scheme == "ppsd":  # the target's layers from its config (nothing is loaded): 1 <= E < N
+            from .layers import split_layers
+            from .models import num_layers
+
+            split_layers(num_layers(resolve(self.chain[-1])), self.exit_layer)
         require(all(not s.startswith("ngram") for s in self.chain[1:]), "--chain: ngram can only be the first stage")
 
 
