@@ -10,6 +10,8 @@
   rejection rolls the upstream stages back downstream-first, interrupting their work in flight (with
   rollback "finish", a verifying stage the verifier outran compares when its forward ends and keeps
   what agrees). A model-free first stage with nothing to propose waits until its sequence changes.
+  With coordination "reference" (the PipeSpec authors' protocol), after every step a stage waits until its
+  upstream has answered its sync request, which the upstream does between two of its own steps.
 """
 
 from __future__ import annotations

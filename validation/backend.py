@@ -261,34 +261,33 @@ class Profiling:
         before = torch.get_num_threads()
         affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         self.rounds += 1
-        watch = Watch().__enter__()
-        try:
-            for model, threads, neighbour, process in progress(self.needed, desc=f"profiling, round {self.rounds}"):
-                if model not in self.models:
-                    self.models[model] = load_model(resolve(model), device)
-                loaded = self.models[model]
-                if model.startswith("ngram"):
-                    self.ngram_s.setdefault(model, _time_ngram(loaded, self.workload.encoded))
-                    continue
-                torch.set_num_threads(threads)
-                # a one-thread model runs as a pipeline stage pinned to one core, and usually while another
-                # stage's model forwards on the other core: time it that way (on core 0, its neighbour on core 1)
-                pin = threads == 1 and device == "cpu" and {0, 1} <= affinity
-                load = pin and self.workload.contended and neighbour is not None
-                key = profile_key(model, threads, neighbour, process and process.label)
-                self.co_runners[key] = f"{neighbour} forwards on core 1 (profiled on core 0)" if load else None
-                with co_runner(str(neighbour), core=1) if load else contextlib.nullcontext():
-                    if pin:
-                        os.sched_setaffinity(0, {0})
-                    try:
-                        self._passes(key, loaded, process)
-                    finally:
+        with Watch() as watch:  # other processes' share of the CPUs during this round
+            try:
+                for model, threads, neighbour, process in progress(self.needed, desc=f"profiling, round {self.rounds}"):
+                    if model not in self.models:
+                        self.models[model] = load_model(resolve(model), device)
+                    loaded = self.models[model]
+                    if model.startswith("ngram"):
+                        self.ngram_s.setdefault(model, _time_ngram(loaded, self.workload.encoded))
+                        continue
+                    torch.set_num_threads(threads)
+                    # a one-thread model runs as a pipeline stage pinned to one core, and usually while another
+                    # stage's model forwards on the other core: time it that way (on core 0, its neighbour on core 1)
+                    pin = threads == 1 and device == "cpu" and {0, 1} <= affinity
+                    load = pin and self.workload.contended and neighbour is not None
+                    key = profile_key(model, threads, neighbour, process and process.label)
+                    self.co_runners[key] = f"{neighbour} forwards on core 1 (profiled on core 0)" if load else None
+                    with co_runner(str(neighbour), core=1) if load else contextlib.nullcontext():
                         if pin:
-                            os.sched_setaffinity(0, affinity)
-        finally:
-            torch.set_num_threads(before)
-            watch.__exit__()
-            self.interference.append(watch.share)
+                            os.sched_setaffinity(0, {0})
+                        try:
+                            self._passes(key, loaded, process)
+                        finally:
+                            if pin:
+                                os.sched_setaffinity(0, affinity)
+            finally:
+                torch.set_num_threads(before)
+        self.interference.append(watch.share)
 
     def _passes(self, key: str, model: Any, process: Process | None) -> None:
         """A model's (or a SpecPipe process's) warm-up (PROFILE_WARMUP passes in its first round, one later) and this
