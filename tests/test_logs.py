@@ -119,7 +119,7 @@ def test_reference_errors_name_file_and_field(tmp_path):
         read_reference(path)
 
 
-def test_committed_logs_replay_exactly_and_import(tmp_path):
+def test_committed_logs_replay_exactly_and_import(tmp_path, run_cli):
     """On the authors' two-model chains (lookahead >= 2) the replay reproduces every logged drafting step."""
     runs = read_logs("reference", [logs_folder()])
     assert len(runs) == 26
@@ -137,6 +137,13 @@ def test_committed_logs_replay_exactly_and_import(tmp_path):
     measured = {p["num_tokens"]: p["median_s"] for p in big["points"] if p["source"] == "measured"}
     assert measured[1] < 0.5 * measured[8]  # NF4's single-token fast path is kept apart from wider forwards
     assert big["prefill_s"] and big["fit"]["max_rel_error"] is not None
+    # plan reads the import: which chain for the 70B on three A100s (it needs two)
+    code, out, err = run_cli("plan", "--profile", str(files["profile"]), "--traces", str(files["traces"]),
+                             "--models", "Llama-3.2-1B-Instruct@float16x1", "Meta-Llama-3.1-70B-Instruct@float16x2",
+                             "--device-count", "Meta-Llama-3.1-70B-Instruct@float16x2=2", "--devices", "3", "--json")
+    assert code == 0, err
+    best = json.loads(out)["results"]["finalists"][0]
+    assert best["scheme"] in ("pipespec", "sd") and best["sim_speedup"] > 1
 
 
 def test_import_logs_cli(tmp_path, capsys):
@@ -178,3 +185,27 @@ def test_a100_predictions_files(tmp_path):
     worst = max(checks, key=lambda c: abs(float(c["error"])))
     assert abs(float(worst["error"])) < 0.05, worst
     assert (tmp_path / "a100_lookahead.png") in files
+
+
+def test_imported_files_drive_simulate_and_sweep(run_cli, tmp_path):
+    """An engine's per-round JSONL, imported, is what simulate and sweep read."""
+    path = tmp_path / "engine.jsonl"
+    rng = np.random.default_rng(0)
+    lines = []
+    for k in range(4):
+        steps = [{"drafted": 4, "accepted": int(a), "verify_s": 0.030 + 0.002 * 4} for a in rng.integers(0, 5, 40)]
+        lines.append(json.dumps({"run": "r", "models": ["d", "t"], "request": k, "steps": steps}))
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "imp"
+    assert run_cli("import-logs", "jsonl", str(path), "--out", str(out))[0] == 0
+    profile, traces = out / "profile.json", out / "traces.json"
+    pair = "d@unknownx1->t@unknownx1"
+    code, stdout, err = run_cli("simulate", "--scheme", "sd", "--latency", "2", f"profile:{profile}#t@unknownx1",
+                                "--acceptance", f"trace:{traces}#{pair}", "--gamma", "4", "--num-tokens", "100",
+                                "--trace-sequence", "1", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["results"]["pairs"][0]["draft_acceptance_rate"] is not None
+    code, _, err = run_cli("sweep", "--scheme", "sd", "--latency", "2", f"profile:{profile}#t@unknownx1",
+                           "--acceptance", f"trace:{traces}#{pair}", "--num-tokens", "60", "--grid", "gamma=2,4",
+                           "--output", str(tmp_path / "s.csv"), "--workers", "1")
+    assert code == 0, err
