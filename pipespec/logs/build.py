@@ -64,11 +64,19 @@ class Imported:
     runs: list[RunLog]
 
 
+@dataclass
+class _Collected:
+    """What the runs' replays gather, before merging: votes per pair, forwards per model key (a middle model's
+    apart: its logged time covers a verification and drafting steps), prefills per model key."""
+
+    votes: dict[str, _Votes] = field(default_factory=lambda: defaultdict(_Votes))
+    forwards: dict[str, list[Forward]] = field(default_factory=lambda: defaultdict(list))
+    middle: dict[str, list[Forward]] = field(default_factory=lambda: defaultdict(list))
+    prefill: dict[str, list[float | None]] = field(default_factory=dict)
+
+
 def import_runs(runs: Sequence[RunLog]) -> Imported:
-    votes: dict[str, _Votes] = defaultdict(_Votes)
-    forwards: dict[str, list[tuple[Forward, int]]] = defaultdict(list)  # model key -> (forward, its model's index)
-    middle: dict[str, list[Forward]] = defaultdict(list)
-    prefill: dict[str, list[float | None]] = {}
+    collected = _Collected()
     replays = []
     for run in runs:
         summary = {"run": run.name, "strategy": run.strategy, "lookahead": run.lookahead,
@@ -76,50 +84,52 @@ def import_runs(runs: Sequence[RunLog]) -> Imported:
         if run.strategy == "greedy":
             key = run.models[0].key
             for req in run.requests:
-                forwards[key].extend((Forward(0, 1, t), 0) for t in req.model_times_s[0])
-            prefill[key] = [req.prefill_s for req in run.requests]
+                collected.forwards[key].extend(Forward(0, 1, t) for t in req.model_times_s[0])
+            collected.prefill[key] = [req.prefill_s for req in run.requests]
             replays.append(summary)
-            continue
-        num_models = len(run.models)
-        observes = run.strategy == "rounds" or run.lookahead >= 2  # lookahead 1 offers no drafts
-        totals = {"drafting_steps_replayed": 0, "drafting_steps_logged": 0, "conflicts": 0, "ambiguous": 0}
-        final = {"verifications": 0, "drafted": 0, "accepted": 0, "histogram": Counter()}
-        for k, req in enumerate(run.requests):
-            rep = replay_rounds(req) if run.strategy == "rounds" else replay_chain(req, run.lookahead, num_models)
-            exact = run.strategy == "rounds" or rep.drafting_steps == len(req.model_times_s[0])
-            if run.strategy != "rounds":
-                totals["drafting_steps_replayed"] += rep.drafting_steps
-                totals["drafting_steps_logged"] += len(req.model_times_s[0])
-            totals["conflicts"] += rep.conflicts
-            final["verifications"] += len(req.added[-1])
-            final["accepted"] += sum(a - 1 for a in req.added[-1])
-            final["drafted"] += sum(f.num_tokens - 1 for f in rep.forwards if f.model == num_models - 1)
-            final["histogram"].update(req.added[-1])
-            totals["ambiguous"] += rep.ambiguous
-            # a replay that reproduces the logged drafting steps outvotes one that does not (a middle model's
-            # quirks are not all replayed); rule-4 readings count half
-            weight = (1.0 if exact and not rep.conflicts else 0.25) * (0.5 if rep.ambiguous else 1.0)
-            if observes:
-                for pair, bits in enumerate(rep.bits):
-                    _vote(votes[pair_key(run.models, pair)], run.name, k, bits, weight)
-            if run.lookahead >= 2 or run.strategy == "rounds":
-                for f in rep.forwards:
-                    key = run.models[f.model].key
-                    if 0 < f.model < num_models - 1:
-                        middle[key].append(f)
-                    else:
-                        forwards[key].append((f, f.model))
-        metrics = acceptance_metrics(final["verifications"], final["drafted"], final["accepted"], final["histogram"])
-        replays.append({**summary, **totals, "final_pair": pair_key(run.models, num_models - 2), **metrics})
-    traces = {name: _trace_entry(name, v) for name, v in sorted(votes.items())}
+        else:
+            replays.append({**summary, **_replay_run(run, collected)})
+    traces = {name: _trace_entry(name, v) for name, v in sorted(collected.votes.items())}
     for name in list(traces):  # `plan` looks pairs up as DRAFT->VERIFIER: a middle pair seen only on one final
         plain = name.split(" on ")[0]  # model's output stands for the pair (its entry says on which)
         if plain != name and plain not in traces:
             traces[plain] = {**traces[name], "measured_on": name.split(" on ")[1]}
     models = {m.key: m for run in runs for m in run.models}
-    profiles = {key: _profile_entry(models[key], [f for f, _ in forwards.get(key, [])], middle.get(key, []),
-                                    prefill.get(key)) for key in sorted(models)}
+    profiles = {key: _profile_entry(models[key], collected.forwards.get(key, []), collected.middle.get(key, []),
+                                    collected.prefill.get(key)) for key in sorted(models)}
     return Imported(traces, {k: v for k, v in profiles.items() if v is not None}, replays, list(runs))
+
+
+def _replay_run(run: RunLog, collected: _Collected) -> dict[str, Any]:
+    """Replay every request of a speculative run into `collected`; returns the run's replay checks and its final
+    pair's acceptance in the field's names."""
+    num_models = len(run.models)
+    observes = run.strategy == "rounds" or run.lookahead >= 2  # lookahead 1 offers no drafts
+    totals = {"drafting_steps_replayed": 0, "drafting_steps_logged": 0, "conflicts": 0, "ambiguous": 0}
+    final = {"verifications": 0, "drafted": 0, "accepted": 0, "histogram": Counter()}
+    for k, req in enumerate(run.requests):
+        rep = replay_rounds(req) if run.strategy == "rounds" else replay_chain(req, run.lookahead, num_models)
+        exact = run.strategy == "rounds" or rep.drafting_steps == len(req.model_times_s[0])
+        if run.strategy != "rounds":
+            totals["drafting_steps_replayed"] += rep.drafting_steps
+            totals["drafting_steps_logged"] += len(req.model_times_s[0])
+        totals["conflicts"] += rep.conflicts
+        totals["ambiguous"] += rep.ambiguous
+        final["verifications"] += len(req.added[-1])
+        final["accepted"] += sum(a - 1 for a in req.added[-1])
+        final["drafted"] += sum(f.num_tokens - 1 for f in rep.forwards if f.model == num_models - 1)
+        final["histogram"].update(req.added[-1])
+        # a replay that reproduces the logged drafting steps outvotes one that does not (a middle model's
+        # quirks are not all replayed); rule-4 readings count half
+        weight = (1.0 if exact and not rep.conflicts else 0.25) * (0.5 if rep.ambiguous else 1.0)
+        if observes:
+            for pair, bits in enumerate(rep.bits):
+                _vote(collected.votes[pair_key(run.models, pair)], run.name, k, bits, weight)
+            for f in rep.forwards:
+                middle = 0 < f.model < num_models - 1
+                (collected.middle if middle else collected.forwards)[run.models[f.model].key].append(f)
+    metrics = acceptance_metrics(final["verifications"], final["drafted"], final["accepted"], final["histogram"])
+    return {**totals, "final_pair": pair_key(run.models, num_models - 2), **metrics}
 
 
 def _vote(v: _Votes, run: str, prompt: int, bits: Sequence[int | None], weight: float) -> None:
