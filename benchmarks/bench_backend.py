@@ -114,7 +114,8 @@ def main() -> None:
             row["decode_ms_per_token"] = statistics.median(decode_ms[name])
             row["alpha"] = alphas[name]
             if setup.scheme != "ar" and all(a is not None for a in alphas[name]):
-                inputs = planning_inputs(setup, profile_path, None, ngram_s, workload.context, alphas[name])
+                inputs = planning_inputs(setup, profile_path, None, ngram_s, workload.context,
+                                         acceptance=[f"{a:.6g}" for a in alphas[name]])
                 row["predicted_decode_ms_per_token"] = closed_form_ms(setup, inputs, workload.max_lead)
                 row["prediction_error"] = row["predicted_decode_ms_per_token"] / row["decode_ms_per_token"] - 1
         rows[name] = row

@@ -40,7 +40,7 @@ def _machine_busy_s() -> float | None:
 
 def _tree_s() -> float | None:
     """CPU seconds of this process and its live descendants, each with its reaped children's."""
-    me = os.getpid()
+    me, hz = os.getpid(), _clock()
     parents: dict[int, int] = {}
     times: dict[int, float] = {}
     try:
@@ -56,7 +56,7 @@ def _tree_s() -> float | None:
             continue  # exited meanwhile
         rest = text[text.rfind(")") + 2:].split()  # after "pid (comm) "
         parents[int(name)] = int(rest[1])
-        times[int(name)] = sum(int(x) for x in rest[11:15]) / _clock()  # utime stime cutime cstime
+        times[int(name)] = sum(int(x) for x in rest[11:15]) / hz  # utime stime cutime cstime
     ours, frontier = {me}, [me]
     children: dict[int, list[int]] = {}
     for pid, ppid in parents.items():

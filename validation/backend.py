@@ -433,11 +433,10 @@ def combine(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, ngram_s: dict[str, float],
-                    context: int, alphas: Sequence[float] | None = None, processes: bool = True,
-                    acceptance: Sequence[str] | None = None) -> Any:
+                    context: int, processes: bool = True, acceptance: Sequence[str] | None = None) -> Any:
     """The setup's stages as `sim.plan.Inputs`: latency by profile key (with `processes`, also of each
     SpecPipe process as it runs, where the profile has it); acceptance replayed from the traces, or (given
-    `alphas`, one per pair) i.i.d. at those rates, or (given `acceptance`) one acceptance spec per pair."""
+    `acceptance`) one acceptance spec per pair (an i.i.d. α as "0.85")."""
     from ..profiles import profile_models
     from ..sim.plan import Inputs
 
@@ -450,8 +449,6 @@ def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, 
     pairs = list(zip(itertools.pairwise(keys), itertools.pairwise(setup.chain), strict=True))
     if acceptance is not None:
         acceptance_spec = {p: spec for (p, _), spec in zip(pairs, acceptance, strict=True)}
-    elif alphas is not None:
-        acceptance_spec = {p: f"{a:.6g}" for (p, _), a in zip(pairs, alphas, strict=True)}
     else:
         width = setup.trace_pair()[2] if pairs else 1
         acceptance_spec = {p: f"trace:{traces_path}#{trace_name(ma, mb, width if i == len(pairs) - 1 else 1)}"

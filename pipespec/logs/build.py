@@ -61,7 +61,6 @@ class Imported:
     traces: dict[str, dict[str, Any]]
     profiles: dict[str, dict[str, Any]]
     replays: list[dict[str, Any]]
-    runs: list[RunLog]
 
 
 @dataclass
@@ -97,7 +96,7 @@ def import_runs(runs: Sequence[RunLog]) -> Imported:
     models = {m.key: m for run in runs for m in run.models}
     profiles = {key: _profile_entry(models[key], collected.forwards.get(key, []), collected.middle.get(key, []),
                                     collected.prefill.get(key)) for key in sorted(models)}
-    return Imported(traces, {k: v for k, v in profiles.items() if v is not None}, replays, list(runs))
+    return Imported(traces, {k: v for k, v in profiles.items() if v is not None}, replays)
 
 
 def _replay_run(run: RunLog, collected: _Collected) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,7 +256,3 @@ def read_logs(fmt: str, paths: Iterable[str | Path]) -> list[RunLog]:
         return [read_reference(f) for f in files]
     return [run for f in files for run in read_jsonl(f)]
 
-
-def model_index(runs: Sequence[RunLog]) -> dict[str, ModelInfo]:
-    """Every model the runs name, by profile key."""
-    return {m.key: m for run in runs for m in run.models}

@@ -63,7 +63,6 @@ class Replay:
 @dataclass
 class _Chain:
     num_models: int
-    lookahead: int
     seqs: list[list[Label]] = field(default_factory=list)
     base: list[int] = field(default_factory=list)  # seqs[m][:base[m]] are the last model's tokens (FINAL)
     belief: list[dict[int, int]] = field(default_factory=list)
@@ -225,7 +224,7 @@ class _Chain:
 
 def replay_chain(request: Request, lookahead: int, num_models: int) -> Replay:
     """Replay one request of a synchronous reference chain at `lookahead` (see the module docstring)."""
-    chain = _Chain(num_models, lookahead)
+    chain = _Chain(num_models)
     chain.belief = [{} for _ in range(num_models - 1)]
     chain.observed = [{} for _ in range(num_models - 1)]
     chain.seqs = [[FINAL if m == num_models - 1 else ("G", m)] for m in range(num_models)]  # the prefill's token
