@@ -31,9 +31,11 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
-# Drafts for the built-in target (CPU-hours, resumable: run again to continue).
+# Drafts for the built-in target (CPU-hours, resumable: run again to continue): the target's own responses
+# (the chat drafts' training set, committed in models/responses/), then every recipe.
 models: setup
 	apt-get install -y python3.11-doc || echo "python3.11-doc unavailable: training on the standard library's sources only"
+	$(BIN)/pipespec models responses
 	$(BIN)/pipespec models build all
 
 bench: setup

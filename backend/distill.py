@@ -8,7 +8,10 @@ Two kinds, both distilled from the target (KL to its next-token distribution at 
   target's, everything trained; saved whole in fp16.
 
 Corpus: the Python standard library's sources and, when Debian's python3.11-doc is installed, its reST
-prose; tokenised once and cached. Training is resumable: a checkpoint is written every few minutes
+prose; tokenised once and cached. Or (`corpus="responses"`) the target's own greedy answers to
+instructions made from the standard library (`backend/responses.py`): the teacher's top-k at the response
+positions, with α on the built-in prompts (the target's greedy continuations of them, never trained on)
+recorded along the curve. Training is resumable: a checkpoint is written every few minutes
 to the cache folder, and a run continues from it until its step budget is spent.
 """
 
@@ -17,21 +20,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import sysconfig
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import require
+from .draft_data import DOC_SOURCES, TrainingData, corpus_files
 from .models import cache_dir, target_path
-
-DOC_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,11 @@ class DraftRecipe:
     teacher_windows: int = 0
     top_k: int = 16
     negatives: int = 2048
+    # what it learns from: "stdlib" (the corpus above) or "responses" (the target's own answers to
+    # instructions, `pipespec models responses`: the teacher's top-k on the response positions only)
+    corpus: str = "stdlib"
+    init: str | None = None  # a committed draft whose weights it starts from (small drafts only)
+    builtin_tokens: int = 128  # responses corpus: the target's greedy tokens per built-in prompt that α is scored on
 
 
 RECIPES = {
@@ -64,35 +69,10 @@ RECIPES = {
     "smollm2-exit16": DraftRecipe("smollm2-exit16", "exit", layers=16, steps=1000, lr=5e-4, teacher_windows=768),
     "smollm2-small4": DraftRecipe("smollm2-small4", "small", layers=4, hidden=256, steps=2000, pretrain_steps=1400,
                                   teacher_windows=768),
+    # small4 fine-tuned on the target's own chat responses: the draft for the prompts the product serves
+    "smollm2-chat4": DraftRecipe("smollm2-chat4", "small", layers=4, hidden=256, steps=720, seq_len=384,
+                                 lr=5e-4, corpus="responses", init="smollm2-small4", eval_windows=0),
 }
-
-
-def corpus_files() -> list[Path]:
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in stdlib.rglob("*.py") if "site-packages" not in p.parts and "test" not in p.parts
-                   and "idlelib" not in p.parts)
-    if DOC_SOURCES.is_dir():
-        files += sorted(DOC_SOURCES.rglob("*.txt"))
-    return files
-
-
-def corpus_tokens(tokenizer: Any, progress: Callable = lambda it, **_: it) -> np.ndarray:
-    """The whole corpus as one int32 token stream (cached by the file list's fingerprint)."""
-    files = corpus_files()
-    key = f"{len(files)}-{sum(f.stat().st_size for f in files)}"
-    path = cache_dir() / "corpus" / f"stdlib-docs-{key}.npy"
-    if path.is_file():
-        return np.load(path)
-    chunks = []
-    for file in progress(files, desc="tokenising corpus"):
-        text = file.read_text(encoding="utf-8", errors="replace")
-        chunks.append(np.asarray(tokenizer(text)["input_ids"] + [tokenizer.eos_token_id], dtype=np.int32))
-    stream = np.concatenate(chunks)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, stream)
-    os.replace(tmp, path)
-    return stream
 
 
 def pca_embeddings(weight: torch.Tensor, hidden: int) -> torch.Tensor:
@@ -126,10 +106,21 @@ class Student(torch.nn.Module):
                                  rope_theta=getattr(target.config, "rope_theta", 10000.0), tie_word_embeddings=True,
                                  bos_token_id=target.config.bos_token_id, eos_token_id=target.config.eos_token_id)
             torch.manual_seed(recipe.seed)
-            self.model = LlamaForCausalLM(config)
-            with torch.no_grad():
-                pca = pca_embeddings(target.model.embed_tokens.weight, recipe.hidden)
-                self.model.model.embed_tokens.weight.copy_(pca)
+            if recipe.init is not None:
+                from .models import drafts_dir
+
+                start = drafts_dir() / recipe.init
+                require((start / "config.json").is_file(), f"{recipe.name} starts from {recipe.init}: build it first")
+                self.model = LlamaForCausalLM.from_pretrained(start, dtype=torch.float32)
+                require(self.model.config.hidden_size == recipe.hidden
+                        and self.model.config.num_hidden_layers == recipe.layers,
+                        f"{recipe.init} is not a {recipe.layers}-layer, {recipe.hidden}-wide draft")
+                self.model.train()
+            else:
+                self.model = LlamaForCausalLM(config)
+                with torch.no_grad():
+                    pca = pca_embeddings(target.model.embed_tokens.weight, recipe.hidden)
+                    self.model.model.embed_tokens.weight.copy_(pca)
 
     def pretrain_loss(self, ids: torch.Tensor) -> torch.Tensor:
         """Cross-entropy on the corpus's own next tokens (small drafts only)."""
@@ -156,6 +147,25 @@ class Student(torch.nn.Module):
         logp = F.log_softmax(self.model(input_ids=ids).logits.float(), -1)
         probs = probs.float() / probs.float().sum(-1, keepdim=True)
         return -(probs * logp.gather(-1, index.long())).sum(-1).mean()
+
+    def response_loss(self, ids: torch.Tensor, mask: torch.Tensor, probs: torch.Tensor,
+                      index: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy to the teacher's top-k at the positions that predict a response token (the head, most
+        of a small draft's cost, runs on those rows only)."""
+        hidden = self.model.model(input_ids=ids).last_hidden_state[mask]
+        logp = F.log_softmax(self.model.lm_head(hidden).float(), -1)
+        target = probs[mask].float()
+        target = target / target.sum(-1, keepdim=True)
+        return -(target * logp.gather(-1, index[mask].long())).sum(-1).mean()
+
+    def agreement(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[int, int]:
+        """(greedy next-token hits, positions) at the masked positions of (B, T) sequences whose masked
+        positions are followed by the target's own greedy tokens: the per-token acceptance α of greedy
+        speculative decoding with this draft."""
+        with torch.no_grad():
+            hidden = self.model.model(input_ids=ids).last_hidden_state[:, :-1][mask[:, :-1]]
+            guess = self.model.lm_head(hidden).argmax(-1)
+        return int((guess == ids[:, 1:][mask[:, :-1]]).sum()), int(mask[:, :-1].sum())
 
     def cached_exit_loss(self, hidden: torch.Tensor, probs: torch.Tensor, index: torch.Tensor,
                          negatives: torch.Tensor) -> torch.Tensor:
@@ -193,63 +203,6 @@ def _clone(module: torch.nn.Module) -> torch.nn.Module:
     return clone
 
 
-def _batch(stream: np.ndarray, recipe: DraftRecipe, step: int, eval_split: int) -> torch.Tensor:
-    """Deterministic windows for a step: a generator seeded by (seed, step), training part of the stream."""
-    rng = np.random.default_rng([recipe.seed, step])
-    starts = rng.integers(eval_split, len(stream) - recipe.seq_len - 1, recipe.batch)
-    return torch.from_numpy(np.stack([stream[s:s + recipe.seq_len] for s in starts]).astype(np.int64))
-
-
-def _eval_batches(stream: np.ndarray, recipe: DraftRecipe) -> list[torch.Tensor]:
-    """Held-out windows from the start of the stream (never sampled for training)."""
-    rows = [stream[i * recipe.seq_len:(i + 1) * recipe.seq_len] for i in range(recipe.eval_windows)]
-    return [torch.from_numpy(np.stack(rows[i:i + recipe.batch]).astype(np.int64))
-            for i in range(0, len(rows), recipe.batch)]
-
-
-def teacher_targets(stream: np.ndarray, recipe: DraftRecipe, target: torch.nn.Module, eval_split: int,
-                    progress: Callable = lambda it, **_: it) -> dict[str, torch.Tensor]:
-    """The teacher's top-k next-token distribution on `teacher_windows` fixed training windows (cached)."""
-    key = f"{recipe.seed}-{recipe.teacher_windows}x{recipe.seq_len}-top{recipe.top_k}-{len(stream)}"
-    path = cache_dir() / "corpus" / f"teacher-{key}.pt"
-    if path.is_file():
-        return torch.load(path)
-    rng = np.random.default_rng([recipe.seed, 1 << 20])  # a stream of its own, apart from the step batches
-    starts = rng.integers(eval_split, len(stream) - recipe.seq_len - 1, recipe.teacher_windows)
-    ids = torch.from_numpy(np.stack([stream[s:s + recipe.seq_len] for s in starts]).astype(np.int64))
-    probs, index = [], []
-    with torch.no_grad():
-        for chunk in progress(ids.split(recipe.batch), desc="teacher top-k"):
-            top = F.log_softmax(target(input_ids=chunk).logits.float(), -1).topk(recipe.top_k, -1)
-            probs.append(top.values.exp().half())
-            index.append(top.indices.int())
-    targets = {"ids": ids, "probs": torch.cat(probs), "index": torch.cat(index)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(targets, path.with_suffix(".tmp"))
-    os.replace(path.with_suffix(".tmp"), path)
-    return targets
-
-
-def teacher_hidden(recipe: DraftRecipe, target: torch.nn.Module, ids: torch.Tensor,
-                   progress: Callable = lambda it, **_: it) -> torch.Tensor:
-    """The target's hidden state entering layer L − 1 (the exit's trained layer) on the cached windows, fp16."""
-    key = f"{recipe.seed}-{len(ids)}x{ids.shape[1]}-L{recipe.layers}-{int(ids[:, :4].sum())}"
-    path = cache_dir() / "corpus" / f"teacher-hidden-{key}.pt"
-    if path.is_file():
-        return torch.load(path)
-    from .layers import LayerSlice
-
-    early = LayerSlice(target, range(recipe.layers - 1), "cpu", embed=True)  # only the layers below the exit
-    rows = []
-    for window in progress(ids, desc="exit inputs"):
-        early.reset()
-        rows.append(early.forward(window).half())
-    hidden = torch.stack(rows)
-    torch.save(hidden, path.with_suffix(".tmp"))
-    os.replace(path.with_suffix(".tmp"), path)
-    return hidden
-
-
 def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: int | None,
           progress: Callable = lambda it, **_: it, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (resuming from the last checkpoint) until the recipe's steps are done or `minutes` pass;
@@ -261,20 +214,18 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
     folder = target_path()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     target = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    stream = corpus_tokens(tokenizer, progress)
-    eval_split = recipe.eval_windows * recipe.seq_len
     student = Student(recipe, target)
     params = student.trainable()
     optimiser = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
     ckpt = Path(os.environ.get("PIPESPEC_CHECKPOINTS", cache_dir() / "checkpoints")) / recipe.name / "state.pt"
-    record: dict[str, Any] = {"recipe": asdict(recipe), "corpus_tokens": len(stream), "curve": [], "step": 0,
-                              "cpu_seconds": 0.0}
+    record: dict[str, Any] = {"recipe": asdict(recipe), "curve": [], "step": 0, "tokens": 0, "cpu_seconds": 0.0}
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
         student.load_state_dict(state["student"], strict=False)
         optimiser.load_state_dict(state["optimiser"])
         record = state["record"]
         log(f"resuming {recipe.name} at step {record['step']}/{recipe.steps}")
+    data = TrainingData(recipe, student, target, tokenizer, progress, record)
     started = time.monotonic()
     last_save = started
 
@@ -285,48 +236,31 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
         torch.save(state, ckpt.with_suffix(".tmp"))
         os.replace(ckpt.with_suffix(".tmp"), ckpt)
 
-    def evaluate() -> float:
-        with torch.no_grad():
-            return float(np.mean([student.losses(b)[1].item() for b in _eval_batches(stream, recipe)]))
-
+    every = 50 if recipe.corpus == "responses" else 250
     if not record["curve"]:
-        record["curve"].append({"step": 0, "tokens": 0, "agreement": evaluate()})
-    cached = None
-    if recipe.teacher_windows and record["step"] < recipe.steps:
-        cached = teacher_targets(stream, recipe, target, eval_split, progress)
-        if recipe.kind == "exit":
-            cached["hidden"] = teacher_hidden(recipe, target, cached["ids"], progress)
+        record["curve"].append({"step": 0, "tokens": 0} | data.evaluate())
+    if record["step"] < recipe.steps:
+        data.prepare()
     steps = range(record["step"], recipe.steps)
     for step in progress(steps, desc=f"training {recipe.name}", initial=record["step"], total=recipe.steps):
         lr = recipe.lr * 0.5 * (1 + math.cos(math.pi * step / recipe.steps))
         for group in optimiser.param_groups:
             group["lr"] = lr
         t0 = time.process_time()
-        batch = _batch(stream, recipe, step, eval_split)
-        if step < recipe.pretrain_steps:
-            kl = student.pretrain_loss(batch)
-        elif cached is not None:
-            rng = np.random.default_rng([recipe.seed, step])
-            rows = torch.from_numpy(rng.integers(0, len(cached["ids"]), recipe.batch))
-            if recipe.kind == "exit":
-                negatives = torch.from_numpy(rng.integers(0, target.config.vocab_size, recipe.negatives))
-                kl = student.cached_exit_loss(cached["hidden"][rows], cached["probs"][rows], cached["index"][rows],
-                                              negatives)
-            else:
-                kl = student.cached_loss(cached["ids"][rows], cached["probs"][rows], cached["index"][rows])
-        else:
-            kl, _ = student.losses(batch)
+        loss, tokens = data.loss(step)
         optimiser.zero_grad()
-        kl.backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
         record["cpu_seconds"] += time.process_time() - t0
         record["step"] = step + 1
-        if (step + 1) % 250 == 0 or step + 1 == recipe.steps:
-            record["curve"].append({"step": step + 1, "tokens": (step + 1) * recipe.batch * recipe.seq_len,
-                                    "agreement": evaluate(), "loss": float(kl.item()),
-                                    "phase": "corpus" if step < recipe.pretrain_steps else "distil"})
-            log(f"step {step + 1}: held-out greedy agreement {record['curve'][-1]['agreement']:.3f}")
+        record["tokens"] = record.get("tokens", step * recipe.batch * recipe.seq_len) + tokens
+        if (step + 1) % every == 0 or step + 1 == recipe.steps:
+            point = data.evaluate()
+            record["curve"].append({"step": step + 1, "tokens": record["tokens"]} | point
+                                   | {"loss": float(loss.item()), "phase": "corpus" if step < recipe.pretrain_steps
+                                      else "distil"})
+            log(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in point.items()))
         if time.monotonic() - last_save > 300:
             save()
             last_save = time.monotonic()
@@ -340,6 +274,10 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
 
 def provenance(recipe: DraftRecipe) -> dict[str, Any]:
     """How to rebuild a draft exactly: the command and the corpus it reads."""
+    if recipe.corpus == "responses":
+        return {"command": f"pipespec models responses && pipespec models build {recipe.name}  (both resumable)",
+                "corpus": "the target's greedy responses in models/responses/ (its build.json: the instructions, "
+                          "tokens and command)" + (f", starting from draft:{recipe.init}" if recipe.init else "")}
     return {"command": f"pipespec models build {recipe.name}  (resumable; make models installs python3.11-doc first)",
             "corpus": f"{len(corpus_files())} files: the Python standard library's .py sources"
                       + (f" and {DOC_SOURCES}/**/*.txt" if DOC_SOURCES.is_dir() else "")}

@@ -11,11 +11,10 @@ from typing import Any
 from ..config import option
 from ..errors import MAX_WINDOW, check_int, check_nonnegative, require
 from ..metrics import PairStats, RunResult, StageStats
-from .engines import DecodeOptions, PromptResult, decode_ar, decode_sd
+from ..schemes import SCHEMES, Scheme, get
+from .engines import DecodeOptions, PromptResult
 from .models import ModelRef, check_shared_tokenizer, context_limit, load_tokenizer, resolve
 from .prompts import Prompt, encode, load_prompts
-
-SCHEMES = ("ar", "sd", "pipespec", "ppsd", "specpipe")
 
 
 @dataclass(frozen=True)
@@ -57,23 +56,17 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         require(self.scheme in SCHEMES, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
-        one = self.scheme in ("ar", "ppsd")
+        scheme = self.scheme_info
+        one = scheme.target_only
         require(len(self.chain) >= (1 if one else 2),
                 f"--chain: scheme {self.scheme} needs {'a target' if one else 'at least 2 models'}")
         check_int("--seed", self.seed, 0)
-        if self.scheme != "ppsd":  # ppsd checks it against the target's layers, after everything else
-            check_int("--exit-layer", self.exit_layer, 1)
         check_int("--pp-stages", self.pp_stages, 1)
         check_int("--tree-width", self.tree_width, 1, MAX_WINDOW)
         if self.tree_depth is not None:
             check_int("--tree-depth", self.tree_depth, 1)
         require(0 <= self.tree_threshold <= 1, f"--tree-threshold must be in [0, 1], got {self.tree_threshold}")
-        if self.scheme == "specpipe":
-            require(len(self.chain) == 2, f"--chain: specpipe takes a draft and a target, got {len(self.chain)}")
-            require(self.temperature == 0, "--temperature: specpipe decodes greedily (0) only")
-        if self.scheme == "ppsd":
-            require(self.temperature == 0, "--temperature: ppsd decodes greedily (0) only")
-            require(self.chain[-1].split(":")[0] not in ("ngram",), "--chain: ppsd needs a model target")
+        scheme.check_run(self)
         check_int("--max-new-tokens", self.max_new_tokens, 1)
         check_int("--gamma", self.gamma, 1, MAX_WINDOW)
         check_int("--max-lead", self.max_lead, 1, MAX_WINDOW)
@@ -105,18 +98,18 @@ class RunConfig:
         require(self.chain[-1].split(":")[0] != "ngram", "--chain: the target (last) must be a model")
         if self.exit_draft is not None:
             resolve(self.exit_draft, "--exit-draft")  # a one-line error before any prompt or weight is read
-        if self.scheme == "ppsd":  # the target's layers from its config (nothing is loaded): 1 <= E < N
-            from .layers import split_layers
-            from .models import num_layers
-
-            split_layers(num_layers(resolve(self.chain[-1])), self.exit_layer)
+        scheme.check_run_models(self)
         require(all(not s.startswith("ngram") for s in self.chain[1:]), "--chain: ngram can only be the first stage")
 
+    @property
+    def scheme_info(self) -> Scheme:
+        """The scheme's entry in the scheme table."""
+        return get(self.scheme)
 
     @property
     def stage_count(self) -> int:
         """Processes (pipelines) or models (in-process schemes) one placement option value is given for."""
-        return {"ppsd": 2, "specpipe": self.pp_stages + 1}.get(self.scheme, len(self.chain))
+        return self.scheme_info.run_stages(self)
 
 
 def check_device(device: str) -> None:
@@ -155,7 +148,7 @@ def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = 
     import torch
 
     refs = [resolve(spec) for spec in config.chain]
-    if config.scheme in ("ar", "ppsd"):
+    if config.scheme_info.target_only:
         refs = refs[-1:]
     check_shared_tokenizer(refs)
     prompts: list[Prompt] = load_prompts(config.prompts, config.limit)
@@ -188,8 +181,7 @@ def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = 
     summary = _aggregate(config.scheme, measured).summary()
     ttfts = sorted(r["ttft_s"] for r in rows)
     summary["median_ttft_s"] = ttfts[len(ttfts) // 2]
-    summary["threads"] = _threads(config, config.stage_count) \
-        if config.scheme in ("pipespec", "ppsd", "specpipe") else \
+    summary["threads"] = _threads(config, config.stage_count) if config.scheme_info.pipelined else \
         [config.threads[0] if config.threads else torch.get_num_threads()]
     return {"summary": summary, "prompts": rows}
 
@@ -198,24 +190,16 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions) ->
     """(decode(prompt_ids) -> PromptResult, close()) for the configured scheme."""
     import torch
 
-    if config.scheme in ("pipespec", "ppsd", "specpipe"):
-        from .pipeline import PipelineEngine, Placement
-        from .ppsd import PPSDEngine
-        from .specpipe import SpecPipeEngine
+    scheme = config.scheme_info
+    if scheme.pipelined:
+        from .pipeline import Placement
 
         stages = config.stage_count
         devices = list(config.devices) or [config.device] * stages
         threads = _threads(config, stages)
         cpus = [tuple(int(c) for c in spec.split(",")) for spec in config.cpus] or [()] * stages
         placements = [Placement(d, t, c, config.dtype) for d, t, c in zip(devices, threads, cpus, strict=True)]
-        if config.scheme == "ppsd":
-            exit_draft = resolve(config.exit_draft, "--exit-draft") if config.exit_draft else None
-            engine: PipelineEngine = PPSDEngine(refs[-1], config.exit_layer, placements, options, exit_draft)
-        elif config.scheme == "specpipe":
-            engine = SpecPipeEngine(refs[-1], refs[0], placements, options, config.tree_width, config.tree_depth,
-                                    config.tree_threshold)
-        else:
-            engine = PipelineEngine(refs, placements, options, temperature=config.temperature, seed=config.seed)
+        engine = scheme.engine(config, refs, placements, options)
         engine.__enter__()
         return engine.decode, engine.close
     from .stages import build_stage
@@ -224,13 +208,13 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions) ->
         torch.set_num_threads(config.threads[0])
     stages = [build_stage(ref, f"M{i}:{ref.spec}", config.device, config.temperature, config.seed + i, config.dtype)
               for i, ref in enumerate(refs)]
-    engine = decode_ar if config.scheme == "ar" else decode_sd
+    in_process = scheme.decode_in_process()
 
     def decode(ids: list[int]) -> PromptResult:
         for stage in stages:
             stage.stats = StageStats(stage.stats.name)
         started = time.perf_counter()
-        result = engine(stages, ids, options)
+        result = in_process(stages, ids, options)
         if result.elapsed_s <= 0:
             result.elapsed_s = time.perf_counter() - started
         return result

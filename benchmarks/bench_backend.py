@@ -22,6 +22,8 @@ ms/token here is overall (prefill included); decode ms/token leaves out the time
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import os
 import statistics
 import sys
@@ -34,7 +36,7 @@ from tqdm import tqdm
 from pipespec.backend.models import load_model, quiet_transformers, resolve
 from pipespec.commands.validate import built_draft
 from pipespec.interference import Watch, disturbed, warning
-from pipespec.io import result_document, write_json
+from pipespec.io import result_document, write_json, write_text_atomic
 from pipespec.validation.backend import (
     Profiling,
     Workload,
@@ -46,6 +48,29 @@ from pipespec.validation.backend import (
 )
 
 
+def table(rows: dict[str, dict], setups: list, draft: str | None) -> str:
+    """The rows as CSV, each named by scheme (ar, sd, pipespec, hf, hf-assisted, hf-lookup) and its chain as
+    `run --chain` takes it, so that rows compare with each other."""
+    chains = {s.name: (s.scheme, " ".join(s.chain)) for s in setups}
+    chains |= {"hf-generate": ("hf", "smollm2"), "hf-prompt-lookup": ("hf-lookup", "ngram smollm2"),
+               "hf-assisted-int8": ("hf-assisted", "smollm2-int8 smollm2")}
+    if draft:
+        chains[f"hf-assisted-{draft.removeprefix('draft:')}"] = ("hf-assisted", f"{draft} smollm2")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["scheme", "chain", "alpha", "ms_per_token", "speedup_over_ar", "lossless", "name",
+                     "decode_ms_per_token", "predicted_decode_ms_per_token", "disturbed"])
+    for name, row in rows.items():
+        scheme, chain = chains[name]
+        alpha = " ".join("" if a is None else f"{a:.3f}" for a in row.get("alpha", []))
+        writer.writerow([scheme, chain, alpha, f"{row['ms_per_token']:.2f}", f"{row['speedup_over_ar']:.3f}",
+                         row["output_equals_target_greedy"], name,
+                         f"{row['decode_ms_per_token']:.2f}" if "decode_ms_per_token" in row else "",
+                         f"{row['predicted_decode_ms_per_token']:.2f}" if "predicted_decode_ms_per_token" in row
+                         else "", row["disturbed"]])
+    return out.getvalue()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=6)
@@ -54,6 +79,8 @@ def main() -> None:
     parser.add_argument("--gamma", type=int, default=4)
     parser.add_argument("--draft", default="auto", help="draft:NAME, auto (the built one) or none")
     parser.add_argument("--output", default="results/bench_backend.json")
+    parser.add_argument("--table", default="figures/out/bench_backend.csv",
+                        help="the comparison table (scheme,chain,alpha,ms_per_token,speedup_over_ar,lossless,...)")
     args = parser.parse_args()
     quiet_transformers()
     draft = built_draft() if args.draft == "auto" else (None if args.draft == "none" else args.draft)
@@ -122,6 +149,7 @@ def main() -> None:
     config = {**vars(args), "draft": draft, "cores": len(os.sched_getaffinity(0)),
               "setups": [vars(s) for s in setups], "baseline_threads": 2}
     write_json(Path(args.output), result_document("bench_backend", config, rows, device="cpu"))
+    write_text_atomic(args.table, table(rows, setups, draft))
     for name, row in rows.items():
         predicted = (f"  closed form {row['predicted_decode_ms_per_token']:.1f} vs decode "
                      f"{row['decode_ms_per_token']:.1f} ({row['prediction_error']:+.0%}), α "

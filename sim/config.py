@@ -10,9 +10,7 @@ from ..acceptance import Acceptance, parse_acceptance
 from ..config import option
 from ..errors import MAX_WINDOW, check_int, require
 from ..latency import LatencyModel, parse_latency
-
-SCHEMES = ("ar", "sd", "pipespec", "ppsd", "specpipe")
-MIN_STAGES = {"ar": 1, "sd": 2, "pipespec": 2, "ppsd": 1, "specpipe": 2}
+from ..schemes import SCHEMES, Scheme, get
 
 
 @dataclass(frozen=True)
@@ -80,13 +78,10 @@ class SimConfig:
             require(not allowed or value in allowed,
                     f"--{f.name.replace('_', '-')} must be one of {', '.join(allowed or ())}, got {value!r}")
         require(len(self.latency) >= 1, "--latency needs at least one model")
-        need = MIN_STAGES[self.scheme]
-        require(len(self.latency) >= need,
-                f"--latency: scheme {self.scheme} needs at least {need} models, got {len(self.latency)}")
-        if self.scheme in ("specpipe",):
-            require(len(self.latency) == 2, "--latency: specpipe takes exactly a draft and a target")
-        if self.scheme == "ppsd":
-            require(len(self.latency) == 1, "--latency: ppsd takes exactly one model (it drafts from itself)")
+        scheme = self.scheme_info
+        require(len(self.latency) >= scheme.min_models,
+                f"--latency: scheme {self.scheme} needs at least {scheme.min_models} models, got {len(self.latency)}")
+        require(scheme.exact_models is None or len(self.latency) == scheme.exact_models, scheme.exact_models_message)
         pairs = self.num_pairs
         allowed = "1 value" if pairs <= 1 else f"1 or {pairs} values (one per adjacent pair)"
         require(pairs == 0 or len(self.acceptance) in (1, pairs),
@@ -118,19 +113,10 @@ class SimConfig:
         require(0.0 <= self.head_share < 1.0, f"--head-share must be in [0, 1), got {self.head_share}")
         require(self.seed is None or (isinstance(self.seed, int) and self.seed >= 0),
                 f"--seed must be an integer >= 0, got {self.seed!r}")
-        if self.scheme == "ppsd":
-            require(self.exit_layer < self.num_layers,
-                    f"--exit-layer must be < --num-layers ({self.num_layers}), got {self.exit_layer}")
-            require(self.pp_stages >= 2, f"--pp-stages: ppsd needs >= 2 stages (early, late), got {self.pp_stages}")
-            require(self.pp_stages <= self.num_layers,
-                    f"--pp-stages ({self.pp_stages}) must be <= --num-layers ({self.num_layers})")
-            self.ppsd_split  # noqa: B018  (validates the split)
-        if self.scheme == "specpipe":
-            require(self.pp_stages <= self.num_layers,
-                    f"--pp-stages ({self.pp_stages}) must be <= --num-layers ({self.num_layers})")
+        scheme.check_sim(self)
         if self.stage_latency:
-            require(self.scheme in ("ppsd", "specpipe"),
-                    f"--stage-latency applies to ppsd and specpipe, not {self.scheme}")
+            layered = [s for s in SCHEMES if get(s).layer_stages]
+            require(scheme.layer_stages, f"--stage-latency applies to {' and '.join(layered)}, not {self.scheme}")
             require(len(self.stage_latency) == self.pp_stages,
                     f"--stage-latency: give one per stage ({self.pp_stages}), got {len(self.stage_latency)}")
         self.latency_models  # noqa: B018  (parse early: bad specs are config errors)
@@ -156,18 +142,17 @@ class SimConfig:
                                                   f"sequence of {trace.name}), got {self.trace_position}")
 
     @property
+    def scheme_info(self) -> Scheme:
+        """The scheme's entry in the scheme table."""
+        return get(self.scheme)
+
+    @property
     def num_pairs(self) -> int:
-        return {"ar": 0, "ppsd": 1, "specpipe": 1}.get(self.scheme, len(self.latency) - 1)
+        return self.scheme_info.sim_pairs(self)
 
     @property
     def num_stage_devices(self) -> int:
-        if self.scheme == "ppsd":
-            return self.pp_stages
-        if self.scheme == "specpipe":
-            return self.pp_stages + 1
-        if self.scheme == "ar":
-            return 1
-        return len(self.latency)
+        return self.scheme_info.sim_stage_devices(self)
 
     @property
     def model_names(self) -> tuple[str, ...]:

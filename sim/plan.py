@@ -30,6 +30,7 @@ from typing import Any
 from ..acceptance import Acceptance
 from ..errors import require
 from ..latency import LatencyModel
+from ..schemes import get
 from ..theory import timing
 from .config import SimConfig
 from .run import simulate_seeds
@@ -184,10 +185,7 @@ def sim_config(inputs: Inputs, candidate: Candidate, num_tokens: int, seed: int,
         "acceptance": tuple(inputs.acceptance_spec[p] for p in pairs) or ("1",), "names": candidate.chain,
         "num_tokens": num_tokens, "prompt_len": inputs.context, "seed": seed, "rollback": rollback,
         "devices": tuple(f"dev{g}" for g in candidate.groups), "device_sharing": sharing}
-    if candidate.scheme == "sd":
-        values["gamma"] = candidate.window
-    elif candidate.scheme == "pipespec":
-        values["max_drafts"] = candidate.window
+    values |= get(candidate.scheme).window_values(candidate.window)
     return SimConfig(**values)
 
 

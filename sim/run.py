@@ -9,54 +9,17 @@ import simpy
 
 from ..acceptance import Acceptance, Trace
 from ..errors import require
-from ..latency import LatencyModel, ScaledLatency
 from ..metrics import PairStats, RunResult, StageStats
-from ..schedule import Window
 from .config import SimConfig
 from .engine import Event, LazyDrafter, Pair, Stage, TimeSlicedDevice
-from .layerpipe import LayerPipeline, ppsd_controller, specpipe_controller
 from .result import SimResult
-from .schemes import ar_process, pipespec_process, sd_process
-
-
-def _stage_plan(config: SimConfig) -> list[tuple[str, LatencyModel]]:
-    """(name, latency) of each simulated stage, in pipeline order."""
-    names, models = config.model_names, config.latency_models
-    if config.scheme == "ar":
-        return [(names[-1], models[-1])]
-    h, timed = config.head_share, config.stage_latency_models
-
-    def stage(model: LatencyModel, index: int, layers: int, head: bool) -> LatencyModel:
-        """A layer stage's latency: as timed, or the model's share: its layers' part of the body, plus the
-        head if it has one."""
-        if timed:
-            return timed[index]
-        return ScaledLatency(model, (1 - h) * layers / config.num_layers + (h if head else 0.0))
-
-    if config.scheme == "ppsd":
-        layers, last_early = config.ppsd_split
-        heads = {last_early, len(layers) - 1}  # the exit head, the model's head
-        return [(f"{names[0]}[{sum(layers[:i]) + 1}-{sum(layers[: i + 1])}]",
-                 stage(models[0], i, n, i in heads)) for i, n in enumerate(layers)]
-    if config.scheme == "specpipe":
-        layers = [config.num_layers // config.pp_stages + (1 if i < config.num_layers % config.pp_stages else 0)
-                  for i in range(config.pp_stages)]
-        return [(names[0], models[0])] + [(f"{names[1]}[stage {i}]", stage(models[1], i, n, i == len(layers) - 1))
-                                          for i, n in enumerate(layers)]
-    return list(zip(names, models, strict=True))
-
-
-def _pair_names(config: SimConfig) -> list[str]:
-    names = config.model_names
-    if config.scheme == "ppsd":
-        return [f"{names[0]}@exit{config.exit_layer}->{names[0]}"]
-    return [f"{names[i]}->{names[i + 1]}" for i in range(config.num_pairs)]
 
 
 def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
     """Run one simulation; with_ar_baseline also times the final model alone on the same inputs."""
-    plan = _stage_plan(config)
-    pair_names = _pair_names(config)
+    scheme = config.scheme_info
+    plan = scheme.stage_plan(config)
+    pair_names = scheme.pair_names(config)
     seeds = np.random.SeedSequence(config.seed).spawn(len(plan) + len(pair_names))
     rngs = [np.random.default_rng(s) for s in seeds]
     env = simpy.Environment()
@@ -72,24 +35,22 @@ def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
              for i, (name, model) in enumerate(zip(pair_names, models, strict=True))]
     stages: list[Stage] = []
     for index, (name, latency) in enumerate(plan):
-        lazy = (config.scheme == "pipespec" and index == 0 and config.lazy_drafter
-                and device_names[0] not in shared)
+        lazy = index == 0 and scheme.lazy_first_stage(config) and device_names[0] not in shared
         cls = LazyDrafter if lazy else Stage
         # a pipeline's first drafter may have nothing to propose (a model-free drafter's silent positions)
-        proposes = pairs[0].proposes if config.scheme == "pipespec" and index == 0 else None
+        proposes = pairs[0].proposes if index == 0 and scheme.first_stage_may_be_silent() else None
         stages.append(cls(env, index, name, latency, devices[device_names[index]], rngs[index],
                           config.prompt_len, config.rollback, timeline, proposes))  # type: ignore[arg-type]
     done = env.event()
-    _start(config, env, stages, pairs, done)
+    scheme.start(config, env, stages, pairs, done)
     env.run(until=done)
     for stage in stages:
         stage.finish(env.now)
-    produced = stages[-1].length if config.scheme in ("ar", "sd", "pipespec") else config.num_tokens
+    produced = scheme.produced(config, stages)
     result = SimResult(config.scheme, produced, env.now, [s.stats for s in stages],
                        [p.stats for p in pairs], timeline=timeline)
     result.notes["acceptance"] = [m.describe() for m in config.acceptance_models[: len(pairs)]]
-    if config.scheme == "ppsd":
-        result.notes["layers_per_stage"] = list(config.ppsd_split[0])
+    result.notes |= scheme.notes(config)
     if with_ar_baseline:
         result.ar_elapsed_s = ar_elapsed_s(config.with_values(num_tokens=produced))
     return result
@@ -101,29 +62,6 @@ def _trace_offset(acceptance: Acceptance, config: SimConfig) -> int:
         return 0
     start = 0 if config.trace_sequence is None else acceptance.start(config.trace_sequence)
     return start + config.trace_position
-
-
-def _start(config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
-           done: simpy.Event) -> None:
-    n = config.num_tokens
-    if config.scheme == "ar":
-        env.process(ar_process(env, stages[0], n, done))
-    elif config.scheme == "sd":
-        windows = [Window(config.gamma, config.schedule == "dynamic") for _ in pairs]
-        env.process(sd_process(env, stages, pairs, windows, n, done, config.coordination == "reference"))
-    elif config.scheme == "pipespec":
-        for index, stage in enumerate(stages):
-            if not isinstance(stage, LazyDrafter):
-                stage.process = env.process(pipespec_process(env, stages, pairs, index, config.max_drafts, n, done,
-                                                             config.min_drafts, config.coordination))
-    elif config.scheme == "ppsd":
-        pipeline = LayerPipeline(env, stages, tokens_per_item=1)
-        ppsd_controller(env, pipeline, pairs[0], config.ppsd_split[1], n, done)
-    else:  # specpipe
-        pipeline = LayerPipeline(env, stages[1:], tokens_per_item=config.tree_width)
-        stages[0].process = env.process(
-            specpipe_controller(env, pipeline, stages[0], pairs[0], config.tree_width, n, done,
-                                config.tree_depth))
 
 
 def ar_elapsed_s(config: SimConfig) -> float:

@@ -1,5 +1,6 @@
 """`pipespec models build` on a tiny budget: trains, checkpoints, resumes and exports a loadable draft."""
 
+import dataclasses
 import json
 
 import pytest
@@ -25,3 +26,30 @@ def test_build_resume_export_and_load(run_cli, tmp_path, monkeypatch, name):
 
     model = load_model(ModelRef("x", "hf", out / f"{name}-test"), "cpu")
     assert model.config.num_hidden_layers == small["layers"]
+
+
+@pytest.mark.slow
+def test_response_draft_trains_on_the_response_set_and_scores_alpha(run_cli, tmp_path, monkeypatch):
+    """A draft distilled on the target's responses (starting from a committed draft) records α on the built-in
+    prompts along its curve, next to its held-out agreement, and exports a loadable model."""
+    from pipespec.backend import distill, responses
+
+    monkeypatch.setenv("PIPESPEC_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    folder = tmp_path / "responses"
+    folder.mkdir()
+    rows = [{"id": f"r{i}", "task": "code", "prompt": "p", "prompt_ids": [1, 9, 20 + i],
+             "response_ids": [30 + i, 31, 32, 2]} for i in range(6)]
+    responses._write_shard(folder / "shard-0000.jsonl.gz", rows)
+    (folder / "build.json").write_text(json.dumps({"spec": {}, "tokens_generated": 24}))
+    monkeypatch.setattr(responses, "responses_dir", lambda: folder)
+    recipe = dataclasses.replace(distill.RECIPES["smollm2-chat4"], name="chat-test", steps=2, batch=2,
+                                         seq_len=16, builtin_tokens=3)
+    monkeypatch.setitem(distill.RECIPES, "chat-test", recipe)
+    out = tmp_path / "models"
+    code, _, err = run_cli("models", "build", "chat-test", "--out", str(out), "--threads", "2")
+    assert code == 0, err
+    record = json.loads((out / "chat-test" / "build.json").read_text())
+    assert [p["step"] for p in record["curve"]] == [0, 2]
+    assert all(0 <= p["alpha_builtin"] <= 1 and 0 <= p["agreement"] <= 1 for p in record["curve"])
+    assert record["tokens"] == 2 * 2 * 4  # steps x batch x the 4 response tokens each example predicts
+    assert record["responses"]["tokens_generated"] == 24

@@ -463,14 +463,9 @@ def window(setup: Setup, max_lead: int) -> int | None:
 
 def closed_form_ms(setup: Setup, inputs: Any, max_lead: int) -> float:
     """The closed forms' decode ms/token: t(1) for AR, the SD-chain recursion, the pipeline's final stage."""
-    from ..sim.plan import pipespec_seconds, sd_seconds
+    from ..schemes import get
 
-    keys = setup.profile_keys()
-    if setup.scheme == "ar":
-        return inputs.t(keys[0], 1) * 1e3
-    if setup.scheme == "sd":
-        return sd_seconds(inputs, keys, setup.gamma) * 1e3
-    return pipespec_seconds(inputs, keys, window(setup, max_lead))[0] * 1e3
+    return get(setup.scheme).closed_form_s(inputs, setup.profile_keys(), window(setup, max_lead)) * 1e3
 
 
 Prompts = Sequence[tuple[int, int]]  # (prompt length, output tokens) per prompt: Workload.prompt_shapes()

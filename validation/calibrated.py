@@ -12,9 +12,10 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..schemes import get
 from ..sim import calibration
 from ..sim.config import SimConfig
-from ..sim.plan import Inputs, pipespec_seconds, sd_seconds
+from ..sim.plan import Inputs
 from ..sim.presets import preset
 from ..sim.run import simulate_seeds
 
@@ -30,7 +31,7 @@ def inputs(context: int = 128) -> Inputs:
 
 
 def _config(scheme: str, chain: Sequence[str], **values: Any) -> SimConfig:
-    base = preset("sd-a100" if scheme == "sd" else "pipespec-a100")
+    base = preset(f"{scheme}-a100")
     index = [calibration.MODEL_NAMES.index(m) for m in chain]
     acceptance = {"M0": base.acceptance[0], "M1": base.acceptance[1]}
     return base.with_values(scheme=scheme, latency=tuple(base.latency[i] for i in index),
@@ -50,13 +51,13 @@ def ablation(num_tokens: int = 2000, seeds: int = 3, gamma: int = 8) -> list[dic
     ar_ms = planning.t("M2", 1) * 1e3
     rows = [{"scheme": "AR", "models": "70B", "sim_ms_per_token": ar_ms, "closed_ms_per_token": ar_ms,
              "reported_speedup": 1.0}]
-    for scheme, label in (("sd", "synchronous"), ("pipespec", "asynchronous (PipeSpec)")):
+    for scheme, label, window in (("sd", "synchronous", gamma),
+                                  ("pipespec", "asynchronous (PipeSpec)", calibration.MAX_DRAFTS)):
         for chain, reported_key in ((SINGLE, "single_draft"), (MULTI, "multiple_drafts")):
             key = {"sd": f"sync_ablation_{reported_key}", "pipespec": "async_single_draft"
                    if chain == SINGLE else "pipespec_M0_M1_M2"}[scheme]
             sim_ms = _median_ms(_config(scheme, chain, gamma=gamma, num_tokens=num_tokens), seeds)
-            closed = (sd_seconds(planning, chain, gamma) if scheme == "sd"
-                      else pipespec_seconds(planning, chain, calibration.MAX_DRAFTS)[0])
+            closed = get(scheme).closed_form_s(planning, chain, window)
             rows.append({"scheme": label, "models": " → ".join(NAMES[m] for m in chain), "sim_ms_per_token": sim_ms,
                          "closed_ms_per_token": closed * 1e3, "reported_speedup": reported.get(key)})
     for row in rows:
@@ -74,7 +75,7 @@ def lookahead(lookaheads: Sequence[int] = tuple(range(1, 21)), num_tokens: int =
         sd_ms = _median_ms(_config("sd", MULTI, gamma=value, num_tokens=num_tokens), seeds)
         pipe_ms = _median_ms(_config("pipespec", MULTI, max_drafts=value, num_tokens=num_tokens), seeds)
         rows.append({"scheme": "sd", "lookahead": value, "sim_ms_per_token": sd_ms,
-                     "closed_ms_per_token": sd_seconds(planning, MULTI, value) * 1e3})
+                     "closed_ms_per_token": get("sd").closed_form_s(planning, MULTI, value) * 1e3})
         rows.append({"scheme": "pipespec", "lookahead": value, "sim_ms_per_token": pipe_ms,
-                     "closed_ms_per_token": pipespec_seconds(planning, MULTI, value)[0] * 1e3})
+                     "closed_ms_per_token": get("pipespec").closed_form_s(planning, MULTI, value) * 1e3})
     return rows

@@ -62,6 +62,30 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_responses(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..backend.responses import Spec, generate, responses_dir
+
+    check_int("--prompts", args.prompts, 1, maximum=100_000)
+    check_int("--max-new-tokens", args.max_new_tokens, 1, maximum=2048)
+    check_int("--batch", args.batch, 1, maximum=256)
+    if args.minutes is not None:
+        check_positive("--minutes", args.minutes)
+    if args.threads is not None:
+        check_int("--threads", args.threads, 1)
+    out = Path(args.out) if args.out else responses_dir()
+    require(not out.exists() or out.is_dir(), f"--out must be a folder, got the file {str(out)!r}")
+    spec = Spec(prompts=args.prompts, max_new_tokens=args.max_new_tokens, batch=args.batch)
+    record = generate(spec, out, args.minutes, args.threads,
+                      lambda items, **kw: tqdm(items, file=sys.stderr, disable=None, **kw),
+                      log=lambda m: tqdm.write(m, file=sys.stderr))
+    done = record["prompts_done"] >= args.prompts
+    print(f"responses: {record['prompts_done']}/{args.prompts} prompts, {record['tokens_generated']} tokens in "
+          f"{record['wall_seconds']:.0f} s -> {out}" + ("" if done else " (run the same command to resume)"))
+    return 0
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     parser = subparser(commands, "models", help="list or build the drafts for the built-in target",
                        description="Drafts for SmolLM2-135M-Instruct built offline: an early-exit self-draft "
@@ -79,3 +103,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--threads", type=int, help="torch threads")
     build.add_argument("--out", help="export folder (default: the repository's models/)")
     build.set_defaults(handler=run_build)
+    responses = actions.add_parser("responses", help="the target's own responses to instructions made from the "
+                                                     "standard library: the drafts' training set (resumable)")
+    responses.add_argument("--prompts", type=int, default=2048, help="instructions to answer (default 2048)")
+    responses.add_argument("--max-new-tokens", type=int, default=160, help="longest response (default 160)")
+    responses.add_argument("--batch", type=int, default=16, help="responses generated together (default 16)")
+    responses.add_argument("--minutes", type=float, help="stop (resumable) after this long")
+    responses.add_argument("--threads", type=int, help="torch threads")
+    responses.add_argument("--out", help="folder (default: the repository's models/responses/)")
+    responses.set_defaults(handler=run_responses)

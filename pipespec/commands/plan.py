@@ -9,6 +9,7 @@ from typing import Any
 
 from ..config import add_arguments, from_args, option
 from ..errors import check_int, require
+from ..schemes import get
 from ..table import format_table
 from .common import OutputConfig, emit, subparser
 
@@ -190,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _row(c: Any, ar_s: float) -> dict[str, Any]:
     return {"scheme": c.scheme, "chain": " -> ".join(c.chain), "depth": c.depth,
-            "window": "-" if c.scheme == "ar" else ("all" if c.window is None else str(c.window)),
+            "window": get(c.scheme).window_label(c.window),
             "placement": c.placement(), "devices": c.devices_used,
             "closed_ms_per_token": c.closed_s * 1e3, "closed_speedup": ar_s / c.closed_s,
             **{f"sim_{k}": v for k, v in c.sim.items()}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import time
@@ -87,8 +88,16 @@ def built_drafts(kind: str) -> list[str]:
 
 
 def built_draft() -> str | None:
-    """The trained separate draft, when `pipespec models build` has exported it."""
-    return next(iter(built_drafts("small")), None)
+    """The trained separate draft that `pipespec models build` has exported, the one with the highest α on
+    the built-in prompts (as its build recorded it) when there are several; None when none is built."""
+    from ..backend.models import drafts_dir
+
+    def alpha(name: str) -> float:
+        record = json.loads((drafts_dir() / name.removeprefix("draft:") / "build.json").read_text())
+        return float(record["curve"][-1].get("alpha_builtin", -1.0))
+
+    drafts = built_drafts("small")
+    return max(drafts, key=alpha) if drafts else None
 
 
 def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:

@@ -1,0 +1,251 @@
+"""What a draft learns from, for `pipespec models build` (backend/distill.py trains on it).
+
+- `stdlib`: the Python standard library's sources and, when Debian's python3.11-doc is installed, its reST
+  prose, as one token stream (cached); fixed windows of it with the teacher's top-k (cached), and for an
+  exit draft the target's hidden state entering the trained layer.
+- `responses`: the target's own greedy answers to instructions (backend/responses.py), one example per
+  answer with the positions that predict a response token marked, and the teacher's top-k there (cached);
+  α on the built-in prompts is scored on the target's greedy continuations of them, never trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sysconfig
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .models import cache_dir
+
+if TYPE_CHECKING:
+    from .distill import DraftRecipe, Student
+
+DOC_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
+
+
+def corpus_files() -> list[Path]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in stdlib.rglob("*.py") if "site-packages" not in p.parts and "test" not in p.parts
+                   and "idlelib" not in p.parts)
+    if DOC_SOURCES.is_dir():
+        files += sorted(DOC_SOURCES.rglob("*.txt"))
+    return files
+
+
+def corpus_tokens(tokenizer: Any, progress: Callable = lambda it, **_: it) -> np.ndarray:
+    """The whole corpus as one int32 token stream (cached by the file list's fingerprint)."""
+    files = corpus_files()
+    key = f"{len(files)}-{sum(f.stat().st_size for f in files)}"
+    path = cache_dir() / "corpus" / f"stdlib-docs-{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    chunks = []
+    for file in progress(files, desc="tokenising corpus"):
+        text = file.read_text(encoding="utf-8", errors="replace")
+        chunks.append(np.asarray(tokenizer(text)["input_ids"] + [tokenizer.eos_token_id], dtype=np.int32))
+    stream = np.concatenate(chunks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, stream)
+    os.replace(tmp, path)
+    return stream
+
+
+def _batch(stream: np.ndarray, recipe: DraftRecipe, step: int, eval_split: int) -> torch.Tensor:
+    """Deterministic windows for a step: a generator seeded by (seed, step), training part of the stream."""
+    rng = np.random.default_rng([recipe.seed, step])
+    starts = rng.integers(eval_split, len(stream) - recipe.seq_len - 1, recipe.batch)
+    return torch.from_numpy(np.stack([stream[s:s + recipe.seq_len] for s in starts]).astype(np.int64))
+
+
+def _eval_batches(stream: np.ndarray, recipe: DraftRecipe) -> list[torch.Tensor]:
+    """Held-out windows from the start of the stream (never sampled for training)."""
+    rows = [stream[i * recipe.seq_len:(i + 1) * recipe.seq_len] for i in range(recipe.eval_windows)]
+    return [torch.from_numpy(np.stack(rows[i:i + recipe.batch]).astype(np.int64))
+            for i in range(0, len(rows), recipe.batch)]
+
+
+def teacher_targets(stream: np.ndarray, recipe: DraftRecipe, target: torch.nn.Module, eval_split: int,
+                    progress: Callable = lambda it, **_: it) -> dict[str, torch.Tensor]:
+    """The teacher's top-k next-token distribution on `teacher_windows` fixed training windows (cached)."""
+    key = f"{recipe.seed}-{recipe.teacher_windows}x{recipe.seq_len}-top{recipe.top_k}-{len(stream)}"
+    path = cache_dir() / "corpus" / f"teacher-{key}.pt"
+    if path.is_file():
+        return torch.load(path)
+    rng = np.random.default_rng([recipe.seed, 1 << 20])  # a stream of its own, apart from the step batches
+    starts = rng.integers(eval_split, len(stream) - recipe.seq_len - 1, recipe.teacher_windows)
+    ids = torch.from_numpy(np.stack([stream[s:s + recipe.seq_len] for s in starts]).astype(np.int64))
+    probs, index = [], []
+    with torch.no_grad():
+        for chunk in progress(ids.split(recipe.batch), desc="teacher top-k"):
+            top = F.log_softmax(target(input_ids=chunk).logits.float(), -1).topk(recipe.top_k, -1)
+            probs.append(top.values.exp().half())
+            index.append(top.indices.int())
+    targets = {"ids": ids, "probs": torch.cat(probs), "index": torch.cat(index)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(targets, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+    return targets
+
+
+def teacher_hidden(recipe: DraftRecipe, target: torch.nn.Module, ids: torch.Tensor,
+                   progress: Callable = lambda it, **_: it) -> torch.Tensor:
+    """The target's hidden state entering layer L − 1 (the exit's trained layer) on the cached windows, fp16."""
+    key = f"{recipe.seed}-{len(ids)}x{ids.shape[1]}-L{recipe.layers}-{int(ids[:, :4].sum())}"
+    path = cache_dir() / "corpus" / f"teacher-hidden-{key}.pt"
+    if path.is_file():
+        return torch.load(path)
+    from .layers import LayerSlice
+
+    early = LayerSlice(target, range(recipe.layers - 1), "cpu", embed=True)  # only the layers below the exit
+    rows = []
+    for window in progress(ids, desc="exit inputs"):
+        early.reset()
+        rows.append(early.forward(window).half())
+    hidden = torch.stack(rows)
+    torch.save(hidden, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+    return hidden
+
+
+def response_examples(rows: list[dict[str, Any]], seq_len: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask), each (N, seq_len): prompt + response, right-padded (a too-long prompt loses its start);
+    mask marks the positions whose next token is a response token."""
+    ids = torch.full((len(rows), seq_len), pad, dtype=torch.int64)
+    mask = torch.zeros((len(rows), seq_len), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        full = row["prompt_ids"] + row["response_ids"]
+        cut = max(0, len(full) - seq_len)
+        first = max(len(row["prompt_ids"]) - 1 - cut, 0)
+        kept = full[cut:]
+        ids[i, :len(kept)] = torch.tensor(kept)
+        mask[i, first:len(kept) - 1] = True
+    return ids, mask
+
+
+def response_teacher(ids: torch.Tensor, mask: torch.Tensor, recipe: DraftRecipe, target: torch.nn.Module,
+                     progress: Callable = lambda it, **_: it) -> dict[str, torch.Tensor]:
+    """The teacher's top-k next-token distribution at every position of the response examples (cached)."""
+    key = f"{len(ids)}x{ids.shape[1]}-top{recipe.top_k}-{int(ids.sum())}-{int(mask.sum())}"
+    path = cache_dir() / "corpus" / f"teacher-responses-{key}.pt"
+    if path.is_file():
+        return torch.load(path)
+    probs, index = [], []
+    with torch.no_grad():
+        for chunk in progress(ids.split(recipe.batch), desc="teacher top-k on responses"):
+            top = F.log_softmax(target(input_ids=chunk).logits.float(), -1).topk(recipe.top_k, -1)
+            probs.append(top.values.exp().half())
+            index.append(top.indices.int())
+    targets = {"probs": torch.cat(probs), "index": torch.cat(index)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(targets, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+    return targets
+
+
+def builtin_greedy(target: torch.nn.Module, tokenizer: Any, new_tokens: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """The built-in prompts followed by the target's own greedy continuation (one at a time, unpadded: the
+    lossless output), as (ids, mask) for `Student.agreement` (cached). Evaluation only: never trained on."""
+    from .prompts import encode, load_prompts
+
+    prompts = load_prompts(None)
+    path = cache_dir() / "corpus" / f"builtin-greedy-{len(prompts)}x{new_tokens}.pt"
+    if path.is_file():
+        return torch.load(path)
+    rows = []
+    with torch.no_grad():
+        for prompt in prompts:
+            ids = encode(prompt, tokenizer)
+            out = target.generate(input_ids=torch.tensor([ids]), max_new_tokens=new_tokens, do_sample=False,
+                                  pad_token_id=tokenizer.eos_token_id)[0, len(ids):].tolist()
+            rows.append({"prompt_ids": ids, "response_ids": out})
+    longest = max(len(r["prompt_ids"]) + len(r["response_ids"]) for r in rows)
+    examples = response_examples(rows, longest, tokenizer.eos_token_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(examples, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+    return examples
+
+
+class TrainingData:
+    """What one recipe trains and evaluates on: `loss(step)` and `evaluate()` (the curve's point)."""
+
+    def __init__(self, recipe: DraftRecipe, student: Student, target: torch.nn.Module, tokenizer: Any,
+                 progress: Callable, record: dict[str, Any]) -> None:
+        self.recipe, self.student, self.target = recipe, student, target
+        if recipe.corpus == "responses":
+            from .responses import load_responses, responses_dir
+
+            rows = load_responses()
+            ids, mask = response_examples(rows, recipe.seq_len, tokenizer.eos_token_id)
+            order = np.random.default_rng([recipe.seed, 7]).permutation(len(rows))
+            held = max(1, len(rows) // 20)  # 5% of the examples: the held-out agreement
+            self.held = (ids[order[:held]], mask[order[:held]])
+            self.train_rows = order[held:]
+            self.ids, self.mask = ids, mask
+            self.builtin = builtin_greedy(target, tokenizer, recipe.builtin_tokens)
+            record.setdefault("corpus_tokens", int(mask[order[held:]].sum()))
+            record["responses"] = json.loads((responses_dir() / "build.json").read_text())
+        else:
+            self.stream = corpus_tokens(tokenizer, progress)
+            self.eval_split = recipe.eval_windows * recipe.seq_len
+            record.setdefault("corpus_tokens", len(self.stream))
+        self.cached: dict[str, torch.Tensor] | None = None
+        self.progress = progress
+
+    def prepare(self) -> None:
+        """The teacher's cached targets (computed once, before the first step that needs them)."""
+        recipe = self.recipe
+        if recipe.corpus == "responses":
+            self.cached = response_teacher(self.ids, self.mask, recipe, self.target, self.progress)
+        elif recipe.teacher_windows:
+            self.cached = teacher_targets(self.stream, recipe, self.target, self.eval_split, self.progress)
+            if recipe.kind == "exit":
+                self.cached["hidden"] = teacher_hidden(recipe, self.target, self.cached["ids"], self.progress)
+
+    def loss(self, step: int) -> tuple[torch.Tensor, int]:
+        """(loss, tokens learnt from) of one step."""
+        recipe, student, cached = self.recipe, self.student, self.cached
+        if recipe.corpus == "responses":
+            rng = np.random.default_rng([recipe.seed, step])
+            rows = torch.from_numpy(self.train_rows[rng.integers(0, len(self.train_rows), recipe.batch)])
+            mask = self.mask[rows]
+            return student.response_loss(self.ids[rows], mask, cached["probs"][rows], cached["index"][rows]), \
+                int(mask.sum())
+        tokens = recipe.batch * recipe.seq_len
+        batch = _batch(self.stream, recipe, step, self.eval_split)
+        if step < recipe.pretrain_steps:
+            return student.pretrain_loss(batch), tokens
+        if cached is not None:
+            rng = np.random.default_rng([recipe.seed, step])
+            rows = torch.from_numpy(rng.integers(0, len(cached["ids"]), recipe.batch))
+            if recipe.kind == "exit":
+                negatives = torch.from_numpy(rng.integers(0, self.target.config.vocab_size, recipe.negatives))
+                return student.cached_exit_loss(cached["hidden"][rows], cached["probs"][rows],
+                                                cached["index"][rows], negatives), tokens
+            return student.cached_loss(cached["ids"][rows], cached["probs"][rows], cached["index"][rows]), tokens
+        return student.losses(batch)[0], tokens
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out greedy agreement with the teacher (and, on responses, α on the built-in prompts)."""
+        student = self.student
+        with torch.no_grad():
+            if self.recipe.corpus != "responses":
+                batches = _eval_batches(self.stream, self.recipe)
+                return {"agreement": float(np.mean([student.losses(b)[1].item() for b in batches]))}
+            point = {}
+            for name, (ids, mask) in (("agreement", self.held), ("alpha_builtin", self.builtin)):
+                hits = total = 0
+                for rows in torch.arange(len(ids)).split(self.recipe.batch):
+                    h, n = student.agreement(ids[rows], mask[rows])
+                    hits, total = hits + h, total + n
+                point[name] = hits / max(total, 1)
+            return point
+
+

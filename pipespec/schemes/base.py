@@ -1,0 +1,124 @@
+"""What a scheme is to the rest of the product: one object, registered once (`pipespec/schemes/__init__.py`).
+
+The simulator (`sim/config.py` checks, `sim/run.py` runs), the backend (`backend/runner.py`), the
+closed forms that validation, benchmarks and planning price runs with, and the planner's candidates all
+ask the scheme instead of branching on its name. A new scheme is a module with a subclass of `Scheme`
+and one line in the registry.
+
+The default behaviour is a chain of whole models, draft first, each adjacent pair a draft and its verifier
+(`sd`, `pipespec`); the layer pipelines (`ppsd`, `specpipe`) and the target alone (`ar`) override it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import simpy
+
+    from ..backend.engines import DecodeOptions
+    from ..backend.models import ModelRef
+    from ..backend.pipeline import Placement
+    from ..backend.runner import RunConfig
+    from ..latency import LatencyModel
+    from ..sim.config import SimConfig
+    from ..sim.engine import Pair, Stage
+    from ..sim.plan import Inputs
+
+
+class Scheme:
+    name = ""
+    # the simulator's --latency: at least this many models (and exactly `exact_models` where it is set)
+    min_models = 2
+    exact_models: int | None = None
+    exact_models_message = ""
+    layer_stages = False  # its stages are layer ranges of one model (--stage-latency, --pp-stages apply)
+    # the backend's --chain: the target alone (its drafts come from itself) rather than a chain
+    target_only = False
+    pipelined = False  # one process per stage (placement options: one value per stage)
+
+    # --- the simulator -------------------------------------------------------------------------------
+    def check_sim(self, config: SimConfig) -> None:
+        """Checks of the scheme's own options, once the shared ones passed."""
+
+    def sim_pairs(self, config: SimConfig) -> int:
+        """Adjacent (draft, verifier) pairs whose acceptance the run draws."""
+        return len(config.latency) - 1
+
+    def sim_stage_devices(self, config: SimConfig) -> int:
+        """Simulated stages (one --devices entry each)."""
+        return len(config.latency)
+
+    def stage_plan(self, config: SimConfig) -> list[tuple[str, LatencyModel]]:
+        """(name, latency) of each simulated stage, in pipeline order."""
+        return list(zip(config.model_names, config.latency_models, strict=True))
+
+    def pair_names(self, config: SimConfig) -> list[str]:
+        names = config.model_names
+        return [f"{names[i]}->{names[i + 1]}" for i in range(self.sim_pairs(config))]
+
+    def lazy_first_stage(self, config: SimConfig) -> bool:
+        """Whether a dedicated stage 0 may be computed on demand (`sim.engine.LazyDrafter`)."""
+        return False
+
+    def first_stage_may_be_silent(self) -> bool:
+        """Whether stage 0 asks its pair whether it proposes at a position (a model-free drafter)."""
+        return False
+
+    def start(self, config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
+              done: simpy.Event) -> None:
+        raise NotImplementedError
+
+    def produced(self, config: SimConfig, stages: Sequence[Stage]) -> int:
+        """Output tokens a finished run counts."""
+        return stages[-1].length
+
+    def notes(self, config: SimConfig) -> dict[str, Any]:
+        return {}
+
+    # --- planning ------------------------------------------------------------------------------------
+    def window_values(self, window: int | None) -> dict[str, Any]:
+        """The simulator options a planning candidate's window sets."""
+        return {}
+
+    def window_label(self, window: int | None) -> str:
+        return "all" if window is None else str(window)
+
+    def closed_form_s(self, inputs: Inputs, chain: Sequence[str], window: int | None) -> float:
+        """Seconds per output token by the closed forms, from planning inputs over the chain's models."""
+        raise NotImplementedError(f"{self.name} has no chain closed form")
+
+    # --- the backend ---------------------------------------------------------------------------------
+    def check_run(self, config: RunConfig) -> None:
+        """The backend's checks of the scheme's own options (nothing is loaded)."""
+        from ..errors import check_int
+
+        check_int("--exit-layer", config.exit_layer, 1)
+
+    def check_run_models(self, config: RunConfig) -> None:
+        """Checks that read the models' configs (after every option passed)."""
+
+    def run_stages(self, config: RunConfig) -> int:
+        """Processes (pipelines) or models (in-process schemes) one placement option value is given for."""
+        return len(config.chain)
+
+    def engine(self, config: RunConfig, refs: list[ModelRef], placements: list[Placement],
+               options: DecodeOptions) -> Any:
+        """A pipelined scheme's engine (`backend.pipeline.PipelineEngine` or a subclass)."""
+        raise NotImplementedError
+
+    def decode_in_process(self) -> Any:
+        """An in-process scheme's decoder: decode(stages, prompt_ids, options) -> PromptResult."""
+        raise NotImplementedError
+
+
+def layer_latency(config: SimConfig, model: LatencyModel, index: int, layers: int, head: bool) -> LatencyModel:
+    """A layer stage's latency: as timed (--stage-latency), or the model's share: its layers' part of the
+    body, plus the output head if it holds one."""
+    from ..latency import ScaledLatency
+
+    if config.stage_latency_models:
+        return config.stage_latency_models[index]
+    h = config.head_share
+    return ScaledLatency(model, (1 - h) * layers / config.num_layers + (h if head else 0.0))
