@@ -19,7 +19,7 @@ from .prompts import Prompt, encode, load_prompts
 
 @dataclass(frozen=True)
 class RunConfig:
-    scheme: str = option("sd", "ar | sd | pipespec | ppsd | specpipe", choices=SCHEMES)
+    scheme: str = option("sd", " | ".join(SCHEMES), choices=SCHEMES)
     chain: tuple[str, ...] = option(("ngram", "smollm2"), "models, draft first, target last: smollm2 (built-in), "
                                     "draft:NAME (built by `pipespec models build`), ngram[:N] (prompt lookup), "
                                     "tiny:SEED[:LAYERS[:HIDDEN]] (random, for tests) or a local HF folder")

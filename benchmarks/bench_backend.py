@@ -9,11 +9,11 @@ On the built-in target (SmolLM2-135M-Instruct, fp32), the same prompts, greedy, 
   sd-*                   our synchronous SD, 2 threads
   pipespec-k2-*, -k3*    our asynchronous pipeline, one process per stage pinned to a core (1 thread
                          each; a model-free n-gram stage shares core 0)
-The configurations are `pipespec validate`'s (validation/backend.py); repeats are interleaved across
+The configurations are `pipespec validate`'s (validation/setups.py); repeats are interleaved across
 schemes so that drifts in the machine's load hit all alike. Every output is checked to be the target's
 own greedy output. For our schemes the closed forms predict decode ms/token from the run's measured
 per-token α and a latency profile taken in the same run, a round of it before each round of runs
-(`validation.backend.closed_form_ms`, `validation.backend.Profiling`).
+(`validation.predict.closed_form_ms`, `validation.profiling.Profiling`).
 ms/token here is overall (prefill included); decode ms/token leaves out the time to first token.
 
     .venv/bin/python benchmarks/bench_backend.py [--limit 6] [--max-new-tokens 64] [--repeats 3]
@@ -37,15 +37,10 @@ from pipespec.backend.models import load_model, quiet_transformers, resolve
 from pipespec.commands.validate import built_draft
 from pipespec.interference import Watch, disturbed, warning
 from pipespec.io import result_document, write_json, write_text_atomic
-from pipespec.validation.backend import (
-    Profiling,
-    Workload,
-    builtin_setups,
-    closed_form_ms,
-    measure_once,
-    planning_inputs,
-    prepare,
-)
+from pipespec.validation.backend import measure_once
+from pipespec.validation.predict import closed_form_ms, planning_inputs
+from pipespec.validation.profiling import Profiling
+from pipespec.validation.setups import Workload, builtin_setups, prepare
 
 
 def table(rows: dict[str, dict], setups: list, draft: str | None) -> str:

@@ -16,7 +16,9 @@ import csv
 import functools
 import io
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,46 @@ from .latency import ProfileLatency, ProfilePoint
 
 FORMAT = "pipespec.latency-profile"
 VERSION = 1
+
+_KEY = re.compile(r"^(?P<model>[^@\[]+)(?:@(?:(?P<threads>\d+)t(?:-(?P<alone>alone)|~(?P<beside>[^\[]+))?"
+                  r"|(?P<dtype>[^x\[]+)x(?P<devices>\d+)))?(?:\[(?P<part>[^\]]*)\])?$")
+
+
+@dataclass(frozen=True)
+class ProfileKey:
+    """What a profile entry's name says about how the model was timed; one grammar, parsed and written here.
+
+    - `NAME`: a model-free drafter (no forward), or a model profiled as it is;
+    - `NAME@Nt`: N torch threads (one thread: a pipeline stage beside the built-in target on the other core);
+    - `NAME@1t-alone`, `NAME@1t~OTHER`: one thread with the other core idle, or beside OTHER forwarding there;
+    - `NAME@DTYPExN`: imported from another engine's logs, at DTYPE over N devices (`pipespec import-logs`);
+    - any of them with `[PART]`: one part of the model (a SpecPipe process's layers, its tree forward).
+    """
+
+    model: str
+    threads: int | None = None
+    neighbour: str | None = None  # "alone", a model's name, or None (beside the target / not pinned)
+    dtype: str | None = None
+    devices: int | None = None
+    part: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ProfileKey:
+        match = _KEY.match(text)
+        if match is None:  # a name outside the grammar is a model's name as it stands
+            return cls(text)
+        g = match.groupdict()
+        return cls(g["model"], int(g["threads"]) if g["threads"] else None, g["alone"] or g["beside"], g["dtype"],
+                   int(g["devices"]) if g["devices"] else None, g["part"])
+
+    def __str__(self) -> str:
+        text = self.model
+        if self.threads is not None:
+            text += f"@{self.threads}t" + ("" if self.neighbour is None else
+                                           "-alone" if self.neighbour == "alone" else f"~{self.neighbour}")
+        elif self.dtype is not None:
+            text += f"@{self.dtype}x{self.devices}"
+        return text + (f"[{self.part}]" if self.part is not None else "")
 
 
 def _point(raw: Mapping[str, Any], where: str) -> ProfilePoint:

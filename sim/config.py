@@ -15,7 +15,7 @@ from ..schemes import SCHEMES, Scheme, get
 
 @dataclass(frozen=True)
 class SimConfig:
-    scheme: str = option("pipespec", "ar | sd | pipespec | ppsd | specpipe", choices=SCHEMES)
+    scheme: str = option("pipespec", " | ".join(SCHEMES), choices=SCHEMES)
     latency: tuple[str, ...] = option(
         ("12", "28", "431"),
         "forward latency per model, draft first, final verifier last: MS (constant, ms), affine:A,B,C "

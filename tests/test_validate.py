@@ -6,7 +6,8 @@ import pytest
 
 from pipespec.profiles import write_profiles
 from pipespec.traces import write_traces
-from pipespec.validation.backend import Setup, Workload, builtin_setups, planning_inputs, predict
+from pipespec.validation.predict import planning_inputs, predict
+from pipespec.validation.setups import Setup, Workload, builtin_setups
 
 
 def _inputs(tmp_path, setup, draft_ms=10.0, target_ms=40.0, bits=None):
@@ -168,11 +169,12 @@ def test_profile_rounds_run_between_rounds_of_measurements(tmp_path, monkeypatch
     over every round's passes (at least PROFILE_PASSES in all)."""
     from pipespec.profiles import read_profiles
     from pipespec.validation import backend
+    from pipespec.validation.profiling import PROFILE_PASSES, Profiling
 
     setups = [Setup("ar", "ar", ("tiny:1:1:32",), (1,)), Setup("sd", "sd", ("ngram", "tiny:1:1:32"), (1,))]
     workload = Workload(repeats=3, max_new_tokens=4, max_lead=4, encoded=[[1, 2, 3, 1, 2], [4, 5, 6]])
     events = []
-    profiling = backend.Profiling(setups, workload, rounds=workload.repeats)
+    profiling = Profiling(setups, workload, rounds=workload.repeats)
     real_round = profiling.round
     monkeypatch.setattr(profiling, "round", lambda progress: (events.append("profile"), real_round(progress)))
     monkeypatch.setattr(backend, "measure_once", lambda setup, workload: events.append(setup.name) or
@@ -183,7 +185,7 @@ def test_profile_rounds_run_between_rounds_of_measurements(tmp_path, monkeypatch
     written = read_profiles(tmp_path / "p.json")
     assert set(written) == {"tiny:1:1:32@1t-alone"} and written["tiny:1:1:32@1t-alone"]["rounds"] == 3
     passes = {len(t) for t in profiling.profilers["tiny:1:1:32@1t-alone"].times_s.values()}
-    assert passes == {3 * profiling.passes_per_round} and 3 * profiling.passes_per_round >= backend.PROFILE_PASSES
+    assert passes == {3 * profiling.passes_per_round} and 3 * profiling.passes_per_round >= PROFILE_PASSES
     assert profiling.ngram_s["ngram"] > 0
 
 
@@ -191,12 +193,12 @@ def test_specpipe_processes_are_profiled_as_they_run(tmp_path):
     """The draft's tree forward and each target stage's layers get profiles of their own, at one to
     tree-width nodes per level, and every pass leaves each tree's cache at its context."""
     from pipespec.profiles import read_profiles
-    from pipespec.validation import backend
+    from pipespec.validation.profiling import Profiling
 
     specpipe = Setup("sp", "specpipe", ("tiny:2:2:32", "tiny:1:4:32"), (1, 1, 1), ("0", "0", "1"), tree_width=2)
     setups = [Setup("ar", "ar", ("tiny:1:4:32",), (1,)), specpipe]
     workload = Workload(repeats=1, max_new_tokens=4, max_lead=4, encoded=[[1, 2, 3, 1, 2], [4, 5, 6]], contended=False)
-    profiling = backend.Profiling(setups, workload)
+    profiling = Profiling(setups, workload)
     profiling.round(lambda it, **_: it)
     profiling.write(tmp_path / "p.json")
     assert specpipe.process_keys() == ("tiny:2:2:32@1t~tiny:1:4:32[tree]", "tiny:1:4:32@1t~tiny:1:4:32[tree 0-1]",
@@ -226,3 +228,16 @@ def test_specpipe_stages_are_priced_as_profiled_when_they_were(tmp_path):
     assert got_timed["sim_ms_per_token"] > got_share["sim_ms_per_token"]
     busy = {s["name"]: s["busy_s"] / s["steps"] for s in got_timed["sim_stages"] if s["steps"]}
     assert busy["tiny:1:4:32[stage 1]"] == pytest.approx(stage / 1e3)  # on core 1 alone: its profile exactly
+
+
+def test_profile_keys_have_one_grammar_written_and_parsed_in_one_place():
+    from pipespec.profiles import ProfileKey
+
+    keys = {k for s in builtin_setups(4, "draft:smollm2-small4", (2,), (8,), (1, 2)) for k in s.profile_keys()}
+    keys |= {"70B@nf4x2", "ngram", "tiny:1:4:32@1t~tiny:1:4:32[tree 0-1]"}
+    assert all(str(ProfileKey.parse(k)) == k for k in keys)
+    assert ProfileKey.parse("smollm2@1t~draft:smollm2-small4") == ProfileKey("smollm2", 1, "draft:smollm2-small4")
+    assert ProfileKey.parse("smollm2-int8@1t-alone").neighbour == "alone"
+    assert ProfileKey.parse("70B@nf4x2") == ProfileKey("70B", dtype="nf4", devices=2)
+    assert ProfileKey.parse("tiny:1:4:32@1t~tiny:1:4:32[tree 0-1]").part == "tree 0-1"
+    assert ProfileKey.parse("M0").model == "M0"

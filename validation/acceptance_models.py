@@ -38,7 +38,8 @@ def specs_from_histogram(histogram: Mapping[Any, float], window: int) -> dict[st
 
 
 def local(run: Path = RUN, seeds: int = 3) -> list[dict[str, Any]]:
-    from .backend import Workload, builtin_setups, planning_inputs, predict, prepare, trace_name
+    from .predict import planning_inputs, predict
+    from .setups import Workload, builtin_setups, prepare, trace_name
 
     document = json.loads((run / "validate.json").read_text(encoding="utf-8"))
     config, results = document["config"], document["results"]

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .backend import Progress, Setup, Workload, measure_interleaved, planning_inputs, predict, prepare
+from .backend import measure_interleaved
+from .predict import planning_inputs, predict
+from .setups import Progress, Setup, Workload, prepare
 
 DRAFT_CHAIN = ("smollm2-int8", "smollm2")
 EXIT_DRAFTS = ("draft:smollm2-exit16", "draft:smollm2-exit8")

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import ConfigError, require
 from ..io import read_user_text, write_text_atomic
 from ..sim.plan import Inputs, pipespec_seconds, sd_seconds
-from .backend import Setup
+from .setups import Setup
 
 ALPHAS = np.round(np.linspace(0.05, 0.98, 63), 4)
 COSTS = np.round(np.geomspace(0.01, 1.0, 25), 5)

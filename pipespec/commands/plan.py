@@ -80,7 +80,7 @@ def _pair(name: str, item: str | None = None) -> tuple[str, str]:
 def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
     """(planning Inputs, notes) from presets, profile and trace files and --acceptance items."""
     from ..latency import parse_latency
-    from ..profiles import read_profiles
+    from ..profiles import ProfileKey, read_profiles
     from ..sim.plan import Inputs
     from ..traces import read_traces
 
@@ -106,8 +106,8 @@ def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
             draft, target = _pair(name)
             draft, target = entry.get("draft", draft), entry.get("target", target)
             # a model profiled at several thread counts (NAME@2t, as `pipespec validate` writes) shares its trace
-            for a in [m for m in latency_spec if m.split("@")[0] == draft] or [draft]:
-                for b in [m for m in latency_spec if m.split("@")[0] == target] or [target]:
+            for a in [m for m in latency_spec if ProfileKey.parse(m).model == draft] or [draft]:
+                for b in [m for m in latency_spec if ProfileKey.parse(m).model == target] or [target]:
                     acceptance_spec[(a, b)] = f"trace:{path}#{name}"
     for item in config.acceptance:
         pair, _, spec = item.partition("=")

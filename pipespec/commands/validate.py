@@ -107,7 +107,8 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     from ..figures.sim_vs_theory import plot_predicted_vs_measured
     from ..io import write_text_atomic
     from ..metrics import PairStats
-    from ..validation.backend import Workload, builtin_setups, validate
+    from ..validation.backend import validate
+    from ..validation.setups import Workload, builtin_setups
 
     draft = built_draft() if config.draft == "auto" else (None if config.draft in (None, "none") else config.draft)
     if draft:

@@ -1,0 +1,215 @@
+"""The configurations `pipespec validate` measures and predicts, and the workload they all run.
+
+A `Setup` is a scheme, a chain and where each stage runs (threads, cores); its profile keys name how each
+model's latency is profiled (`profile_key`, parsed back by `ProfileKey.parse`); `builtin_setups` is the
+built-in family on a 2-core CPU. A `Workload` is the prompts and decoding limits.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+Progress = Callable[..., Any]
+
+
+# the backend's stages look for a rollback between forwards: a forward in flight runs to its end
+ROLLBACK = "finish"
+
+
+TARGET = "smollm2"  # the built-in target: the family's last model
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One measured configuration: scheme, chain, and where each stage runs."""
+
+    name: str
+    scheme: str  # ar | sd | pipespec | ppsd (chain: the exit "smollm2-exit:E", then the target)
+    chain: tuple[str, ...]
+    threads: tuple[int, ...]  # one per stage (ar/sd: one value for the process)
+    cpus: tuple[str, ...] = ()  # pipespec: cores per stage ("0", "1", "0,1")
+    gamma: int = 4
+    max_drafts: int | None = None
+    pp_stages: int = 2  # specpipe: target stages (one process each, after the draft's); ppsd: stages (predictions only)
+    tree_width: int = 1
+    tree_depth: int | None = None  # specpipe: levels in flight (default P); 1 is plain pipeline parallelism
+
+    def stage_threads(self) -> tuple[int, ...]:
+        """Threads of each model of the chain (a pipeline's target stages all run at the last value)."""
+        if len(self.threads) == 1:
+            return self.threads * len(self.chain)
+        return (*self.threads[:len(self.chain) - 1], self.threads[-1])
+
+    def trace_pair(self) -> tuple[str, str, int]:
+        """(draft, verifier, width) of the acceptance trace a prediction replays, for the final pair."""
+        width = self.tree_width if self.scheme == "specpipe" else 1
+        return self.chain[-2], self.chain[-1], width
+
+    @property
+    def exit_layer(self) -> int:
+        """ppsd: E, the target layers of the early stage (a trained exit draft's layer takes their output)."""
+        if self.chain[0].startswith("draft:"):
+            from ..backend.models import resolve
+            from ..backend.ppsd import exit_draft_layer
+
+            return int(exit_draft_layer(resolve(self.chain[0]))) - 1
+        return int(self.chain[0].rpartition(":")[2])
+
+    def stage_neighbours(self) -> tuple[str | None, ...]:
+        """Per model of the chain, when it runs as a one-thread stage pinned to a core: the model forwarding on
+        the other core at the same time (the memory system they share slows both), or None when only
+        model-free stages run there. PPSD's and SpecPipe's stages are the target's own layers on both cores
+        (plain pipeline parallelism's run one at a time: alone); a pipeline's stage has the last model on
+        another core (its verifier, or its nearest draft)."""
+        if not self.cpus:
+            return (None,) * len(self.chain)
+        if self.scheme in ("ppsd", "specpipe"):
+            # plain pipeline parallelism's stages forward one at a time (and its draft never runs)
+            last = None if self.scheme == "specpipe" and self.tree_depth == 1 else self.chain[-1]
+            return (*(self.chain[-1],) * (len(self.chain) - 1), last)
+        return tuple(next((m for m, c in zip(reversed(self.chain), reversed(self.cpus), strict=True)
+                           if c != cpu and not m.startswith("ngram")), None) for cpu in self.cpus)
+
+    def profile_keys(self) -> tuple[str, ...]:
+        return tuple(profile_key(m, t, n)
+                     for m, t, n in zip(self.chain, self.stage_threads(), self.stage_neighbours(), strict=True))
+
+    def process_parts(self) -> tuple[tuple[str, int, str | None, Process], ...]:
+        """specpipe: (model, threads, neighbour, process) of each of its processes as it runs, profiled as
+        such to price the simulator's stages: the draft's whole tree forward, then each target stage's
+        layers; plain pipeline parallelism never runs its draft. Other schemes run whole models: none."""
+        if self.scheme != "specpipe":
+            return ()
+        from ..backend.models import num_layers, resolve
+        from ..backend.specpipe import stage_layers
+
+        (draft, target), (t_draft, t_target) = self.chain, self.stage_threads()
+        n_draft, n_target = self.stage_neighbours()
+        stages = stage_layers(num_layers(resolve(target)), self.pp_stages)
+        draft_part = () if self.tree_depth == 1 else ((draft, t_draft, n_draft, Process("tree", None, "topk")),)
+        last = stages[-1].stop
+        return (*draft_part, *((target, t_target, n_target,
+                                Process(f"tree {r.start}-{r.stop - 1}", r, "argmax" if r.stop == last else None))
+                               for r in stages))
+
+    def process_keys(self) -> tuple[str, ...]:
+        """The profile keys of `process_parts`."""
+        return tuple(profile_key(m, t, n, process.label) for m, t, n, process in self.process_parts())
+
+
+@dataclass(frozen=True)
+class Process:
+    """What one SpecPipe process forwards (backend/specpipe.py), as `TreeStageForward` times it."""
+
+    label: str  # in its profile key: "tree" (the draft) or "tree A-B" (target layers A..B)
+    layers: range | None  # None: the whole model (the draft)
+    head: str | None  # "topk" (the draft's children), "argmax" (the target's token), None (hidden rows out)
+
+
+def profile_key(model: str, threads: int, neighbour: str | None = TARGET, part: str | None = None) -> str:
+    """How a model's latency was profiled (`pipespec.profiles.ProfileKey`): "NAME@Nt" (a one-thread stage
+    beside the built-in target forwarding on the other core, or an in-process run), "NAME@1t~OTHER" (beside
+    OTHER), "NAME@1t-alone" (the other core idle), with "[PART]" when a part of it was timed as one pipeline
+    process runs it (see Setup.process_parts); the n-gram drafter has no forward and keeps its name."""
+    from ..profiles import ProfileKey
+
+    if model.startswith("ngram"):
+        return model
+    beside = None if threads != 1 or neighbour == TARGET else (neighbour or "alone")
+    return str(ProfileKey(model, threads, beside, part=part))
+
+
+def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence[int] = (),
+                   ppsd_exits: Sequence[int] = (), specpipe_widths: Sequence[int] = (),
+                   exit_drafts: Sequence[str] = ()) -> list[Setup]:
+    """The built-in family on a 2-core CPU: in-process runs on both cores, pipelines one core per stage
+    (a model-free n-gram stage shares core 0); PPSD (early and late stage on a core each; untrained exits
+    after E layers, and trained exit drafts) beside SD with the same exit as its draft (the non-pipelined
+    early-exit baseline); SpecPipe over 2 target
+    stages (a core each, the draft sharing core 0) beside plain pipeline parallelism on them."""
+    setups = [
+        Setup("ar", "ar", ("smollm2",), (2,)),
+        Setup("sd-ngram", "sd", ("ngram", "smollm2"), (2,), gamma=gamma),
+        Setup("sd-int8", "sd", ("smollm2-int8", "smollm2"), (2,), gamma=gamma),
+        Setup("pipespec-k2-ngram", "pipespec", ("ngram", "smollm2"), (1, 1), ("0", "1")),
+        Setup("pipespec-k2-int8", "pipespec", ("smollm2-int8", "smollm2"), (1, 1), ("0", "1")),
+        Setup("pipespec-k3", "pipespec", ("ngram", "smollm2-int8", "smollm2"), (1, 1, 1), ("0", "0", "1")),
+    ]
+    if draft:
+        label = draft.removeprefix("draft:")
+        setups += [Setup(f"sd-{label}", "sd", (draft, "smollm2"), (2,), gamma=gamma),
+                   Setup(f"pipespec-k2-{label}", "pipespec", (draft, "smollm2"), (1, 1), ("0", "1")),
+                   Setup(f"pipespec-k3-{label}", "pipespec", (draft, "smollm2-int8", "smollm2"), (1, 1, 1),
+                         ("0", "0", "1"))]
+    exits = [(f"exit{e}", f"smollm2-exit:{e}") for e in ppsd_exits]
+    exits += [(name.removeprefix("draft:"), name) for name in exit_drafts]
+    for label, exit_model in exits:
+        setups += [Setup(f"sd-{label}", "sd", (exit_model, "smollm2"), (2,), gamma=gamma),
+                   Setup(f"ppsd-{label}", "ppsd", (exit_model, "smollm2"), (1, 1), ("0", "1"))]
+    for w in specpipe_widths:
+        setups.append(Setup(f"specpipe-p2-w{w}", "specpipe", ("smollm2-int8", "smollm2"), (1, 1, 1),
+                            ("0", "0", "1"), tree_width=w))
+    if specpipe_widths:
+        setups.append(Setup("pp-p2", "specpipe", ("smollm2-int8", "smollm2"), (1, 1, 1), ("0", "0", "1"),
+                            tree_width=1, tree_depth=1))
+    for g in lookahead:
+        setups += [Setup(f"sd-int8-g{g}", "sd", ("smollm2-int8", "smollm2"), (2,), gamma=g),
+                   Setup(f"pipespec-k2-int8-max{g}", "pipespec", ("smollm2-int8", "smollm2"), (1, 1), ("0", "1"),
+                         max_drafts=g)]
+    return [s for i, s in enumerate(setups) if s.name not in {t.name for t in setups[:i]}]
+
+
+def placement(setup: Setup) -> str:
+    """Threads and cores of each process ("1t@cpu0, 1t@cpu1": a markdown cell), or of the one in-process run ("2t")."""
+    if not setup.cpus:
+        return f"{setup.threads[0]}t"
+    threads = setup.threads * len(setup.cpus) if len(setup.threads) == 1 else setup.threads
+    return ", ".join(f"{t}t@cpu{c}" for t, c in zip(threads, setup.cpus, strict=True))
+
+
+def trace_name(draft: str, verifier: str, width: int = 1) -> str:
+    return f"{draft}->{verifier}" + (f"@top{width}" if width > 1 else "")
+
+
+def window(setup: Setup, max_lead: int) -> int | None:
+    """Drafts one verification may score: SD's γ; a pipeline's cap (or how far a stage may run ahead)."""
+    return {"ar": None, "sd": setup.gamma}.get(setup.scheme, setup.max_drafts or max_lead)
+
+
+@dataclass
+class Workload:
+    """The prompts and decoding limits every configuration runs with."""
+
+    prompts: str | None = None
+    limit: int | None = 6
+    max_new_tokens: int = 64
+    repeats: int = 3
+    max_lead: int = 32
+    device: str = "cpu"
+    contended: bool = True  # profile one-thread (pipeline-stage) models with the other core busy
+    encoded: list[list[int]] = field(default_factory=list)
+    eos: int | None = None
+
+    @property
+    def context(self) -> int:
+        """The mean context of a decode forward (the prompts' mean length plus half the output): where the
+        closed forms price forwards."""
+        return int(statistics.mean(map(len, self.encoded)) + self.max_new_tokens / 2)
+
+    def prompt_shapes(self, new_tokens: Sequence[int] | None = None) -> list[tuple[int, int]]:
+        """(prompt length, output tokens) of each prompt, as `sim.run.simulate_prompts` takes them: the
+        output lengths of a measured run, or max_new_tokens each."""
+        counts = [self.max_new_tokens] * len(self.encoded) if new_tokens is None else new_tokens
+        return [(len(ids), n) for ids, n in zip(self.encoded, counts, strict=True)]
+
+
+def prepare(workload: Workload) -> Workload:
+    from ..backend.models import load_tokenizer, resolve
+    from ..backend.prompts import encode, load_prompts
+
+    prompts = load_prompts(workload.prompts, workload.limit)
+    tokenizer = load_tokenizer(resolve("smollm2"))
+    return replace(workload, encoded=[encode(p, tokenizer) for p in prompts], eos=tokenizer.eos_token_id)
