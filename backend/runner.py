@@ -11,7 +11,7 @@ from typing import Any
 from ..config import option
 from ..errors import MAX_WINDOW, check_int, check_nonnegative, require
 from ..metrics import PairStats, RunResult, StageStats
-from ..schemes import SCHEMES, Scheme, get
+from ..schemes import SCHEMES, Scheme, find, get
 from .engines import DecodeOptions, PromptResult
 from .models import ModelRef, check_shared_tokenizer, context_limit, load_tokenizer, resolve
 from .prompts import Prompt, encode, load_prompts
@@ -55,7 +55,7 @@ class RunConfig:
                                    "is always kept)")
 
     def __post_init__(self) -> None:
-        require(self.scheme in SCHEMES, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+        require(find(self.scheme) is not None, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
         scheme = self.scheme_info
         one = scheme.target_only
         require(len(self.chain) >= (1 if one else 2),

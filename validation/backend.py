@@ -29,6 +29,7 @@ from typing import Any
 
 from ..errors import require
 from ..interference import disturbed
+from ..schemes import get
 from .predict import planning_inputs, predict
 from .profiling import Profiling, record_traces, time_ngram
 from .setups import TARGET, Progress, Setup, Workload, placement, prepare
@@ -53,15 +54,10 @@ def measure_once(setup: Setup, workload: Workload) -> dict[str, Any]:
     """One run of a configuration over the prompts: decode and overall ms/token, outputs, pair and stage stats."""
     from ..backend.runner import RunConfig, run
 
-    ppsd = setup.scheme == "ppsd"
-    trained_exit = setup.chain[0] if ppsd and setup.chain[0].startswith("draft:") else None
-    config = RunConfig(scheme=setup.scheme, chain=setup.chain[-1:] if ppsd else setup.chain,
-                       exit_layer=setup.exit_layer if ppsd else 8, exit_draft=trained_exit,
-                       prompts=workload.prompts, limit=workload.limit,
+    config = RunConfig(scheme=setup.scheme, prompts=workload.prompts, limit=workload.limit,
                        max_new_tokens=workload.max_new_tokens, gamma=setup.gamma, max_drafts=setup.max_drafts,
                        max_lead=workload.max_lead, device=workload.device, threads=setup.threads, cpus=setup.cpus,
-                       pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,
-                       warmup=1)
+                       warmup=1, **get(setup.scheme).run_values(setup))
     from ..interference import Watch
 
     with Watch() as watch:
@@ -96,9 +92,7 @@ def measured_row(setup: Setup, measured: dict[str, Any], reference: list[list[in
     return {
         "config": setup.name, "scheme": setup.scheme, "chain": " -> ".join(setup.chain),
         "placement": placement(setup),
-        "window": {"sd": str(setup.gamma), "ar": "-", "ppsd": "-",
-                   "specpipe": f"w{setup.tree_width} d{setup.tree_depth or setup.pp_stages}"}.get(
-            setup.scheme, str(setup.max_drafts or "all")),
+        "window": get(setup.scheme).window_of(setup),
         "measured_ms_per_token": measured["decode_ms_per_token"],
         "measured_overall_ms_per_token": measured["ms_per_token"],
         "lossless": reference is not None and measured["outputs"] == reference,
@@ -164,7 +158,7 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
              progress: Progress = lambda it, **_: it, repredict: bool = False) -> dict[str, Any]:
     """Profile, measure, predict (or, with `repredict`, predict again from a finished run's profile, traces
     and measurements in `out`); returns rows (one per setup) and the files written."""
-    require(setups[0].scheme == "ar", "validate: the first configuration must be the AR baseline")
+    require(get(setups[0].scheme).baseline, "validate: the first configuration must be the AR baseline")
     workload = prepare(workload)
     out.mkdir(parents=True, exist_ok=True)
     profile_path, traces_path = out / "profile.json", out / "traces.json"

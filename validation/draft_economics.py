@@ -29,6 +29,8 @@ import numpy as np
 
 from ..errors import ConfigError, require
 from ..io import read_user_text, write_text_atomic
+from ..schemes import get
+from ..schemes.pipespec import PipeSpec
 from ..sim.plan import Inputs, pipespec_seconds, sd_seconds
 from .setups import Setup
 
@@ -69,7 +71,7 @@ def analyse(bench_path: Path) -> dict[str, Any]:
         raise ConfigError(f"BENCH: {bench_path} is not a bench_backend.py result") from None
     profile = bench_path.with_suffix(".profile.json")
     require(profile.is_file(), f"BENCH: its latency profile {profile} is missing")
-    pipelines = [s for s in setups if s.scheme == "pipespec" and len(s.chain) == 2]
+    pipelines = [s for s in setups if isinstance(get(s.scheme), PipeSpec) and len(s.chain) == 2]
     require(bool(pipelines), "BENCH: no two-stage pipespec run to price drafts against")
     # the grid prices the target as it runs beside a trained draft (the memory system the cores share slows it)
     priced = next((s for s in reversed(pipelines) if s.chain[0].startswith("draft:")), pipelines[-1])

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..schemes import get
 from .setups import Process, Progress, Setup, Workload, profile_key, trace_name
 
 PROFILE_PASSES = 7  # timed passes over every profile point, in all (the median of each point is over them)
@@ -39,7 +40,7 @@ class Profiling:
         self.contexts = tuple(sorted({min(lengths), max(lengths) + workload.max_new_tokens + window}))
         self.sizes = sorted(n for n in {1, 2, 3, 4, 5, 6, 8, 12, 16, 24, window + 1} if n <= window + 1)
         # a SpecPipe process forwards one tree level: 1 .. width nodes (the prompt's prefill is not decode time)
-        self.level_sizes = list(range(1, max([s.tree_width for s in setups if s.scheme == "specpipe"] + [2]) + 1))
+        self.level_sizes = list(range(1, max([get(s.scheme).trace_width(s) for s in setups] + [2]) + 1))
         self.passes_per_round = -(-PROFILE_PASSES // rounds)
         self.models: dict[str, Any] = {}
         self.profilers: dict[str, Any] = {}

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..schemes import get
+
 Progress = Callable[..., Any]
 
 
@@ -45,8 +47,7 @@ class Setup:
 
     def trace_pair(self) -> tuple[str, str, int]:
         """(draft, verifier, width) of the acceptance trace a prediction replays, for the final pair."""
-        width = self.tree_width if self.scheme == "specpipe" else 1
-        return self.chain[-2], self.chain[-1], width
+        return self.chain[-2], self.chain[-1], get(self.scheme).trace_width(self)
 
     @property
     def exit_layer(self) -> int:
@@ -61,39 +62,19 @@ class Setup:
     def stage_neighbours(self) -> tuple[str | None, ...]:
         """Per model of the chain, when it runs as a one-thread stage pinned to a core: the model forwarding on
         the other core at the same time (the memory system they share slows both), or None when only
-        model-free stages run there. PPSD's and SpecPipe's stages are the target's own layers on both cores
-        (plain pipeline parallelism's run one at a time: alone); a pipeline's stage has the last model on
-        another core (its verifier, or its nearest draft)."""
+        model-free stages run there (`Scheme.stage_neighbours`); unpinned: None each."""
         if not self.cpus:
             return (None,) * len(self.chain)
-        if self.scheme in ("ppsd", "specpipe"):
-            # plain pipeline parallelism's stages forward one at a time (and its draft never runs)
-            last = None if self.scheme == "specpipe" and self.tree_depth == 1 else self.chain[-1]
-            return (*(self.chain[-1],) * (len(self.chain) - 1), last)
-        return tuple(next((m for m, c in zip(reversed(self.chain), reversed(self.cpus), strict=True)
-                           if c != cpu and not m.startswith("ngram")), None) for cpu in self.cpus)
+        return get(self.scheme).stage_neighbours(self)
 
     def profile_keys(self) -> tuple[str, ...]:
         return tuple(profile_key(m, t, n)
                      for m, t, n in zip(self.chain, self.stage_threads(), self.stage_neighbours(), strict=True))
 
     def process_parts(self) -> tuple[tuple[str, int, str | None, Process], ...]:
-        """specpipe: (model, threads, neighbour, process) of each of its processes as it runs, profiled as
-        such to price the simulator's stages: the draft's whole tree forward, then each target stage's
-        layers; plain pipeline parallelism never runs its draft. Other schemes run whole models: none."""
-        if self.scheme != "specpipe":
-            return ()
-        from ..backend.models import num_layers, resolve
-        from ..backend.specpipe import stage_layers
-
-        (draft, target), (t_draft, t_target) = self.chain, self.stage_threads()
-        n_draft, n_target = self.stage_neighbours()
-        stages = stage_layers(num_layers(resolve(target)), self.pp_stages)
-        draft_part = () if self.tree_depth == 1 else ((draft, t_draft, n_draft, Process("tree", None, "topk")),)
-        last = stages[-1].stop
-        return (*draft_part, *((target, t_target, n_target,
-                                Process(f"tree {r.start}-{r.stop - 1}", r, "argmax" if r.stop == last else None))
-                               for r in stages))
+        """(model, threads, neighbour, process) of each process that runs part of a model (SpecPipe's), profiled
+        as such to price the simulator's stages (`Scheme.process_parts`)."""
+        return get(self.scheme).process_parts(self)
 
     def process_keys(self) -> tuple[str, ...]:
         """The profile keys of `process_parts`."""

@@ -15,8 +15,13 @@ SCHEMES: tuple[str, ...] = tuple(TABLE)
 
 
 def get(name: str) -> Scheme:
-    """The registered scheme called `name` (names are checked where options are parsed)."""
+    """The registered scheme called `name` (names are checked where options are parsed: `find`)."""
     return TABLE[name]
 
 
-__all__ = ["SCHEMES", "TABLE", "Scheme", "get"]
+def find(name: str) -> Scheme | None:
+    """The registered scheme called `name`, or None."""
+    return TABLE.get(name)
+
+
+__all__ = ["SCHEMES", "TABLE", "Scheme", "find", "get"]

@@ -20,6 +20,7 @@ class AR(Scheme):
     name = "ar"
     min_models = 1
     target_only = True
+    baseline = True
 
     def sim_pairs(self, config: SimConfig) -> int:
         return 0
@@ -41,6 +42,9 @@ class AR(Scheme):
 
     def closed_form_s(self, inputs: Inputs, chain: Sequence[str], window: int | None) -> float:
         return inputs.t(chain[-1], 1)
+
+    def window_of(self, setup: Any) -> str:
+        return "-"
 
     def decode_in_process(self) -> Any:
         from ..backend.engines import decode_ar

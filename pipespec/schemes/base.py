@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..sim.config import SimConfig
     from ..sim.engine import Pair, Stage
     from ..sim.plan import Inputs
+    from ..validation.setups import Process, Setup, Workload
 
 
 class Scheme:
@@ -111,6 +112,46 @@ class Scheme:
     def decode_in_process(self) -> Any:
         """An in-process scheme's decoder: decode(stages, prompt_ids, options) -> PromptResult."""
         raise NotImplementedError
+
+    # --- validation: a measured configuration (`validation.setups.Setup`) -----------------------------
+    baseline = False  # the configuration every measured speedup is over (AR)
+
+    def run_values(self, setup: Setup) -> dict[str, Any]:
+        """The backend options (`backend.runner.RunConfig`) that run the setup, beyond the shared ones."""
+        return {"chain": setup.chain}
+
+    def trace_width(self, setup: Setup) -> int:
+        """Draft tokens per level the final pair's replayed trace scores (1: a chain's top-1 agreement)."""
+        return 1
+
+    def stage_neighbours(self, setup: Setup) -> tuple[str | None, ...]:
+        """Per model of a pinned setup's chain: the model forwarding on another core at the same time (the
+        memory system they share slows both), or None when only model-free stages run there: for a chain of
+        whole models, the last model on another core (its verifier, or its nearest draft)."""
+        return tuple(next((m for m, c in zip(reversed(setup.chain), reversed(setup.cpus), strict=True)
+                           if c != cpu and not m.startswith("ngram")), None) for cpu in setup.cpus)
+
+    def process_parts(self, setup: Setup) -> tuple[tuple[str, int, str | None, Process], ...]:
+        """(model, threads, neighbour, process) of each process that runs part of a model, profiled as it
+        runs to price the simulator's stages; schemes that run whole models: none."""
+        return ()
+
+    def window_of(self, setup: Setup) -> str:
+        """The setup's window, as validate's table shows it."""
+        return str(setup.max_drafts or "all")
+
+    def predict(self, setup: Setup, inputs: Inputs, workload: Workload, prompts: Sequence[tuple[int, int]],
+                seeds: int) -> dict[str, Any]:
+        """Simulated and closed-form decode ms/token of a setup, from a profile and traces alone."""
+        from ..validation.predict import predict_chain
+
+        return predict_chain(setup, inputs, workload, prompts, seeds)
+
+
+def layer_neighbours(setup: Setup, last_alone: bool) -> tuple[str | None, ...]:
+    """A layer pipeline's stages are the target's own layers on both cores: each forwards beside the target;
+    the last alone where stages forward one at a time (plain pipeline parallelism)."""
+    return (*(setup.chain[-1],) * (len(setup.chain) - 1), None if last_alone else setup.chain[-1])
 
 
 def layer_latency(config: SimConfig, model: LatencyModel, index: int, layers: int, head: bool) -> LatencyModel:

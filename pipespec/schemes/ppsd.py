@@ -3,10 +3,11 @@ drafting, the late layers verifying each draft as it reaches them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import require
-from .base import Scheme, layer_latency
+from .base import Scheme, layer_latency, layer_neighbours
 
 if TYPE_CHECKING:
     import simpy
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from ..latency import LatencyModel
     from ..sim.config import SimConfig
     from ..sim.engine import Pair, Stage
+    from ..sim.plan import Inputs
+    from ..validation.setups import Setup, Workload
 
 
 class PPSD(Scheme):
@@ -88,6 +91,43 @@ class PPSD(Scheme):
 
         exit_draft = resolve(config.exit_draft, "--exit-draft") if config.exit_draft else None
         return PPSDEngine(refs[-1], config.exit_layer, placements, options, exit_draft)
+
+    # a setup's chain is the exit ("smollm2-exit:E", or a trained exit draft:NAME), then the target
+    def run_values(self, setup: Setup) -> dict[str, Any]:
+        trained = setup.chain[0] if setup.chain[0].startswith("draft:") else None
+        return {"chain": setup.chain[-1:], "exit_layer": setup.exit_layer, "exit_draft": trained}
+
+    def stage_neighbours(self, setup: Setup) -> tuple[str | None, ...]:
+        return layer_neighbours(setup, last_alone=False)
+
+    def window_of(self, setup: Setup) -> str:
+        return "-"
+
+    def predict(self, setup: Setup, inputs: Inputs, workload: Workload, prompts: Sequence[tuple[int, int]],
+                seeds: int) -> dict[str, Any]:
+        """The simulator's layer pipeline over the target's profiled latency (P stages, exit after E)
+        replaying the exit's trace, and the derived closed form t_AR / (1 − α(1 − E/N))."""
+        import statistics
+
+        from ..backend.models import head_share, num_layers, resolve
+        from ..sim.config import SimConfig
+        from ..sim.run import simulate_prompts
+        from ..theory import ppsd
+        from ..validation.predict import sim_counters
+        from ..validation.setups import ROLLBACK
+
+        exit_key, target_key = setup.profile_keys()
+        target = resolve(setup.chain[-1])
+        layers = num_layers(target)
+        config = SimConfig(scheme="ppsd", latency=(inputs.latency_spec[target_key],),
+                           acceptance=(inputs.acceptance_spec[(exit_key, target_key)],), names=(setup.chain[-1],),
+                           num_layers=layers, exit_layer=setup.exit_layer, pp_stages=setup.pp_stages,
+                           rollback=ROLLBACK, head_share=head_share(target))
+        runs = simulate_prompts(config, prompts, seeds)
+        alpha = inputs.alpha(exit_key, target_key)
+        closed_ms = inputs.t(target_key, 1) * 1e3 / float(ppsd.pipelined_speedup(alpha, setup.exit_layer, layers))
+        return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs), "closed_ms_per_token": closed_ms,
+                "trace_alpha": {f"{exit_key}->{target_key}": alpha}, **sim_counters(runs)}
 
 
 SCHEME = PPSD()

@@ -36,6 +36,9 @@ class SD(Scheme):
         assert window is not None, "sd: a window γ"
         return sd_seconds(inputs, chain, window)
 
+    def window_of(self, setup: Any) -> str:
+        return str(setup.gamma)
+
     def decode_in_process(self) -> Any:
         from ..backend.engines import decode_sd
 

@@ -3,10 +3,11 @@ growing a token tree a level per pipeline step, so that every stage always has w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import require
-from .base import Scheme, layer_latency
+from .base import Scheme, layer_latency, layer_neighbours
 
 if TYPE_CHECKING:
     import simpy
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from ..latency import LatencyModel
     from ..sim.config import SimConfig
     from ..sim.engine import Pair, Stage
+    from ..sim.plan import Inputs
+    from ..validation.setups import Process, Setup, Workload
 
 
 class SpecPipe(Scheme):
@@ -71,6 +74,75 @@ class SpecPipe(Scheme):
 
         return SpecPipeEngine(refs[-1], refs[0], placements, options, config.tree_width, config.tree_depth,
                               config.tree_threshold)
+
+    def run_values(self, setup: Setup) -> dict[str, Any]:
+        return {"chain": setup.chain, "pp_stages": setup.pp_stages, "tree_width": setup.tree_width,
+                "tree_depth": setup.tree_depth}
+
+    def trace_width(self, setup: Setup) -> int:
+        return setup.tree_width
+
+    def stage_neighbours(self, setup: Setup) -> tuple[str | None, ...]:
+        # plain pipeline parallelism's stages forward one at a time (and its draft never runs)
+        return layer_neighbours(setup, last_alone=setup.tree_depth == 1)
+
+    def process_parts(self, setup: Setup) -> tuple[tuple[str, int, str | None, Process], ...]:
+        """The draft's whole tree forward, then each target stage's layers; plain pipeline parallelism
+        never runs its draft."""
+        from ..backend.models import num_layers, resolve
+        from ..backend.specpipe import stage_layers
+        from ..validation.setups import Process
+
+        (draft, target), (t_draft, t_target) = setup.chain, setup.stage_threads()
+        n_draft, n_target = setup.stage_neighbours()
+        stages = stage_layers(num_layers(resolve(target)), setup.pp_stages)
+        draft_part = () if setup.tree_depth == 1 else ((draft, t_draft, n_draft, Process("tree", None, "topk")),)
+        last = stages[-1].stop
+        return (*draft_part, *((target, t_target, n_target,
+                                Process(f"tree {r.start}-{r.stop - 1}", r, "argmax" if r.stop == last else None))
+                               for r in stages))
+
+    def window_of(self, setup: Setup) -> str:
+        return f"w{setup.tree_width} d{setup.tree_depth or setup.pp_stages}"
+
+    def predict(self, setup: Setup, inputs: Inputs, workload: Workload, prompts: Sequence[tuple[int, int]],
+                seeds: int) -> dict[str, Any]:
+        """The simulator's layer pipeline over the profiled draft and target (P target stages, the draft
+        growing a level per step, the tree's hit rate replayed from the top-width trace; processes pinned to
+        one core share a simulated device, time-sliced on a CPU; each process priced by its own profile
+        where the run has one) and the derived T_s·(h + (1 − h)·P) per token, with plain pipeline
+        parallelism at h = 0."""
+        import statistics
+
+        from ..backend.models import head_share, num_layers, resolve
+        from ..sim.config import SimConfig
+        from ..sim.run import simulate_prompts
+        from ..theory import specpipe
+        from ..validation.predict import device_sharing, sim_counters
+        from ..validation.setups import ROLLBACK
+
+        draft_key, target_key = setup.profile_keys()
+        target = resolve(setup.chain[-1])
+        plain = setup.tree_depth == 1
+        # each process as it runs (Setup.process_parts) where profiled; else the whole models' forwards, by share
+        timed = [inputs.latency_spec.get(k) for k in setup.process_keys()]
+        drafts, stages = timed[:-setup.pp_stages], timed[-setup.pp_stages:]  # no draft process in plain PP
+        stage_latency = tuple(stages) if all(stages) else ()
+        draft_latency = drafts[0] if drafts and drafts[0] else inputs.latency_spec[draft_key]
+        acceptance = "0" if plain else inputs.acceptance_spec[(draft_key, target_key)]
+        names = list(dict.fromkeys(setup.cpus)) if setup.cpus else []
+        devices = tuple(f"cpu{c}" for c in setup.cpus) if setup.cpus else ()
+        config = SimConfig(scheme="specpipe", latency=(draft_latency, inputs.latency_spec[target_key]),
+                           stage_latency=stage_latency,
+                           acceptance=(acceptance,), names=setup.chain, num_layers=num_layers(target),
+                           pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,
+                           head_share=head_share(target), devices=devices if names else (),
+                           device_sharing=device_sharing(workload), rollback=ROLLBACK)
+        runs = simulate_prompts(config, prompts, seeds)
+        h = 0.0 if plain else inputs.alpha(draft_key, target_key)
+        closed_ms = inputs.t(target_key, 1) * 1e3 / float(specpipe.speedup(h, setup.pp_stages))
+        return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs), "closed_ms_per_token": closed_ms,
+                "trace_alpha": {f"{draft_key}->{target_key}": h}, **sim_counters(runs)}
 
 
 SCHEME = SpecPipe()
