@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import add_arguments, from_args, option
-from ..errors import MAX_WINDOW, check_int, require
+from ..errors import MAX_WINDOW, ConfigError, check_int, require
 from ..table import csv_text, format_table, markdown_table
 from .common import OutputConfig, emit, subparser
 
@@ -111,9 +111,16 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     from ..validation.setups import Workload, builtin_setups
 
     draft = built_draft() if config.draft == "auto" else (None if config.draft in (None, "none") else config.draft)
+    exit_drafts = built_drafts("exit") if config.draft == "auto" else []
+    if config.repredict and config.draft == "auto":  # the drafts the run measured, not today's best
+        try:
+            recorded = json.loads((Path(config.out) / "validate.json").read_text())["results"].get("drafts")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise ConfigError(f"--repredict: {config.out}/validate.json is not a validate result") from None
+        if recorded:
+            draft, exit_drafts = recorded["draft"], recorded["exit_drafts"]
     if draft:
         resolve(draft)  # a one-line error if it is not built
-    exit_drafts = built_drafts("exit") if config.draft == "auto" else []
     setups = builtin_setups(config.gamma, draft, config.lookahead, config.ppsd_exits, config.specpipe_widths,
                             exit_drafts)
     if config.configs:
@@ -125,6 +132,7 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     workload = Workload(config.prompts, config.limit, config.max_new_tokens, config.repeats, device=config.device,
                         contended=config.contended)
     results = validate(setups, workload, out, config.seeds, progress, config.repredict)
+    results["drafts"] = {"draft": draft, "exit_drafts": exit_drafts}  # what "auto" resolved to
     rows = results["rows"]
     flat = [{k: v for k, v in r.items() if not k.endswith(("histograms", "stages"))} for r in rows]
     files = [write_text_atomic(out / "validate.csv", csv_text(flat)),
