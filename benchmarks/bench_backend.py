@@ -40,7 +40,7 @@ from pipespec.io import result_document, write_json, write_text_atomic
 from pipespec.validation.backend import measure_once
 from pipespec.validation.predict import closed_form_ms, planning_inputs
 from pipespec.validation.profiling import Profiling
-from pipespec.validation.setups import Workload, builtin_setups, prepare
+from pipespec.validation.setups import Setup, Workload, builtin_setups, prepare
 
 
 def table(rows: dict[str, dict], setups: list, draft: str | None) -> str:
@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gamma", type=int, default=4)
     parser.add_argument("--draft", default="auto", help="draft:NAME, auto (the built one) or none")
+    parser.add_argument("--draft-caps", type=int, nargs="*", default=[],
+                        help="also run PipeSpec with the draft capped at these drafts per verification")
     parser.add_argument("--output", default="results/bench_backend.json")
     parser.add_argument("--table", default="figures/out/bench_backend.csv",
                         help="the comparison table (scheme,chain,alpha,ms_per_token,speedup_over_ar,lossless,...)")
@@ -80,6 +82,10 @@ def main() -> None:
     quiet_transformers()
     draft = built_draft() if args.draft == "auto" else (None if args.draft == "none" else args.draft)
     setups = builtin_setups(args.gamma, draft)
+    if draft:
+        label = draft.removeprefix("draft:")
+        setups += [Setup(f"pipespec-k2-{label}-max{cap}", "pipespec", (draft, "smollm2"), (1, 1), ("0", "1"),
+                         max_drafts=cap) for cap in args.draft_caps]
     workload = prepare(Workload(None, args.limit, args.max_new_tokens, repeats=1))
     torch.set_num_threads(2)
     target = load_model(resolve("smollm2"), "cpu")
@@ -142,7 +148,8 @@ def main() -> None:
                 row["prediction_error"] = row["predicted_decode_ms_per_token"] / row["decode_ms_per_token"] - 1
         rows[name] = row
     config = {**vars(args), "draft": draft, "cores": len(os.sched_getaffinity(0)),
-              "setups": [vars(s) for s in setups], "baseline_threads": 2}
+              "setups": [vars(s) for s in setups], "baseline_threads": 2,
+              "max_lead": workload.max_lead, "ngram_cost_s": ngram_s}
     write_json(Path(args.output), result_document("bench_backend", config, rows, device="cpu"))
     write_text_atomic(args.table, table(rows, setups, draft))
     for name, row in rows.items():

@@ -107,36 +107,14 @@ def analyse(bench_path: Path) -> dict[str, Any]:
 
 
 def write(result: dict[str, Any], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The map (.png), its grid (.csv) and the drafts' table (.md)."""
+    from ..figures.drafts import plot_economics
 
     grid = np.array([(a, c, p, s) for a, c, p, s, _, _ in result["grid"]])
-    pipe = grid[:, 2].reshape(len(ALPHAS), len(COSTS))
-    sd = grid[:, 3].reshape(len(ALPHAS), len(COSTS))
-    fig, ax = plt.subplots(figsize=(7.5, 5.2))
-    filled = ax.contourf(COSTS, ALPHAS, pipe, levels=np.arange(0.0, 3.01, 0.125), cmap="viridis")
-    fig.colorbar(filled, ax=ax, label="PipeSpec speedup over AR (closed form)")
-    lines = ax.contour(COSTS, ALPHAS, pipe, levels=[1.0, 1.25, GOAL], colors=["white", "orange", "red"])
-    ax.clabel(lines, fmt=lambda v: f"{v:g}x")
-    ax.contour(COSTS, ALPHAS, sd, levels=[1.0], colors="white", linestyles="dotted")
-    for d in result["drafts"]:
-        x = max(d["cost"], COSTS[0])
-        ax.plot(x, d["alpha"], "o", color="red", markeredgecolor="black")
-        ax.annotate(f"{d['draft']} ({d['measured_pipespec_speedup']:.2f}x measured)", (x, d["alpha"]),
-                    textcoords="offset points", xytext=(6, 4), color="white", fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("draft step / target step, c = t_draft(1) / t_target(1) (one thread each)")
-    ax.set_ylabel("per-token acceptance α")
-    ax.set_title(f"Which drafts pay: target t(1) = {result['target_1t_ms']:.1f} ms, AR {result['ar_decode_ms']:.1f} "
-                 f"ms/token\n(dotted: SD breaks even; limit at α→1, c→0: {result['limit_speedup']:.2f}x)",
-                 fontsize=10)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    png = out.with_suffix(".png")
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    title = (f"Which drafts pay: target t(1) = {result['target_1t_ms']:.1f} ms, AR {result['ar_decode_ms']:.1f} "
+             f"ms/token\n(dotted: SD breaks even; limit at α→1, c→0: {result['limit_speedup']:.2f}x)")
+    png = plot_economics(out.with_suffix(".png"), ALPHAS, COSTS, grid[:, 2].reshape(len(ALPHAS), len(COSTS)),
+                         grid[:, 3].reshape(len(ALPHAS), len(COSTS)), result["drafts"], GOAL, title)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["alpha", "cost", "pipespec_speedup", "sd_speedup", "pipespec_window", "sd_gamma"])

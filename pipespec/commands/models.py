@@ -21,8 +21,10 @@ def run_list(args: argparse.Namespace) -> int:
         status = "not built"
         if built.is_file():
             record = json.loads(built.read_text())
-            agreement = record["curve"][-1]["agreement"]
-            status = f"built: held-out greedy agreement {agreement:.3f} after {record['step']} steps"
+            last = record["curve"][-1]
+            status = f"built: held-out greedy agreement {last['agreement']:.3f}" + (
+                f", α on the built-in prompts {last['alpha_builtin']:.3f}" if "alpha_builtin" in last else "") + \
+                f" after {record['step']} steps"
         print(f"draft:{name:18s} {recipe.kind:5s} layers={recipe.layers:<3d} {status}")
     print("ngram[:N]                prompt lookup, model-free (always available)")
     return 0

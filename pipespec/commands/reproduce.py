@@ -129,6 +129,23 @@ def _acceptance_models(out: Path) -> list[Path]:
             write_text_atomic(out / "acceptance_models.csv", csv_text([*local, *a100]))]
 
 
+def _drafts(out: Path) -> list[Path]:
+    """The committed drafts' training curves, and which drafts pay, from the committed benchmark run
+    (figures/out/bench/: `benchmarks/bench_backend.py` and its latency profile)."""
+    import json
+
+    from ..backend.models import drafts_dir
+    from ..figures.drafts import plot_alpha_curve
+    from ..validation import draft_economics
+
+    records = {p.parent.name: json.loads(p.read_text()) for p in sorted(drafts_dir().glob("*/build.json"))}
+    files = [plot_alpha_curve(out / "draft_alpha_curve.png", {k: r for k, r in records.items() if "curve" in r})]
+    bench = drafts_dir().parent / "figures" / "out" / "bench" / "bench_backend.json"
+    if bench.is_file():
+        files += draft_economics.write(draft_economics.analyse(bench), out / "draft_economics")
+    return files
+
+
 def _local(out: Path, quick: bool) -> list[Path]:
     """Measured here on the built-in family (and predicted from this machine's profiles and traces):
     `pipespec validate` on a small budget, with the lookahead sweep."""
@@ -157,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         ("calibrated A100 pipeline", lambda: _calibrated(out, args.quick)),
         ("A100 asynchronous runs predicted from the authors' synchronous logs", lambda: _a100_logs(out)),
         ("acceptance models compared", lambda: _acceptance_models(out)),
+        ("drafts: training curves and which drafts pay", lambda: _drafts(out)),
     ]
     if args.backend:
         steps.append(("local backend, measured vs predicted", lambda: _local(out, args.quick)))
