@@ -59,7 +59,7 @@ class DraftRecipe:
     # what it learns from: "stdlib" (the corpus above) or "responses" (the target's own answers to
     # instructions, `pipespec models responses`: the teacher's top-k on the response positions only)
     corpus: str = "stdlib"
-    init: str | None = None  # a committed draft whose weights it starts from (small drafts only)
+    init: str | None = None  # a committed draft (or a checkpoint folder) whose weights it starts from (small only)
     builtin_tokens: int = 128  # responses corpus: the target's greedy tokens per built-in prompt that α is scored on
 
 
@@ -109,8 +109,9 @@ class Student(torch.nn.Module):
             if recipe.init is not None:
                 from .models import drafts_dir
 
-                start = drafts_dir() / recipe.init
-                require((start / "config.json").is_file(), f"{recipe.name} starts from {recipe.init}: build it first")
+                start = Path(recipe.init) if Path(recipe.init).is_dir() else drafts_dir() / recipe.init
+                require((start / "config.json").is_file(), f"{recipe.name} starts from {recipe.init}: build it first "
+                                                           f"(pipespec models build {recipe.init})")
                 self.model = LlamaForCausalLM.from_pretrained(start, dtype=torch.float32)
                 require(self.model.config.hidden_size == recipe.hidden
                         and self.model.config.num_hidden_layers == recipe.layers,
@@ -298,6 +299,10 @@ def export(student: Student, recipe: DraftRecipe, out_dir: Path, record: dict[st
     else:
         student.model.half().save_pretrained(path)
         student.model.float()
-    tokenizer.save_pretrained(path)
+    from .models import drafts_dir
+
+    if out_dir.resolve() != drafts_dir().resolve():  # elsewhere: a self-contained checkpoint folder
+        tokenizer.save_pretrained(path)
+    # in the repository's models/: the target's tokenizer, which `models.load_tokenizer` falls back to
     (path / "build.json").write_text(json.dumps(provenance(recipe) | record, indent=2) + "\n")
     return path

@@ -156,9 +156,15 @@ def tokenizer_id(ref: ModelRef) -> str | None:
     tiny test models', by construction), a hash of a checkpoint's tokenizer.json, or None (model-free)."""
     if ref.kind == "ngram":
         return None
-    if ref.kind == "tiny" or ref.path is None:
+    if ref.kind == "tiny" or ref.path is None or _builtin_draft(ref):
         return BUILTIN_TOKENIZER
     return tokenizer_fingerprint(ref.path)
+
+
+def _builtin_draft(ref: ModelRef) -> bool:
+    """A committed draft for the built-in target: its folder carries no tokenizer of its own (it is the
+    target's; leaving the copies out keeps the repository small enough to travel)."""
+    return ref.spec.startswith("draft:") and ref.path is not None and not (ref.path / "tokenizer.json").is_file()
 
 
 def tokenizer_fingerprint(folder: Path) -> str:
@@ -340,8 +346,8 @@ def load_tokenizer(ref: ModelRef) -> Any:
     from transformers import AutoTokenizer
 
     quiet_transformers()
-    folder = ref.path if ref.kind == "hf" and ref.path is not None else target_path()
-    return AutoTokenizer.from_pretrained(folder)
+    own = ref.kind == "hf" and ref.path is not None and not _builtin_draft(ref)
+    return AutoTokenizer.from_pretrained(ref.path if own else target_path())
 
 
 def tiny_config(layers: int, hidden: int, vocab_size: int = 49152) -> Any:

@@ -42,8 +42,14 @@ def test_response_draft_trains_on_the_response_set_and_scores_alpha(run_cli, tmp
     responses._write_shard(folder / "shard-0000.jsonl.gz", rows)
     (folder / "build.json").write_text(json.dumps({"spec": {}, "tokens_generated": 24}))
     monkeypatch.setattr(responses, "responses_dir", lambda: folder)
-    recipe = dataclasses.replace(distill.RECIPES["smollm2-chat4"], name="chat-test", steps=2, batch=2,
-                                         seq_len=16, builtin_tokens=3)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    start = tmp_path / "start"  # a random one-layer draft to start from (the recipe's own is the committed small4)
+    LlamaForCausalLM(LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                 num_attention_heads=1, num_key_value_heads=1, tie_word_embeddings=True)
+                     ).save_pretrained(start)
+    recipe = dataclasses.replace(distill.RECIPES["smollm2-chat4"], name="chat-test", steps=2, batch=2, layers=1,
+                                 hidden=64, seq_len=16, builtin_tokens=3, init=str(start))
     monkeypatch.setitem(distill.RECIPES, "chat-test", recipe)
     out = tmp_path / "models"
     code, _, err = run_cli("models", "build", "chat-test", "--out", str(out), "--threads", "2")
