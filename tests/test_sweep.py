@@ -217,3 +217,26 @@ def test_successful_parallel_sweep_shuts_down_silently(tmp_path):
                                "--output", str(tmp_path / f"q{attempt}.csv"), "--workers", "2"],
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_one_option_of_every_type_can_be_swept(run_cli, tmp_path):
+    """A choice, an integer, an optional integer, a number, a flag and a tuple's element and whole value, swept
+    through the CLI: each reaches the simulator typed as the CLI types it, and changes what it computes."""
+    out = tmp_path / "types.csv"
+    axes = ["coordination=lockfree,reference", "min_drafts=1,2", "max_drafts=none,2", "head_share=0,0.1",
+            "lazy_drafter=true,false", "latency[0]=5,10", "acceptance=0.7,0.9"]
+    code, _, err = run_cli("sweep", *BASE, *[a for axis in axes for a in ("--grid", axis)], "--output", str(out),
+                           "--workers", "1")
+    assert code == 0, err
+    rows = read_csv(out)
+    assert len(rows) == 2 ** len(axes)
+    point = {"coordination": "reference", "min_drafts": 2, "max_drafts": None, "head_share": 0.1,
+             "lazy_drafter": False, "latency[0]": "10", "acceptance": ("0.9",)}
+    config = sweep.apply(SimConfig(scheme="pipespec", latency=("5", "20", "100")), point)
+    assert (config.coordination, config.min_drafts, config.max_drafts, config.head_share, config.lazy_drafter,
+            config.latency, config.acceptance) == ("reference", 2, None, 0.1, False, ("10", "20", "100"), ("0.9",))
+    for name in ("coordination", "min_drafts", "max_drafts", "latency[0]", "acceptance"):
+        by_value = {}
+        for row in rows:
+            by_value.setdefault(row[name], []).append(float(row["ms_per_token"]))
+        assert len(by_value) == 2 and len({round(sum(v), 6) for v in by_value.values()}) == 2, name
