@@ -117,86 +117,42 @@ class _SpecPipeWorker(StageWorker):
         output = Output(len(prompt), self.options, time.perf_counter())
         pair = PairStats("draft->target (tree)")
         verified = list(prompt)
-        token, parent, position, path = {}, {}, {}, {}  # per node
-        children: dict[int, list[int]] = {}
-        top: dict[int, tuple[list[int], list[float]]] = {}  # the draft's top children of a fed node
-        counter = iter(range(len(prompt), 1 << 62))
+        tree = TokenTree(prompt)
         in_flight = 0
 
         def send(ids: list[int]) -> None:
+            """One level down the pipeline; the draft's top children of its nodes, for the next level."""
             nonlocal in_flight
-            tokens = np.array([token[n] for n in ids], dtype=np.int64)
-            self.inboxes[1].put(("level", epoch, ids, [parent[n] for n in ids], [position[n] for n in ids], tokens))
+            tokens, parents, positions = tree.level(ids)
+            self.inboxes[1].put(("level", epoch, ids, parents, positions, tokens))
             in_flight += 1
             if self.depth == 1:  # plain pipeline parallelism: the tree never grows, the draft is not consulted
                 return
             self.stats.steps += 1
             logits = self.timed(lambda: self.slice.logits(self.slice.forward_nodes(
-                torch.from_numpy(tokens), ids, [parent[n] for n in ids], [position[n] for n in ids])))
+                torch.from_numpy(tokens), ids, parents, positions)))
             probs, index = torch.softmax(logits, -1).topk(max(1, self.width), -1)
             for n, p, i in zip(ids, probs.tolist(), index.tolist(), strict=True):
-                top[n] = (i, p)
+                tree.top[n] = (i, p)
 
-        for i, t in enumerate(prompt):
-            token[i], parent[i], position[i], path[i] = t, i - 1, i, 1.0
-        root = len(prompt) - 1
-        frontier = [root]
         send(list(range(len(prompt))))
-
-        def expand() -> list[int]:
-            candidates = sorted(((path[f] * p, f, t) for f in frontier for t, p in zip(*top[f], strict=True)),
-                                reverse=True)
-            chosen = [c for c in candidates[:self.width] if c[0] >= self.threshold] or candidates[:1]
-            ids = []
-            for prob, f, t in chosen:
-                n = next(counter)
-                token[n], parent[n], position[n], path[n] = t, f, position[f] + 1, prob
-                children.setdefault(f, []).append(n)
-                ids.append(n)
-            send(ids)
-            return ids
-
-        def subtree(nodes: list[int]) -> set[int]:
-            out, stack = set(), list(nodes)
-            while stack:
-                n = stack.pop()
-                out.add(n)
-                stack.extend(children.get(n, []))
-            return out
-
         predicted: dict[int, int] = {}
         while control[DONE] < epoch and not self.stopped():
-            while in_flight < self.depth and frontier:
-                frontier = expand()
+            while in_flight < self.depth and tree.frontier:
+                send(tree.grow(self.width, self.threshold))
             message = self._receive(epoch)
             if message is None:
                 continue
             in_flight -= 1
             predicted.update(zip(message[2], message[3].tolist(), strict=True))
-            while root in predicted and not output.done(verified):
-                x = predicted.pop(root)
+            while tree.root in predicted and not output.done(verified):
+                x = predicted.pop(tree.root)
                 verified.append(x)
-                kids = children.pop(root, [])
-                hit = next((k for k in kids if token[k] == x), None)
+                kids, hit, dead = tree.decide(x)
                 if kids:
                     pair.record(1, int(hit is not None))
-                dead = subtree([k for k in kids if k != hit])
                 if hit is None:  # flush: the decided token enters the pipeline as the new root
-                    n = next(counter)
-                    token[n], parent[n], position[n], path[n] = x, root, position[root] + 1, 1.0
-                    root, frontier = n, [n]
-                    send([n])
-                else:
-                    root = hit
-                    path_root = path[hit]
-                    frontier = [f for f in frontier if f not in dead]
-                    if not frontier:  # the deepest level grew from pruned branches: regrow from the hit's
-                        kept = subtree([hit])
-                        deepest = max(position[n] for n in kept)
-                        frontier = [n for n in kept if position[n] == deepest]
-                    for f in frontier:
-                        path[f] /= path_root  # probabilities conditional on the new root
-                    path[hit] = 1.0
+                    send([tree.root])
                 if dead:
                     for j in range(1, len(self.inboxes)):
                         self.inboxes[j].put(("drop", epoch, dead))
@@ -210,6 +166,83 @@ class _SpecPipeWorker(StageWorker):
         first = None if output.ttft_s is None else output.started + output.ttft_s
         return {"pair": pair, "output": output.tokens(verified), "first_token_at": first,
                 "finished_at": time.perf_counter()}
+
+
+class TokenTree:
+    """The controller's speculative token tree: each node's token, parent, position and path probability
+    (conditional on the current root), its children, and (once the draft was fed the node) the draft's top
+    children. Node ids are the prompt's positions, then a counter."""
+
+    def __init__(self, prompt: Sequence[int]) -> None:
+        self.token: dict[int, int] = {}
+        self.parent: dict[int, int] = {}
+        self.position: dict[int, int] = {}
+        self.path: dict[int, float] = {}
+        self.children: dict[int, list[int]] = {}
+        self.top: dict[int, tuple[list[int], list[float]]] = {}  # the draft's top children of a fed node
+        self._ids = itertools.count(len(prompt))
+        for i, t in enumerate(prompt):
+            self._set(i, t, i - 1, i, 1.0)
+        self.root = len(prompt) - 1
+        self.frontier = [self.root]  # the deepest level: what the next level grows from
+
+    def _set(self, node: int, token: int, parent: int, position: int, path: float) -> None:
+        self.token[node], self.parent[node], self.position[node], self.path[node] = token, parent, position, path
+
+    def add(self, token: int, parent: int, path: float) -> int:
+        node = next(self._ids)
+        self._set(node, token, parent, self.position[parent] + 1, path)
+        return node
+
+    def level(self, ids: Sequence[int]) -> tuple[np.ndarray, list[int], list[int]]:
+        """(tokens, parents, positions) of nodes, as a pipeline level carries them."""
+        return (np.array([self.token[n] for n in ids], dtype=np.int64), [self.parent[n] for n in ids],
+                [self.position[n] for n in ids])
+
+    def grow(self, width: int, threshold: float) -> list[int]:
+        """A new deepest level: the `width` most probable paths through the frontier's top children whose
+        probability is at least `threshold` (always the best one)."""
+        candidates = sorted(((self.path[f] * p, f, t) for f in self.frontier
+                             for t, p in zip(*self.top[f], strict=True)), reverse=True)
+        chosen = [c for c in candidates[:width] if c[0] >= threshold] or candidates[:1]
+        ids = []
+        for prob, f, t in chosen:
+            node = self.add(t, f, prob)
+            self.children.setdefault(f, []).append(node)
+            ids.append(node)
+        self.frontier = ids
+        return ids
+
+    def subtree(self, nodes: Sequence[int]) -> set[int]:
+        out, stack = set(), list(nodes)
+        while stack:
+            n = stack.pop()
+            out.add(n)
+            stack.extend(self.children.get(n, []))
+        return out
+
+    def decide(self, token: int) -> tuple[list[int], int | None, set[int]]:
+        """The target decided `token` after the root: (the root's children, the child that guessed it or None,
+        the nodes pruned). The guessing child becomes the root, its siblings' subtrees go; on a miss the
+        whole tree is flushed and the token, as a new root, must enter the pipeline."""
+        kids = self.children.pop(self.root, [])
+        hit = next((k for k in kids if self.token[k] == token), None)
+        dead = self.subtree([k for k in kids if k != hit])
+        if hit is None:
+            node = self.add(token, self.root, 1.0)
+            self.root, self.frontier = node, [node]
+            return kids, None, dead
+        self.root = hit
+        self.frontier = [f for f in self.frontier if f not in dead]
+        if not self.frontier:  # the deepest level grew from pruned branches: regrow from the hit's
+            kept = self.subtree([hit])
+            deepest = max(self.position[n] for n in kept)
+            self.frontier = [n for n in kept if self.position[n] == deepest]
+        path_root = self.path[hit]
+        for f in self.frontier:
+            self.path[f] /= path_root  # probabilities conditional on the new root
+        self.path[hit] = 1.0
+        return kids, hit, dead
 
 
 class SpecPipeEngine(PipelineEngine):

@@ -97,3 +97,25 @@ def test_bad_splits_and_trees_are_one_line_errors(run_cli, tmp_path, args, messa
     code, _, err = run_cli("run", "--scheme", "specpipe", "--chain", "tiny:1:1:64", TARGET, "--prompts", str(path),
                            *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_token_tree_grows_prunes_and_flushes():
+    """The controller's tree: a level is the most probable paths; a decided token that a child guessed makes it
+    the root and prunes its siblings' subtrees; a miss flushes the tree to the decided token."""
+    from pipespec.backend.specpipe import TokenTree
+
+    tree = TokenTree([5, 6, 7])
+    assert (tree.root, tree.frontier) == (2, [2])
+    tree.top[2] = ([10, 11, 12], [0.6, 0.3, 0.1])
+    first = tree.grow(width=2, threshold=0.0)
+    assert [tree.token[n] for n in first] == [10, 11] and [tree.position[n] for n in first] == [3, 3]
+    tree.top[first[0]], tree.top[first[1]] = ([20], [0.5]), ([21], [0.9])
+    second = tree.grow(width=2, threshold=0.25)  # paths 0.3 (10 → 20) and 0.27 (11 → 21)
+    assert [tree.token[n] for n in second] == [20, 21]
+    kids, hit, dead = tree.decide(11)
+    assert kids == first and hit == first[1] and dead == {first[0], second[0]}
+    assert tree.root == first[1] and tree.frontier == [second[1]] and tree.path[second[1]] == pytest.approx(0.9)
+    kids, hit, dead = tree.decide(99)  # nobody guessed it: flushed, 99 is the new root one position on
+    assert hit is None and dead == {second[1]} and tree.token[tree.root] == 99 and tree.frontier == [tree.root]
+    tokens, parents, positions = tree.level([tree.root])
+    assert tokens.tolist() == [99] and parents == [first[1]] and positions == [4]
