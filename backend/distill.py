@@ -70,8 +70,10 @@ RECIPES = {
     "smollm2-small4": DraftRecipe("smollm2-small4", "small", layers=4, hidden=256, steps=2000, pretrain_steps=1400,
                                   teacher_windows=768),
     # small4 fine-tuned on the target's own chat responses: the draft for the prompts the product serves
+    # (top_k 0: the responses are the target's greedy tokens, learnt as labels: its argmax, with no teacher
+    # forward, which on this CPU would cost an hour over the set)
     "smollm2-chat4": DraftRecipe("smollm2-chat4", "small", layers=4, hidden=256, steps=720, seq_len=384,
-                                 lr=5e-4, corpus="responses", init="smollm2-small4", eval_windows=0),
+                                 lr=5e-4, corpus="responses", init="smollm2-small4", eval_windows=0, top_k=0),
 }
 
 
@@ -151,13 +153,13 @@ class Student(torch.nn.Module):
 
     def response_loss(self, ids: torch.Tensor, mask: torch.Tensor, probs: torch.Tensor,
                       index: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy to the teacher's top-k at the positions that predict a response token (the head, most
-        of a small draft's cost, runs on those rows only)."""
+        """Cross-entropy to the teacher's top-k (probs, index: one row per masked position, row-major) at the
+        positions that predict a response token (the head, most of a small draft's cost, runs on those only)."""
         hidden = self.model.model(input_ids=ids).last_hidden_state[mask]
         logp = F.log_softmax(self.model.lm_head(hidden).float(), -1)
-        target = probs[mask].float()
+        target = probs.float()
         target = target / target.sum(-1, keepdim=True)
-        return -(target * logp.gather(-1, index[mask].long())).sum(-1).mean()
+        return -(target * logp.gather(-1, index.long())).sum(-1).mean()
 
     def agreement(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[int, int]:
         """(greedy next-token hits, positions) at the masked positions of (B, T) sequences whose masked

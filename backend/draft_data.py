@@ -131,22 +131,44 @@ def response_examples(rows: list[dict[str, Any]], seq_len: int, pad: int) -> tup
 
 def response_teacher(ids: torch.Tensor, mask: torch.Tensor, recipe: DraftRecipe, target: torch.nn.Module,
                      progress: Callable = lambda it, **_: it) -> dict[str, torch.Tensor]:
-    """The teacher's top-k next-token distribution at every position of the response examples (cached)."""
+    """The teacher's top-k next-token distribution at the masked positions of the response examples, flat in
+    row-major order of the mask (`offsets[r]` is where row r's begin), computed once and cached. Each
+    batch is cut to its longest row and the head runs on the masked rows only: the 49k-way head over every
+    padded position would be most of the cost."""
     key = f"{len(ids)}x{ids.shape[1]}-top{recipe.top_k}-{int(ids.sum())}-{int(mask.sum())}"
-    path = cache_dir() / "corpus" / f"teacher-responses-{key}.pt"
+    path = cache_dir() / "corpus" / f"teacher-responses-flat-{key}.pt"
     if path.is_file():
         return torch.load(path)
     probs, index = [], []
     with torch.no_grad():
-        for chunk in progress(ids.split(recipe.batch), desc="teacher top-k on responses"):
-            top = F.log_softmax(target(input_ids=chunk).logits.float(), -1).topk(recipe.top_k, -1)
+        for start in progress(range(0, len(ids), recipe.batch), desc="teacher top-k on responses"):
+            rows = slice(start, start + recipe.batch)
+            width = int(used_width(mask[rows]))
+            hidden = target.model(input_ids=ids[rows, :width]).last_hidden_state[mask[rows, :width]]
+            top = F.log_softmax(target.lm_head(hidden).float(), -1).topk(recipe.top_k, -1)
             probs.append(top.values.exp().half())
             index.append(top.indices.int())
-    targets = {"probs": torch.cat(probs), "index": torch.cat(index)}
+    counts = mask.sum(1)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
+    targets = {"probs": torch.cat(probs), "index": torch.cat(index), "offsets": offsets}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(targets, path.with_suffix(".tmp"))
     os.replace(path.with_suffix(".tmp"), path)
     return targets
+
+
+def used_width(mask: torch.Tensor) -> int:
+    """Positions a batch needs: up to its last masked position and the token after it."""
+    last = int(mask.any(0).nonzero().max()) if bool(mask.any()) else 0
+    return min(mask.shape[1], last + 2)
+
+
+def flat_rows(cached: dict[str, torch.Tensor], rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cached top-k (probs, index) of `rows`, in the row-major order of their masks."""
+    offsets = cached["offsets"]
+    spans = [torch.arange(int(offsets[r]), int(offsets[r + 1])) for r in rows.tolist()]
+    where = torch.cat(spans) if spans else torch.zeros(0, dtype=torch.int64)
+    return cached["probs"][where], cached["index"][where]
 
 
 def builtin_greedy(target: torch.nn.Module, tokenizer: Any, new_tokens: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,7 +224,7 @@ class TrainingData:
     def prepare(self) -> None:
         """The teacher's cached targets (computed once, before the first step that needs them)."""
         recipe = self.recipe
-        if recipe.corpus == "responses":
+        if recipe.corpus == "responses" and recipe.top_k:
             self.cached = response_teacher(self.ids, self.mask, recipe, self.target, self.progress)
         elif recipe.teacher_windows:
             self.cached = teacher_targets(self.stream, recipe, self.target, self.eval_split, self.progress)
@@ -215,9 +237,16 @@ class TrainingData:
         if recipe.corpus == "responses":
             rng = np.random.default_rng([recipe.seed, step])
             rows = torch.from_numpy(self.train_rows[rng.integers(0, len(self.train_rows), recipe.batch)])
-            mask = self.mask[rows]
-            return student.response_loss(self.ids[rows], mask, cached["probs"][rows], cached["index"][rows]), \
-                int(mask.sum())
+            width = used_width(self.mask[rows])
+            ids, mask = self.ids[rows, :width], self.mask[rows, :width]
+            if cached is None:  # top_k 0: the response tokens are the target's greedy choices, learnt as labels
+                labels = ids[:, 1:][mask[:, :-1]]
+                probs, index = torch.ones(len(labels), 1), labels.unsqueeze(1)
+                mask = mask.clone()
+                mask[:, -1] = False  # the last position has no next token in the cut (never masked by used_width)
+            else:
+                probs, index = flat_rows(cached, rows)
+            return student.response_loss(ids, mask, probs, index), int(mask.sum())
         tokens = recipe.batch * recipe.seq_len
         batch = _batch(self.stream, recipe, step, self.eval_split)
         if step < recipe.pretrain_steps:
@@ -243,7 +272,8 @@ class TrainingData:
             for name, (ids, mask) in (("agreement", self.held), ("alpha_builtin", self.builtin)):
                 hits = total = 0
                 for rows in torch.arange(len(ids)).split(self.recipe.batch):
-                    h, n = student.agreement(ids[rows], mask[rows])
+                    width = used_width(mask[rows])
+                    h, n = student.agreement(ids[rows, :width], mask[rows, :width])
                     hits, total = hits + h, total + n
                 point[name] = hits / max(total, 1)
             return point

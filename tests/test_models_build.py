@@ -29,7 +29,8 @@ def test_build_resume_export_and_load(run_cli, tmp_path, monkeypatch, name):
 
 
 @pytest.mark.slow
-def test_response_draft_trains_on_the_response_set_and_scores_alpha(run_cli, tmp_path, monkeypatch):
+@pytest.mark.parametrize("top_k", [0, 4])  # the response tokens as labels, or the teacher's top-k there
+def test_response_draft_trains_on_the_response_set_and_scores_alpha(run_cli, tmp_path, monkeypatch, top_k):
     """A draft distilled on the target's responses (starting from a committed draft) records α on the built-in
     prompts along its curve, next to its held-out agreement, and exports a loadable model."""
     from pipespec.backend import distill, responses
@@ -49,7 +50,7 @@ def test_response_draft_trains_on_the_response_set_and_scores_alpha(run_cli, tmp
                                  num_attention_heads=1, num_key_value_heads=1, tie_word_embeddings=True)
                      ).save_pretrained(start)
     recipe = dataclasses.replace(distill.RECIPES["smollm2-chat4"], name="chat-test", steps=2, batch=2, layers=1,
-                                 hidden=64, seq_len=16, builtin_tokens=3, init=str(start))
+                                 hidden=64, seq_len=16, builtin_tokens=3, init=str(start), top_k=top_k)
     monkeypatch.setitem(distill.RECIPES, "chat-test", recipe)
     out = tmp_path / "models"
     code, _, err = run_cli("models", "build", "chat-test", "--out", str(out), "--threads", "2")
