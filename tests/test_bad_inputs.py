@@ -119,6 +119,10 @@ CASES = [
     (["models", "build", "smollm2-small4", "--minutes", "nan"], "--minutes must be > 0"),
     (["models", "build", "smollm2-small4", "--threads", "0"], "--threads must be an integer >= 1"),
     (["models", "build", "smollm2-small4", "--out", "{file}"], "--out must be a folder"),
+    (["models", "responses", "--prompts", "0"], "--prompts must be an integer"),
+    (["models", "responses", "--batch", "1000"], "--batch must be an integer"),
+    (["models", "responses", "--minutes", "nan"], "--minutes must be > 0"),
+    (["models", "responses", "--out", "{file}"], "--out must be a folder"),
     (["models", "build", "nonesuch"], "NAME must be one of"),
     # import-logs
     (["import-logs", "reference", "{bytes}", "--out", "{out}/i"], "bytes.bin: not UTF-8 text"),

@@ -30,6 +30,17 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget_and_out(args: argparse.Namespace, default: Path) -> Path:
+    """--minutes, --threads and --out of a long, resumable job, checked; the output folder."""
+    if args.minutes is not None:
+        check_positive("--minutes", args.minutes)
+    if args.threads is not None:
+        check_int("--threads", args.threads, 1)
+    out = Path(args.out) if args.out else default
+    require(not out.exists() or out.is_dir(), f"--out must be a folder, got the file {str(out)!r}")
+    return out
+
+
 def run_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -40,12 +51,7 @@ def run_build(args: argparse.Namespace) -> int:
     require(all(n in RECIPES for n in names), f"NAME must be one of {', '.join(RECIPES)} or all, got {args.name!r}")
     if args.steps is not None:
         check_int("--steps", args.steps, 1)
-    if args.minutes is not None:
-        check_positive("--minutes", args.minutes)
-    if args.threads is not None:
-        check_int("--threads", args.threads, 1)
-    out = Path(args.out) if args.out else drafts_dir()
-    require(not out.exists() or out.is_dir(), f"--out must be a folder, got the file {str(out)!r}")
+    out = _budget_and_out(args, drafts_dir())
 
     def progress(items, **kwargs):
         return tqdm(items, file=sys.stderr, disable=None, **kwargs)
@@ -72,12 +78,7 @@ def run_responses(args: argparse.Namespace) -> int:
     check_int("--prompts", args.prompts, 1, maximum=100_000)
     check_int("--max-new-tokens", args.max_new_tokens, 1, maximum=2048)
     check_int("--batch", args.batch, 1, maximum=256)
-    if args.minutes is not None:
-        check_positive("--minutes", args.minutes)
-    if args.threads is not None:
-        check_int("--threads", args.threads, 1)
-    out = Path(args.out) if args.out else responses_dir()
-    require(not out.exists() or out.is_dir(), f"--out must be a folder, got the file {str(out)!r}")
+    out = _budget_and_out(args, responses_dir())
     spec = Spec(prompts=args.prompts, max_new_tokens=args.max_new_tokens, batch=args.batch)
     record = generate(spec, out, args.minutes, args.threads,
                       lambda items, **kw: tqdm(items, file=sys.stderr, disable=None, **kw),
