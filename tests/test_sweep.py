@@ -112,16 +112,16 @@ def test_ctrl_c_stops_workers_and_keeps_finished_points(tmp_path):
            "--output", str(out), "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     partial = out.with_name("big.csv.partial.jsonl")
-    deadline = time.time() + 60
+    deadline = time.time() + 180  # generous: CI's 2 cores may be shared
     while time.time() < deadline and (not partial.exists() or len(partial.read_text().splitlines()) < 3):
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     kept = len(partial.read_text().splitlines()) - 1
     assert kept >= 2 and not out.exists()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline and subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True,
                                                          check=False).stdout.strip():
         time.sleep(0.2)
