@@ -100,7 +100,7 @@ def test_ctrl_c_stops_every_stage(tmp_path, long_prompts):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(15)  # stages spawned and decoding
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert _group_empty(proc.pid), "stage processes survived Ctrl-C"
@@ -134,6 +134,6 @@ def test_sigterm_stops_every_stage(tmp_path, long_prompts):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(15)
     proc.terminate()  # SIGTERM to the coordinator alone
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err
     assert _group_empty(proc.pid), "stage processes survived SIGTERM"
