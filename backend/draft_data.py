@@ -241,9 +241,7 @@ class TrainingData:
             ids, mask = self.ids[rows, :width], self.mask[rows, :width]
             if cached is None:  # top_k 0: the response tokens are the target's greedy choices, learnt as labels
                 labels = ids[:, 1:][mask[:, :-1]]
-                probs, index = torch.ones(len(labels), 1), labels.unsqueeze(1)
-                mask = mask.clone()
-                mask[:, -1] = False  # the last position has no next token in the cut (never masked by used_width)
+                probs, index = torch.ones(len(labels), 1), labels.unsqueeze(1)  # (the cut's last column is unmasked)
             else:
                 probs, index = flat_rows(cached, rows)
             return student.response_loss(ids, mask, probs, index), int(mask.sum())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import sys
@@ -27,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from ..acceptance import parse_acceptance
 from ..errors import ConfigError, require
 from ..io import read_user_text, write_text_atomic
+from ..latency import LatencyModel, parse_latency
 from ..schemes import get
 from ..schemes.pipespec import PipeSpec
 from ..sim.plan import Inputs, pipespec_seconds, sd_seconds
@@ -40,9 +43,17 @@ CAPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # PipeSpec's --max-drafts, SD's γ: t
 GOAL = 1.5
 
 
+@functools.cache
+def _target(profile: Path, key: str) -> LatencyModel:
+    """A profiled model's latency, parsed once per (file, key): the grid prices thousands of points on it."""
+    return parse_latency(f"profile:{profile}#{key}", f"BENCH: {key}")
+
+
 def _inputs(profile: Path, target_key: str, draft_ms: float, alpha: float) -> Inputs:
-    return Inputs.from_specs({"draft": f"{draft_ms:.6g}", target_key: f"profile:{profile}#{target_key}"},
-                             {("draft", target_key): f"{alpha:.6g}"}, target_key, {})
+    draft, pair = f"{draft_ms:.6g}", ("draft", target_key)
+    return Inputs({"draft": parse_latency(draft, "draft"), target_key: _target(profile, target_key)},
+                  {"draft": draft, target_key: f"profile:{profile}#{target_key}"},
+                  {pair: parse_acceptance(f"{alpha:.6g}", "alpha")}, {pair: f"{alpha:.6g}"}, target_key, {})
 
 
 def speedups(profile: Path, target_1t: str, target_2t: str, ar_ms: float, alpha: float, cost: float,
@@ -57,7 +68,7 @@ def speedups(profile: Path, target_1t: str, target_2t: str, ar_ms: float, alpha:
 
 
 def _t(profile: Path, key: str, n: int) -> float:
-    return Inputs.from_specs({key: f"profile:{profile}#{key}"}, {}, key, {}).t(key, n)
+    return _target(profile, key).median_s(n, Inputs.context)
 
 
 def analyse(bench_path: Path) -> dict[str, Any]:

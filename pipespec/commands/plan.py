@@ -99,6 +99,7 @@ def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
             latency_spec[name] = f"profile:{path}#{name}"
             if entry.get("tokenizer"):
                 tokenizers[name] = entry["tokenizer"]
+    profiled = {m: ProfileKey.parse(m).model for m in latency_spec}  # the model each profile entry times
     for path in config.traces:
         for name, entry in read_traces(path).items():
             if entry.get("top_k", 1) != 1:
@@ -106,8 +107,8 @@ def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
             draft, target = _pair(name)
             draft, target = entry.get("draft", draft), entry.get("target", target)
             # a model profiled at several thread counts (NAME@2t, as `pipespec validate` writes) shares its trace
-            for a in [m for m in latency_spec if ProfileKey.parse(m).model == draft] or [draft]:
-                for b in [m for m in latency_spec if ProfileKey.parse(m).model == target] or [target]:
+            for a in [m for m, model in profiled.items() if model == draft] or [draft]:
+                for b in [m for m, model in profiled.items() if model == target] or [target]:
                     acceptance_spec[(a, b)] = f"trace:{path}#{name}"
     for item in config.acceptance:
         pair, _, spec = item.partition("=")

@@ -11,6 +11,7 @@ The default behaviour is a chain of whole models, draft first, each adjacent pai
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from ..validation.setups import Process, Setup, Workload
 
 
-class Scheme:
+class Scheme(ABC):
     name = ""
     # the simulator's --latency: at least this many models (and exactly `exact_models` where it is set)
     min_models = 2
@@ -41,7 +42,8 @@ class Scheme:
 
     # --- the simulator -------------------------------------------------------------------------------
     def check_sim(self, config: SimConfig) -> None:
-        """Checks of the scheme's own options, once the shared ones passed."""
+        """Checks of the scheme's own options, once the shared ones passed (none by default)."""
+        return None
 
     def sim_pairs(self, config: SimConfig) -> int:
         """Adjacent (draft, verifier) pairs whose acceptance the run draws."""
@@ -67,9 +69,11 @@ class Scheme:
         """Whether stage 0 asks its pair whether it proposes at a position (a model-free drafter)."""
         return False
 
+    @abstractmethod
     def start(self, config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
               done: simpy.Event) -> None:
-        raise NotImplementedError
+        """Start the scheme's SimPy processes over the built stages and pairs; `done` fires when it has
+        produced config.num_tokens."""
 
     def produced(self, config: SimConfig, stages: Sequence[Stage]) -> int:
         """Output tokens a finished run counts."""
@@ -87,8 +91,9 @@ class Scheme:
         return "all" if window is None else str(window)
 
     def closed_form_s(self, inputs: Inputs, chain: Sequence[str], window: int | None) -> float:
-        """Seconds per output token by the closed forms, from planning inputs over the chain's models."""
-        raise NotImplementedError(f"{self.name} has no chain closed form")
+        """Seconds per output token by the closed forms, from planning inputs over the chain's models. The layer
+        pipelines have none over a chain (their closed forms need the layer split: see their `predict`)."""
+        raise TypeError(f"{self.name} has no closed form over a chain of models")
 
     # --- the backend ---------------------------------------------------------------------------------
     def check_run(self, config: RunConfig) -> None:
@@ -98,7 +103,8 @@ class Scheme:
         check_int("--exit-layer", config.exit_layer, 1)
 
     def check_run_models(self, config: RunConfig) -> None:
-        """Checks that read the models' configs (after every option passed)."""
+        """Checks that read the models' configs (after every option passed; none by default)."""
+        return None
 
     def run_stages(self, config: RunConfig) -> int:
         """Processes (pipelines) or models (in-process schemes) one placement option value is given for."""
@@ -106,12 +112,14 @@ class Scheme:
 
     def engine(self, config: RunConfig, refs: list[ModelRef], placements: list[Placement],
                options: DecodeOptions) -> Any:
-        """A pipelined scheme's engine (`backend.pipeline.PipelineEngine` or a subclass)."""
-        raise NotImplementedError
+        """A pipelined scheme's engine (`backend.pipeline.PipelineEngine` or a subclass); only asked of a scheme
+        with `pipelined` set."""
+        raise TypeError(f"{self.name} runs in-process: it has no pipeline engine")
 
     def decode_in_process(self) -> Any:
-        """An in-process scheme's decoder: decode(stages, prompt_ids, options) -> PromptResult."""
-        raise NotImplementedError
+        """An in-process scheme's decoder: decode(stages, prompt_ids, options) -> PromptResult; only asked of a
+        scheme without `pipelined`."""
+        raise TypeError(f"{self.name} runs one process per stage: it has no in-process decoder")
 
     # --- validation: a measured configuration (`validation.setups.Setup`) -----------------------------
     baseline = False  # the configuration every measured speedup is over (AR)
