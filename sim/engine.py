@@ -10,6 +10,7 @@ measured profile, slower). Times are SimPy time in seconds.
 from __future__ import annotations
 
 import contextlib
+import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,11 +104,38 @@ class TimeSlicedDevice:
         return self.env.now + max(job.work_s, 0.0) / self._rate()
 
 
+class Phase(enum.Enum):
+    """Where a stage is in its forward; the rollback protocol is the transitions between them.
+
+        IDLE --forward()--> QUEUED --device granted (at once without a shared queue)--> RUNNING --ends--> IDLE
+        QUEUED or RUNNING --a rollback (adopt) or a flush interrupts it--> CUT --> IDLE, forward() raises
+        RUNNING, a generate forward ending at the rollback's very instant --adopt--> COUNTED --> IDLE, raises
+
+    CUT: the forward is lost; with rollback policy "finish" it still holds its device to its end (a GPU kernel
+    cannot be cancelled), then is recorded as discarded ("aborted" under "abort", where it stops at once).
+    COUNTED: it completed at the instant of the rollback (its token existed when the rollback was decided, as a
+    lazily computed drafter sees it): adopt() counted it, and the process only leaves it. A second rollback
+    while CUT or COUNTED changes the sequence only."""
+
+    IDLE = "idle"
+    QUEUED = "queued"
+    RUNNING = "running"
+    CUT = "cut"
+    COUNTED = "counted"
+
+
+_IDLE, _QUEUED, _RUNNING, _CUT, _COUNTED = Phase
+
+
 class Stage:
     """One model of a pipeline: its latency, its device (None: a device of its own), its token buffer
     and its statistics. A drafter given `proposes` (position → does it propose there from the verified
     prefix) may have nothing to propose after adopting a verifier's sequence: it then waits for the
-    sequence to change (a model-free drafter; a model always proposes)."""
+    sequence to change (a model-free drafter; a model always proposes).
+
+    State: the sequence (`length`, `kv_len`, `verified`), the forward in flight (`phase`, and from its start
+    `forward_start`, `forward_kind`, `forward_tokens`), and what the scheme's process waits for besides
+    (`wake`, `waiting_until`, `blocked_until`, `pending_resync`)."""
 
     def __init__(self, env: simpy.Environment, index: int, name: str, latency: LatencyModel,
                  device: simpy.Resource | TimeSlicedDevice | None, jitter_rng: np.random.Generator | None,
@@ -123,17 +151,21 @@ class Stage:
         self.pending_resync: int | None = None  # see defers_resync()
         self.stats = StageStats(name)
         self.process: simpy.Process | None = None
-        self.busy = False  # inside forward(): queued for or holding the device
-        self.forward_start: float | None = None
-        self._end = 0.0
-        self._slice: _Slice | None = None  # the forward in flight on a time-sliced device
+        self.phase = _IDLE
+        self.forward_start: float | None = None  # the forward in flight, once it holds its device
         self.forward_kind: Kind = "generate"
         self.forward_tokens = 0
-        self.completed_at_rollback = False
-        self.rollback_pending = False  # interrupted for a rollback, and still inside that forward
+        self._end = 0.0
+        self._slice: _Slice | None = None  # the forward in flight on a time-sliced device
+        self._sliced = isinstance(device, TimeSlicedDevice)
         self.waiting_until: float | None = None  # pipespec --min-drafts: waiting for upstream progress
         self.blocked_until = 0.0  # coordination "reference": a middle stage waiting for its upstream's answer
         self._steady_s: dict[int, float] | None = {} if latency.steady else None
+
+    @property
+    def busy(self) -> bool:
+        """Inside forward(): queued for or holding the device."""
+        return self.phase is not _IDLE
 
     @property
     def forward_end(self) -> float:
@@ -151,7 +183,7 @@ class Stage:
         forward in flight end and then compares, as the backend's stages do between forwards; its work is
         kept if it agrees with the verifier's tokens (`pending_resync`: the first of them). A first-stage
         drafter's steps are short: it adopts at once."""
-        return self.policy == "finish" and self.index > 0 and self.busy and self.forward_start is not None
+        return self.policy == "finish" and self.index > 0 and self.forward_start is not None
 
     def wait_for_change(self):
         """Generator: a silent drafter idles until a verifier's sequence is adopted."""
@@ -163,31 +195,30 @@ class Stage:
         return max(1, self.length - self.kv_len)
 
     def duration_s(self, num_tokens: int) -> float:
-        if self._steady_s is not None:  # context-free and jitter-free: memoised by tokens per forward
-            value = self._steady_s.get(num_tokens)
+        steady = self._steady_s
+        if steady is not None:  # context-free and jitter-free: memoised by tokens per forward
+            value = steady.get(num_tokens)
             if value is None:
-                value = self._steady_s[num_tokens] = self.latency.median_s(num_tokens, 0)
+                value = steady[num_tokens] = self.latency.median_s(num_tokens, 0)
             return value
         return self.latency.sample_s(num_tokens, self.prompt_len + self.kv_len, self.jitter_rng)
 
     def forward(self, num_tokens: int, kind: Kind):
-        """Generator: hold the device for one forward of `num_tokens`; raises simpy.Interrupt if rolled back.
-
-        With policy "finish" an interrupted forward still occupies the device to its end (a GPU
-        kernel cannot be cancelled) before the interrupt is re-raised; with "abort" it stops at once.
-        """
-        env = self.env
-        self.busy = True
+        """Generator: hold the device for one forward of `num_tokens`; raises simpy.Interrupt if it is cut
+        (see Phase)."""
+        env, device = self.env, self.device
         request = job = None
-        sliced = isinstance(self.device, TimeSlicedDevice)
+        self.phase = _QUEUED
         try:
-            if self.device is not None and not sliced:  # queue for it (an interrupt while queued cancels it)
-                request = self.device.request()
+            if device is not None and not self._sliced:  # queue for it (an interrupt while queued cancels it)
+                request = device.request()
                 yield request
+            if self.phase is _QUEUED:
+                self.phase = _RUNNING
             start = self.forward_start = env.now
             duration = self.duration_s(num_tokens)
-            if sliced:
-                job = self._slice = self.device.start(duration)
+            if self._sliced:
+                job = self._slice = device.start(duration)
                 finished = job.done
             else:
                 finished = env.timeout(duration)
@@ -196,31 +227,33 @@ class Stage:
             try:
                 yield finished
             except simpy.Interrupt:
-                if self.completed_at_rollback:  # adopt() completed it first (see there)
-                    self.completed_at_rollback = False
-                    raise
-                if self.policy == "finish":
-                    while not finished.processed:
-                        with contextlib.suppress(simpy.Interrupt):  # later rollbacks change nothing
-                            yield finished
-                if env.now > start:  # a forward cancelled at the instant it began cost nothing
-                    self._record(start, env.now, "aborted" if self.policy == "abort" else "discarded", num_tokens)
-                    self.stats.aborted_steps += 1
-                    self.stats.wasted_s += env.now - start
+                if self.phase is not _COUNTED:
+                    yield from self._cut(start, num_tokens, finished)
                 raise
         finally:
-            self.busy = self.rollback_pending = False
+            self.phase = _IDLE
             self.forward_start = self._slice = None
             if job is not None:
-                self.device.cancel(job)  # aborted: the device's other forwards speed up (a no-op once done)
+                device.cancel(job)  # aborted: the device's other forwards speed up (a no-op once done)
             if request is not None:
                 if request.triggered:
-                    self.device.release(request)
+                    device.release(request)
                 else:
                     request.cancel()  # interrupted while queued: leave the queue
-        self._complete(start, env.now, kind, num_tokens)
+        self._count_step(start, env.now, kind, num_tokens)
 
-    def _complete(self, start: float, end: float, kind: Kind, num_tokens: int) -> None:
+    def _cut(self, start: float, num_tokens: int, finished: simpy.Event):
+        """Generator body of a cut forward: under "finish" it runs to its end (later cuts change nothing),
+        then its time is counted as lost."""
+        self.phase = _CUT
+        if self.policy == "finish":
+            while not finished.processed:
+                with contextlib.suppress(simpy.Interrupt):
+                    yield finished
+        self._count_lost(start, self.env.now, num_tokens)
+
+    def _count_step(self, start: float, end: float, kind: Kind, num_tokens: int) -> None:
+        """A completed forward's statistics."""
         self._record(start, end, kind, num_tokens)
         stats = self.stats
         stats.steps += 1
@@ -229,6 +262,13 @@ class Stage:
             stats.verify_steps += 1
         elif kind == "generate":
             stats.generate_steps += 1
+
+    def _count_lost(self, start: float, end: float, num_tokens: int) -> None:
+        """A cut forward's statistics (one cut at the instant it began cost nothing)."""
+        if end > start:
+            self._record(start, end, "aborted" if self.policy == "abort" else "discarded", num_tokens)
+            self.stats.aborted_steps += 1
+            self.stats.wasted_s += end - start
 
     def _record(self, start: float, end: float, kind: Kind, num_tokens: int) -> None:
         self.stats.busy_s += end - start
@@ -253,7 +293,7 @@ class Stage:
     def next_progress_s(self, now: float) -> float | None:
         """When the stage next makes progress: its forward in flight completes, or the upstream progress it
         waits for arrives (None: neither)."""
-        if self.busy and self.forward_start is not None:
+        if self.forward_start is not None:
             return self.forward_end
         if self.blocked_until > now:  # waiting for its upstream's answer (coordination "reference")
             return self.blocked_until
@@ -261,26 +301,13 @@ class Stage:
 
     def step_boundary_s(self, at: float) -> float:
         """The first instant at or after `at` between two of its steps (its forward in flight ends)."""
-        if self.busy and self.forward_start is not None and self.forward_end > at:
+        if self.forward_start is not None and self.forward_end > at:
             return self.forward_end
         return at
 
-    def adopt(self, new_length: int) -> None:
-        """Roll back or resynchronise to a downstream sequence of `new_length` tokens: everything up to
-        new_length - 2 agrees with what this stage had cached; the last token is the downstream's own.
-        Work in flight is for a superseded position: the stage's process is interrupted."""
-        # A second rollback before the process has left the interrupted forward (two verifiers deciding at the
-        # same instant) changes the sequence only: interrupting again would cut short the forward after it.
-        if self.busy and not self.rollback_pending and self.process is not None and self.process.is_alive:
-            if (self.forward_start is not None and self.forward_end <= self.env.now
-                    and self.forward_kind == "generate"):
-                # Tie rule: a generate forward ending at the very instant of a rollback has completed
-                # (its token existed when the rollback was decided), as a lazily computed drafter sees it.
-                self._complete(self.forward_start, self.forward_end, "generate", self.forward_tokens)
-                self.after_forward(0, 0)
-                self.completed_at_rollback = True
-            self.rollback_pending = True
-            self.process.interrupt("rollback")
+    def _take(self, new_length: int) -> None:
+        """Hold a downstream sequence of `new_length` tokens: everything up to new_length - 2 agrees with what
+        this stage had cached; the last token is the downstream's own."""
         self.length = new_length
         self.kv_len = min(self.kv_len, new_length - 1)
         self.verified = True
@@ -289,6 +316,20 @@ class Stage:
             self.wake.succeed()
             self.wake = None
 
+    def adopt(self, new_length: int) -> None:
+        """Roll back or resynchronise to a downstream sequence of `new_length` tokens (see _take). Work in
+        flight is for a superseded position: it is cut (see Phase)."""
+        phase = self.phase
+        if (phase is _RUNNING or phase is _QUEUED) and self.process is not None and self.process.is_alive:
+            if (phase is _RUNNING and self.forward_kind == "generate" and self.forward_end <= self.env.now):
+                self._count_step(self.forward_start, self.forward_end, "generate", self.forward_tokens)
+                self.after_forward(0, 0)
+                self.phase = _COUNTED
+            else:
+                self.phase = _CUT
+            self.process.interrupt("rollback")
+        self._take(new_length)
+
     def finish(self, now: float) -> None:
         """Close the books at the end of a run (a forward still in flight counts as busy, not as a step)."""
         if self.forward_start is not None:
@@ -296,38 +337,35 @@ class Stage:
 
 
 class LazyDrafter(Stage):
-    """Stage 0 of a pipeline on a device of its own: it only ever generates, so its progress is
-    computed on demand from its step durations instead of one SimPy event per draft token."""
+    """Stage 0 of a pipeline on a device of its own: it only ever generates, so its progress is computed on
+    demand from its step durations instead of one SimPy event per draft token. Its steps run back to back
+    through the same phases, counters and sequence updates as an eager stage's forwards; a cut step under
+    "finish" runs to its end as CUT."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.discard_in_flight = False
         self._start_step(0.0)
 
     def _advance(self, now: float) -> None:
-        if self.step_end <= now and self.latency.steady and self.timeline is None and not self.discard_in_flight:
+        """Complete every step that has ended by `now`."""
+        if self.latency.steady and self.timeline is None and self.phase is _RUNNING:
             self._advance_steady(now)
-        while self.step_end <= now:
-            if self.discard_in_flight:
-                self.discard_in_flight = False
-                self._record(self.step_start, self.step_end, "discarded", self.step_tokens)
-                self.stats.aborted_steps += 1
-                self.stats.wasted_s += self.step_end - self.step_start
+        while self._end <= now:
+            start, end, tokens = self.forward_start, self._end, self.forward_tokens
+            if self.phase is _CUT:
+                self._count_lost(start, end, tokens)
             else:
-                self._record(self.step_start, self.step_end, "generate", self.step_tokens)
-                self.stats.steps += 1
-                self.stats.generate_steps += 1
-                self.stats.tokens_forwarded += self.step_tokens
+                self._count_step(start, end, "generate", tokens)
                 self.after_forward(0, 0)
-            self._start_step(self.step_end)
+            self._start_step(end)
 
     def _advance_steady(self, now: float) -> None:
-        """Complete the in-flight step and every later one-token step ending by `now` at once (their
-        durations are all equal when the latency is steady)."""
-        if self.step_tokens != 1:
+        """Complete the step in flight and every later one-token step ending by `now` at once (their
+        durations are all equal when the latency is steady): `count` steps of _count_step and after_forward."""
+        if self.forward_tokens != 1 or self._end > now:
             return
         step_s = self.duration_s(1)
-        count = int((now - self.step_end) // step_s) + 1
+        count = int((now - self._end) // step_s) + 1
         self.verified = False
         stats = self.stats
         stats.steps += count
@@ -337,34 +375,32 @@ class LazyDrafter(Stage):
         stats.busy_s += count * step_s
         self.length += count
         self.kv_len = self.length - 1
-        self._start_step(self.step_end + (count - 1) * step_s)  # the end of the last completed step
+        self._start_step(self._end + (count - 1) * step_s)  # the end of the last completed step
 
     def _start_step(self, at: float) -> None:
-        self.step_start = at
+        self.forward_start = at
         if self.silent():  # idle until adopt()
-            self.step_tokens, self.step_end = 0, math.inf
+            self.phase, self.forward_tokens, self._end = _IDLE, 0, math.inf
             return
-        self.step_tokens = self.uncached()
-        self.step_end = at + self.duration_s(self.step_tokens)
-
-    @property
-    def idle(self) -> bool:
-        return self.step_end == math.inf
+        self.phase = _RUNNING
+        self.forward_tokens = self.uncached()
+        self._end = at + self.duration_s(self.forward_tokens)
 
     def visible_length(self, now: float) -> int:
-        self._advance(now)
+        if self._end <= now:
+            self._advance(now)
         return self.length
 
     def next_progress_s(self, now: float) -> float | None:
         self._advance(now)
-        return None if self.idle else self.step_end
+        return None if self.phase is _IDLE else self._end
 
     def step_boundary_s(self, at: float) -> float:
         """Its steps run back to back: the end of the one in flight at `at` (computed, not advanced to)."""
         self._advance(self.env.now)
-        if self.idle:
+        if self.phase is _IDLE:
             return at
-        end = self.step_end
+        end = self._end
         while end < at:
             end += self.duration_s(1)  # later steps each feed the token drafted before
         return end
@@ -372,26 +408,19 @@ class LazyDrafter(Stage):
     def adopt(self, new_length: int) -> None:
         now = self.env.now
         self._advance(now)
-        self.length = new_length
-        self.kv_len = min(self.kv_len, new_length - 1)
-        self.verified = True
-        if self.idle:
+        self._take(new_length)
+        if self.phase is _IDLE:
             self._start_step(now)
-            return
-        if self.policy == "finish":
-            self.discard_in_flight = True
-            return
-        if now > self.step_start:
-            self._record(self.step_start, now, "aborted", self.step_tokens)
-            self.stats.aborted_steps += 1
-            self.stats.wasted_s += now - self.step_start
-        self.discard_in_flight = False
-        self._start_step(now)
+        elif self.policy == "finish":
+            self.phase = _CUT
+        else:
+            self._count_lost(self.forward_start, now, self.forward_tokens)
+            self._start_step(now)
 
     def finish(self, now: float) -> None:
         self._advance(now)
-        if not self.idle:
-            self.stats.busy_s += now - self.step_start
+        if self.phase is not _IDLE:
+            self.stats.busy_s += now - self.forward_start
 
 
 class Pair:
