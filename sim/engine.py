@@ -54,6 +54,7 @@ class TimeSlicedDevice:
         self.running: list[_Slice] = []
         self._settled = env.now
         self._version = 0
+        self._deferred: int | None = None  # the version whose completion timer is still to be scheduled
 
     def _rate(self) -> float:
         return min(1.0, self.capacity / len(self.running)) if self.running else 1.0
@@ -67,6 +68,7 @@ class TimeSlicedDevice:
 
     def _schedule(self) -> None:
         self._version += 1
+        self._deferred = None
         if not self.running:
             return
         version = self._version
@@ -81,7 +83,16 @@ class TimeSlicedDevice:
         self.running = [job for job in self.running if job.work_s > 1e-12]
         for job in finished:
             job.done.succeed()
-        self._schedule()
+        if not finished:
+            self._schedule()
+            return
+        # Their stages mostly start their next forward at this instant, which reschedules: the timer for the
+        # forwards left is made once their resumptions are done (the last done event's callbacks run after
+        # them), unless the device is read (end_s) or changed first, so that a timer made from its state is
+        # still scheduled before any event computed from that state, and one made for nothing is not made.
+        self._version += 1
+        self._deferred = version = self._version
+        finished[-1].done.callbacks.append(lambda _: self._schedule() if self._deferred == version else None)
 
     def start(self, work_s: float) -> _Slice:
         """Begin a forward of `work_s` seconds at full speed; its `done` fires when it has run them."""
@@ -100,6 +111,8 @@ class TimeSlicedDevice:
 
     def end_s(self, job: _Slice) -> float:
         """When `job` ends if nothing starts or stops before."""
+        if self._deferred is not None:
+            self._schedule()
         self._settle()
         return self.env.now + max(job.work_s, 0.0) / self._rate()
 
