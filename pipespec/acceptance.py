@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,13 +40,13 @@ class Draws:
 
     def __init__(self, rng: np.random.Generator, block: int = 4096) -> None:
         self._rng, self._block = rng, block
-        self._values: list[float] = []
         self.realised: list[int] = []  # a stateful model's bits by position, drawn once (see Markov)
+        # uniform() -> float: the next number, a block drawn whenever the last is used up
+        self.uniform: Callable[[], float] = itertools.chain.from_iterable(self._blocks()).__next__
 
-    def uniform(self) -> float:
-        if not self._values:
-            self._values = self._rng.random(self._block).tolist()[::-1]
-        return self._values.pop()
+    def _blocks(self) -> Iterator[list[float]]:
+        while True:
+            yield self._rng.random(self._block).tolist()
 
 
 class Acceptance(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -140,6 +140,18 @@ class Phase(enum.Enum):
 _IDLE, _QUEUED, _RUNNING, _CUT, _COUNTED = Phase
 
 
+class _Durations(dict):
+    """A steady latency's forward times by tokens per forward, each computed once."""
+
+    def __init__(self, latency: LatencyModel) -> None:
+        super().__init__()
+        self.latency = latency
+
+    def __missing__(self, num_tokens: int) -> float:
+        value = self[num_tokens] = self.latency.median_s(num_tokens, 0)
+        return value
+
+
 class Stage:
     """One model of a pipeline: its latency, its device (None: a device of its own), its token buffer
     and its statistics. A drafter given `proposes` (position → does it propose there from the verified
@@ -173,7 +185,8 @@ class Stage:
         self._sliced = isinstance(device, TimeSlicedDevice)
         self.waiting_until: float | None = None  # pipespec --min-drafts: waiting for upstream progress
         self.blocked_until = 0.0  # coordination "reference": a middle stage waiting for its upstream's answer
-        self._steady_s: dict[int, float] | None = {} if latency.steady else None
+        if latency.steady:  # context-free and jitter-free: durations memoised by tokens per forward
+            self.duration_s = _Durations(latency).__getitem__  # type: ignore[method-assign]
 
     @property
     def busy(self) -> bool:
@@ -205,25 +218,44 @@ class Stage:
 
     def uncached(self) -> int:
         """Tokens of its own sequence a forward must feed before any drafts (>= 1 once started)."""
-        return max(1, self.length - self.kv_len)
+        uncached = self.length - self.kv_len
+        return uncached if uncached > 1 else 1
 
     def duration_s(self, num_tokens: int) -> float:
-        steady = self._steady_s
-        if steady is not None:  # context-free and jitter-free: memoised by tokens per forward
-            value = steady.get(num_tokens)
-            if value is None:
-                value = steady[num_tokens] = self.latency.median_s(num_tokens, 0)
-            return value
+        """One forward's time at the stage's context (drawn from the profile's jitter, if any)."""
         return self.latency.sample_s(num_tokens, self.prompt_len + self.kv_len, self.jitter_rng)
 
-    def forward(self, num_tokens: int, kind: Kind):
+    def forward(self, num_tokens: int, kind: Kind) -> Generator:
         """Generator: hold the device for one forward of `num_tokens`; raises simpy.Interrupt if it is cut
         (see Phase)."""
+        return self._forward_alone(num_tokens, kind) if self.device is None else self._forward_shared(num_tokens, kind)
+
+    def _forward_alone(self, num_tokens: int, kind: Kind) -> Generator:
+        """forward() on a device of its own: it starts at once (the simulator's hot path)."""
+        env = self.env
+        self.phase = _RUNNING
+        start = self.forward_start = env.now
+        duration = self.duration_s(num_tokens)
+        self._end = start + duration
+        self.forward_kind, self.forward_tokens = kind, num_tokens
+        finished = env.timeout(duration)
+        try:
+            yield finished
+        except simpy.Interrupt:
+            if self.phase is not _COUNTED:
+                yield from self._cut(start, num_tokens, finished)
+            raise
+        finally:
+            self.phase, self.forward_start = _IDLE, None
+        self._count_step(start, env.now, kind, num_tokens)
+
+    def _forward_shared(self, num_tokens: int, kind: Kind) -> Generator:
+        """forward() on a shared device: queued for it, or time-sliced on it."""
         env, device = self.env, self.device
         request = job = None
         self.phase = _QUEUED
         try:
-            if device is not None and not self._sliced:  # queue for it (an interrupt while queued cancels it)
+            if not self._sliced:  # queue for it (an interrupt while queued cancels it)
                 request = device.request()
                 yield request
             if self.phase is _QUEUED:
@@ -357,12 +389,28 @@ class LazyDrafter(Stage):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._batches = self.latency.steady and self.timeline is None  # see _advance
         self._start_step(0.0)
 
     def _advance(self, now: float) -> None:
-        """Complete every step that has ended by `now`."""
-        if self.latency.steady and self.timeline is None and self.phase is _RUNNING:
-            self._advance_steady(now)
+        """Complete every step that has ended by `now`. With a steady latency (and no timeline to record) the
+        step in flight and every later one-token step ending by `now` complete at once, their durations all
+        equal: `count` steps of _count_step and after_forward."""
+        if self._end > now:
+            return
+        if self._batches and self.phase is _RUNNING and self.forward_tokens == 1:
+            step_s = self.duration_s(1)
+            count = int((now - self._end) // step_s) + 1
+            self.verified = False
+            stats = self.stats
+            stats.steps += count
+            stats.generate_steps += count
+            stats.tokens_forwarded += count
+            stats.tokens_added += count
+            stats.busy_s += count * step_s
+            self.length += count
+            self.kv_len = self.length - 1
+            self._start_step(self._end + (count - 1) * step_s)  # the end of the last completed step
         while self._end <= now:
             start, end, tokens = self.forward_start, self._end, self.forward_tokens
             if self.phase is _CUT:
@@ -371,24 +419,6 @@ class LazyDrafter(Stage):
                 self._count_step(start, end, "generate", tokens)
                 self.after_forward(0, 0)
             self._start_step(end)
-
-    def _advance_steady(self, now: float) -> None:
-        """Complete the step in flight and every later one-token step ending by `now` at once (their
-        durations are all equal when the latency is steady): `count` steps of _count_step and after_forward."""
-        if self.forward_tokens != 1 or self._end > now:
-            return
-        step_s = self.duration_s(1)
-        count = int((now - self._end) // step_s) + 1
-        self.verified = False
-        stats = self.stats
-        stats.steps += count
-        stats.generate_steps += count
-        stats.tokens_forwarded += count
-        stats.tokens_added += count
-        stats.busy_s += count * step_s
-        self.length += count
-        self.kv_len = self.length - 1
-        self._start_step(self._end + (count - 1) * step_s)  # the end of the last completed step
 
     def _start_step(self, at: float) -> None:
         self.forward_start = at
@@ -444,11 +474,12 @@ class Pair:
         self.name, self.acceptance, self.offset = name, acceptance, offset
         self.draws = Draws(rng)
         self.stats = PairStats(name)
+        self._accepted, self._record = acceptance.accepted, self.stats.record
 
     def verify(self, position: int, num_drafts: int) -> int:
         """Accepted prefix length of `num_drafts` drafts for positions position…; records the statistics."""
-        accepted = self.acceptance.accepted(self.offset + position, num_drafts, self.draws)
-        self.stats.record(num_drafts, accepted)
+        accepted = self._accepted(self.offset + position, num_drafts, self.draws)
+        self._record(num_drafts, accepted)
         return accepted
 
     def proposes(self, position: int) -> bool:

@@ -150,42 +150,50 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
     upstream = stages[index - 1] if index > 0 else None
     pair = pairs[index - 1] if index > 0 else None
     final = index == len(stages) - 1
+    reference = coordination == "reference"
     read_after_peers = upstream is not None and upstream.process is not None  # an eager upstream
+    may_be_silent = stage.proposes is not None
+    forward, after_forward = stage.forward, stage.after_forward
     while not done.triggered:
         num_drafts = 0
-        if stage.blocked_until > env.now:
+        if reference and stage.blocked_until > env.now:  # only the reference protocol blocks a stage
             yield from _hold(env, stage.blocked_until)
             continue
-        if stage.silent():
+        if may_be_silent and stage.silent():
             yield from stage.wait_for_change()
             continue
         if upstream is not None:
-            if read_after_peers:
+            if read_after_peers and env.peek() <= env.now:
                 yield env.timeout(0)  # see every forward that completes at this same instant first
-            num_drafts = max(0, upstream.visible_length(env.now) - stage.length)
-            if min_drafts > 1 and num_drafts < min_drafts:
-                until = upstream.next_progress_s(env.now)
-                if until is not None and until > env.now:
-                    stage.waiting_until = until
-                    with contextlib.suppress(simpy.Interrupt):  # rolled back meanwhile: look again
-                        yield env.timeout(until - env.now)
-                    stage.waiting_until = None
-                    continue
-            if max_drafts is not None:
-                num_drafts = min(num_drafts, max_drafts)
+            num_drafts = upstream.visible_length(env.now) - stage.length
+            if num_drafts < min_drafts:
+                if num_drafts < 0:
+                    num_drafts = 0
+                if min_drafts > 1:
+                    until = upstream.next_progress_s(env.now)
+                    if until is not None and until > env.now:
+                        stage.waiting_until = until
+                        with contextlib.suppress(simpy.Interrupt):  # rolled back meanwhile: look again
+                            yield env.timeout(until - env.now)
+                        stage.waiting_until = None
+                        continue
+            if max_drafts is not None and num_drafts > max_drafts:
+                num_drafts = max_drafts
         position = stage.length
         try:
-            yield from stage.forward(stage.uncached() + num_drafts, "verify" if num_drafts else "generate")
+            yield from forward(stage.uncached() + num_drafts, "verify" if num_drafts else "generate")
         except simpy.Interrupt:
             continue  # rolled back by a downstream stage: its new state is already in place
-        accepted = pair.verify(position, num_drafts) if num_drafts else 0
-        stage.after_forward(num_drafts, accepted)
-        if pair is not None:
+        if pair is None:
+            after_forward(0, 0)
+        else:
+            accepted = pair.verify(position, num_drafts) if num_drafts else 0
+            after_forward(num_drafts, accepted)
             settle_upstream(stages, pair, index, position + accepted, accepted < num_drafts)
         if stage.pending_resync is not None:
             settle_deferred_resync(stages, pairs[index], index)
         if final and stage.length >= num_tokens:
             done.succeed()
-        elif coordination == "reference" and upstream is not None:  # post a sync request, wait for the answer
+        elif reference and upstream is not None:  # post a sync request, wait for the answer
             stage.blocked_until = max(stage.blocked_until, answer_time_s(stages, index - 1, env.now))
             yield from _hold(env, stage.blocked_until)
