@@ -231,23 +231,37 @@ class Stage:
         return self._forward_alone(num_tokens, kind) if self.device is None else self._forward_shared(num_tokens, kind)
 
     def _forward_alone(self, num_tokens: int, kind: Kind) -> Generator:
-        """forward() on a device of its own: it starts at once (the simulator's hot path)."""
+        """forward() on a device of its own: it starts at once."""
+        finished = self.begin(num_tokens, kind)
+        try:
+            yield finished
+        except simpy.Interrupt:
+            yield from self.cut(finished)
+            raise
+        self.complete()
+
+    # forward() on a device of its own in three calls, for a scheme's hot loop: `finished = stage.begin(...)`,
+    # then `yield finished`, then `stage.complete()`, or on an interrupt `yield from stage.cut(finished)`.
+    def begin(self, num_tokens: int, kind: Kind) -> simpy.Timeout:
+        """Start a forward on a device of its own; returns the event of its end."""
         env = self.env
         self.phase = _RUNNING
         start = self.forward_start = env.now
         duration = self.duration_s(num_tokens)
         self._end = start + duration
         self.forward_kind, self.forward_tokens = kind, num_tokens
-        finished = env.timeout(duration)
-        try:
-            yield finished
-        except simpy.Interrupt:
-            if self.phase is not _COUNTED:
-                yield from self._cut(start, num_tokens, finished)
-            raise
-        finally:
-            self.phase, self.forward_start = _IDLE, None
-        self._count_step(start, env.now, kind, num_tokens)
+        return env.timeout(duration)
+
+    def complete(self) -> None:
+        """The forward begun has ended: count it."""
+        start, self.phase, self.forward_start = self.forward_start, _IDLE, None
+        self._count_step(start, self.env.now, self.forward_kind, self.forward_tokens)
+
+    def cut(self, finished: simpy.Event) -> Generator:
+        """Generator: the forward begun was interrupted (see Phase)."""
+        if self.phase is not _COUNTED:
+            yield from self._cut(self.forward_start, self.forward_tokens, finished)
+        self.phase, self.forward_start = _IDLE, None
 
     def _forward_shared(self, num_tokens: int, kind: Kind) -> Generator:
         """forward() on a shared device: queued for it, or time-sliced on it."""

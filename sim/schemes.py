@@ -153,7 +153,7 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
     reference = coordination == "reference"
     read_after_peers = upstream is not None and upstream.process is not None  # an eager upstream
     may_be_silent = stage.proposes is not None
-    forward, after_forward = stage.forward, stage.after_forward
+    alone, after_forward = stage.device is None, stage.after_forward
     while not done.triggered:
         num_drafts = 0
         if reference and stage.blocked_until > env.now:  # only the reference protocol blocks a stage
@@ -180,10 +180,20 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
             if max_drafts is not None and num_drafts > max_drafts:
                 num_drafts = max_drafts
         position = stage.length
-        try:
-            yield from forward(stage.uncached() + num_drafts, "verify" if num_drafts else "generate")
-        except simpy.Interrupt:
-            continue  # rolled back by a downstream stage: its new state is already in place
+        kind = "verify" if num_drafts else "generate"
+        if alone:  # stage.forward(), unrolled: the simulator's hot path
+            finished = stage.begin(stage.uncached() + num_drafts, kind)
+            try:
+                yield finished
+            except simpy.Interrupt:  # rolled back by a downstream stage: its new state is already in place
+                yield from stage.cut(finished)
+                continue
+            stage.complete()
+        else:
+            try:
+                yield from stage.forward(stage.uncached() + num_drafts, kind)
+            except simpy.Interrupt:
+                continue
         if pair is None:
             after_forward(0, 0)
         else:
