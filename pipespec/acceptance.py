@@ -88,16 +88,18 @@ class Bernoulli:
 @dataclass(frozen=True)
 class Positional:
     alphas: tuple[float, ...]
+    _last: int = field(init=False, repr=False, compare=False)  # index of the value that repeats
 
     def __post_init__(self) -> None:
         require(len(self.alphas) > 0, "positional acceptance needs at least one α_j")
         for a in self.alphas:
             check_probability("positional alpha", a)
+        object.__setattr__(self, "_last", len(self.alphas) - 1)
 
     def accepted(self, position: int, num_drafts: int, draws: Draws) -> int:
-        last = len(self.alphas) - 1
+        alphas, uniform, last = self.alphas, draws.uniform, self._last
         for j in range(num_drafts):
-            if draws.uniform() >= self.alphas[min(j, last)]:
+            if uniform() >= alphas[j if j < last else last]:
                 return j
         return num_drafts
 
@@ -197,6 +199,11 @@ class Trace:
     def describe(self) -> str:
         silent = f", silent at {np.mean(self.silent):.0%}" if self.silent else ""
         return f"trace({self.name}, {len(self.bits)} positions, mean {self.mean_alpha():.3f}{silent})"
+
+
+def may_be_silent(model: Acceptance) -> bool:
+    """Whether the drafter proposes nothing at some position (a replayed model-free drafter's trace)."""
+    return isinstance(model, Trace) and bool(model.silent)
 
 
 def hazard_from_histogram(fractions: Sequence[float]) -> tuple[float, ...]:

@@ -52,27 +52,36 @@ class TimeSlicedDevice:
     def __init__(self, env: simpy.Environment, capacity: int = 1) -> None:
         self.env, self.capacity = env, capacity
         self.running: list[_Slice] = []
+        self._rate = 1.0  # the speed of each forward in flight, set whenever `running` changes
         self._settled = env.now
         self._version = 0
         self._deferred: int | None = None  # the version whose completion timer is still to be scheduled
 
-    def _rate(self) -> float:
-        return min(1.0, self.capacity / len(self.running)) if self.running else 1.0
+    def _set_running(self, running: list[_Slice]) -> None:
+        self.running = running
+        self._rate = min(1.0, self.capacity / len(running)) if running else 1.0
 
     def _settle(self) -> None:
         """Charge the time since the last change to every forward in flight."""
-        done = (self.env.now - self._settled) * self._rate()
-        for job in self.running:
-            job.work_s -= done
-        self._settled = self.env.now
+        now = self.env.now
+        if now != self._settled:  # (at the same instant there is nothing to charge)
+            done = (now - self._settled) * self._rate
+            for job in self.running:
+                job.work_s -= done
+            self._settled = now
 
     def _schedule(self) -> None:
         self._version += 1
         self._deferred = None
-        if not self.running:
+        running = self.running
+        if not running:
             return
         version = self._version
-        delay = max(min(job.work_s for job in self.running), 0.0) / self._rate()
+        least = running[0].work_s
+        for job in running:
+            if job.work_s < least:
+                least = job.work_s
+        delay = (least if least > 0.0 else 0.0) / self._rate
         self.env.timeout(delay).callbacks.append(lambda _: self._complete(version))
 
     def _complete(self, version: int) -> None:
@@ -80,12 +89,12 @@ class TimeSlicedDevice:
             return
         self._settle()
         finished = [job for job in self.running if job.work_s <= 1e-12]
-        self.running = [job for job in self.running if job.work_s > 1e-12]
-        for job in finished:
-            job.done.succeed()
         if not finished:
             self._schedule()
             return
+        self._set_running([job for job in self.running if job.work_s > 1e-12])
+        for job in finished:
+            job.done.succeed()
         # Their stages mostly start their next forward at this instant, which reschedules: the timer for the
         # forwards left is made once their resumptions are done (the last done event's callbacks run after
         # them), unless the device is read (end_s) or changed first, so that a timer made from its state is
@@ -98,7 +107,7 @@ class TimeSlicedDevice:
         """Begin a forward of `work_s` seconds at full speed; its `done` fires when it has run them."""
         self._settle()
         job = _Slice(work_s, self.env.event())
-        self.running.append(job)
+        self._set_running([*self.running, job])
         self._schedule()
         return job
 
@@ -106,7 +115,7 @@ class TimeSlicedDevice:
         """Stop a forward in flight (an aborted one): the others speed up."""
         if job in self.running:
             self._settle()
-            self.running.remove(job)
+            self._set_running([other for other in self.running if other is not job])
             self._schedule()
 
     def end_s(self, job: _Slice) -> float:
@@ -114,7 +123,7 @@ class TimeSlicedDevice:
         if self._deferred is not None:
             self._schedule()
         self._settle()
-        return self.env.now + max(job.work_s, 0.0) / self._rate()
+        return self.env.now + max(job.work_s, 0.0) / self._rate
 
 
 class Phase(enum.Enum):
@@ -312,9 +321,11 @@ class Stage:
         self._count_lost(start, self.env.now, num_tokens)
 
     def _count_step(self, start: float, end: float, kind: Kind, num_tokens: int) -> None:
-        """A completed forward's statistics."""
-        self._record(start, end, kind, num_tokens)
+        """A completed forward's statistics (and its timeline event, as _record)."""
         stats = self.stats
+        stats.busy_s += end - start
+        if self.timeline is not None:
+            self.timeline.append(Event(self.index, start, end, kind, num_tokens))
         stats.steps += 1
         stats.tokens_forwarded += num_tokens
         if kind == "verify":
@@ -424,7 +435,9 @@ class LazyDrafter(Stage):
             stats.busy_s += count * step_s
             self.length += count
             self.kv_len = self.length - 1
-            self._start_step(self._end + (count - 1) * step_s)  # the end of the last completed step
+            # the next step (_start_step's, unrolled: one uncached token, and it has drafted, so not silent)
+            at = self.forward_start = self._end + (count - 1) * step_s  # the end of the last completed step
+            self._end = at + step_s
         while self._end <= now:
             start, end, tokens = self.forward_start, self._end, self.forward_tokens
             if self.phase is _CUT:
@@ -436,7 +449,7 @@ class LazyDrafter(Stage):
 
     def _start_step(self, at: float) -> None:
         self.forward_start = at
-        if self.silent():  # idle until adopt()
+        if self.proposes is not None and self.silent():  # idle until adopt()
             self.phase, self.forward_tokens, self._end = _IDLE, 0, math.inf
             return
         self.phase = _RUNNING
@@ -502,4 +515,4 @@ class Pair:
 
     def agrees(self, position: int) -> bool:
         """Does the draft's own token at `position` match the verifier's (a window of one, unrecorded)?"""
-        return self.acceptance.accepted(self.offset + position, 1, self.draws) == 1
+        return self._accepted(self.offset + position, 1, self.draws) == 1

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import simpy
 
-from ..acceptance import Acceptance, Trace
+from ..acceptance import Acceptance, Trace, may_be_silent
 from ..errors import require
 from ..metrics import PairStats, RunResult, StageStats
 from .config import SimConfig
@@ -38,7 +38,8 @@ def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
         lazy = index == 0 and scheme.lazy_first_stage(config) and device_names[0] not in shared
         cls = LazyDrafter if lazy else Stage
         # a pipeline's first drafter may have nothing to propose (a model-free drafter's silent positions)
-        proposes = pairs[0].proposes if index == 0 and scheme.first_stage_may_be_silent() else None
+        silent = index == 0 and scheme.first_stage_may_be_silent() and may_be_silent(pairs[0].acceptance)
+        proposes = pairs[0].proposes if silent else None
         stages.append(cls(env, index, name, latency, devices[device_names[index]], rngs[index],
                           config.prompt_len, config.rollback, timeline, proposes))  # type: ignore[arg-type]
     done = env.event()

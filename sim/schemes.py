@@ -156,25 +156,26 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
     alone, after_forward = stage.device is None, stage.after_forward
     while not done.triggered:
         num_drafts = 0
-        if reference and stage.blocked_until > env.now:  # only the reference protocol blocks a stage
+        now = env.now
+        if reference and stage.blocked_until > now:  # only the reference protocol blocks a stage
             yield from _hold(env, stage.blocked_until)
             continue
         if may_be_silent and stage.silent():
             yield from stage.wait_for_change()
             continue
         if upstream is not None:
-            if read_after_peers and env.peek() <= env.now:
+            if read_after_peers and env.peek() <= now:
                 yield env.timeout(0)  # see every forward that completes at this same instant first
-            num_drafts = upstream.visible_length(env.now) - stage.length
+            num_drafts = upstream.visible_length(now) - stage.length
             if num_drafts < min_drafts:
                 if num_drafts < 0:
                     num_drafts = 0
                 if min_drafts > 1:
-                    until = upstream.next_progress_s(env.now)
-                    if until is not None and until > env.now:
+                    until = upstream.next_progress_s(now)
+                    if until is not None and until > now:
                         stage.waiting_until = until
                         with contextlib.suppress(simpy.Interrupt):  # rolled back meanwhile: look again
-                            yield env.timeout(until - env.now)
+                            yield env.timeout(until - now)
                         stage.waiting_until = None
                         continue
             if max_drafts is not None and num_drafts > max_drafts:
