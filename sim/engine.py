@@ -262,9 +262,9 @@ class Stage:
         return env.timeout(duration)
 
     def complete(self) -> None:
-        """The forward begun has ended: count it."""
+        """The forward begun has ended (now: at `_end`, the very float its timeout was scheduled at): count it."""
         start, self.phase, self.forward_start = self.forward_start, _IDLE, None
-        self._count_step(start, self.env.now, self.forward_kind, self.forward_tokens)
+        self._count_step(start, self._end, self.forward_kind, self.forward_tokens)
 
     def cut(self, finished: simpy.Event) -> Generator:
         """Generator: the forward begun was interrupted (see Phase)."""
