@@ -62,9 +62,11 @@ class Acceptance(Protocol):
 @dataclass(frozen=True)
 class Bernoulli:
     alpha: float
+    _log_alpha: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_probability("alpha", self.alpha)
+        object.__setattr__(self, "_log_alpha", math.log(self.alpha) if 0.0 < self.alpha < 1.0 else 0.0)
 
     def accepted(self, position: int, num_drafts: int, draws: Draws) -> int:
         if self.alpha >= 1.0:
@@ -72,8 +74,8 @@ class Bernoulli:
         if self.alpha <= 0.0 or num_drafts == 0:
             return 0
         # P(accepted >= k) = α^k  ⇔  accepted = ⌊log u / log α⌋ (inverse CDF of a geometric)
-        u = draws.uniform()
-        return min(num_drafts, int(math.log(1.0 - u) / math.log(self.alpha)))
+        accepted = int(math.log(1.0 - draws.uniform()) / self._log_alpha)
+        return accepted if accepted < num_drafts else num_drafts
 
     def mean_alpha(self) -> float:
         return self.alpha

@@ -379,7 +379,8 @@ class Stage:
         """Hold a downstream sequence of `new_length` tokens: everything up to new_length - 2 agrees with what
         this stage had cached; the last token is the downstream's own."""
         self.length = new_length
-        self.kv_len = min(self.kv_len, new_length - 1)
+        if self.kv_len >= new_length:
+            self.kv_len = new_length - 1
         self.verified = True
         self.pending_resync = None
         if self.wake is not None:
@@ -477,7 +478,8 @@ class LazyDrafter(Stage):
 
     def adopt(self, new_length: int) -> None:
         now = self.env.now
-        self._advance(now)
+        if self._end <= now:
+            self._advance(now)
         self._take(new_length)
         if self.phase is _IDLE:
             self._start_step(now)

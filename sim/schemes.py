@@ -31,8 +31,9 @@ def rollback_upstream(stages: Sequence[Stage], verifier: int, new_length: int) -
         stages[j].adopt(new_length)
 
 
-def settle_upstream(stages: Sequence[Stage], pair: Pair, verifier: int, own_position: int, rejected: bool) -> None:
-    """After stage `verifier` appended its own token at `own_position`, bring its upstream in line.
+def settle_upstream(stages: Sequence[Stage], pair: Pair, verifier: int, own_position: int, rejected: bool,
+                    now: float) -> None:
+    """After stage `verifier` appended its own token at `own_position` (at `now`), bring its upstream in line.
 
     rejected: the token replaces a draft the verifier just rejected, so upstream must roll back.
     Otherwise (bonus or generated token) an upstream that already holds a token there keeps its
@@ -42,7 +43,7 @@ def settle_upstream(stages: Sequence[Stage], pair: Pair, verifier: int, own_posi
     new_length = own_position + 1
     if rejected:
         pair.stats.rollbacks += 1
-    elif upstream.visible_length(upstream.env.now) > own_position:
+    elif upstream.visible_length(now) > own_position:
         if pair.agrees(own_position):
             return
         pair.stats.rollbacks += 1
@@ -115,7 +116,8 @@ def sd_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[
             window.update(accepted == num_drafts)
             if drafts_bonus and accepted == num_drafts:
                 continue  # the drafter holds a prefix of the verifier's sequence: left as it is
-            settle_upstream(stages, pairs[level - 1], level, position + accepted, accepted < num_drafts)
+            settle_upstream(stages, pairs[level - 1], level, position + accepted, accepted < num_drafts,
+                            env.now)
 
     yield from extend(len(stages) - 1, num_tokens)
     done.succeed()
@@ -200,7 +202,7 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
         else:
             accepted = pair.verify(position, num_drafts) if num_drafts else 0
             after_forward(num_drafts, accepted)
-            settle_upstream(stages, pair, index, position + accepted, accepted < num_drafts)
+            settle_upstream(stages, pair, index, position + accepted, accepted < num_drafts, env.now)
         if stage.pending_resync is not None:
             settle_deferred_resync(stages, pairs[index], index)
         if final and stage.length >= num_tokens:

@@ -86,7 +86,7 @@ def _predict(config: SimConfig, run: RunLog) -> tuple[float, float]:
     return 1e3 * total_s / tokens, added / verifications if verifications else float("nan")
 
 
-def _base_config(files: dict[str, Path], run: RunLog, scheme: str, **values: Any) -> SimConfig:
+def base_config(files: dict[str, Path], run: RunLog, scheme: str, **values: Any) -> SimConfig:
     """The simulator's configuration for `run`'s models, reading the imported files."""
     latency = tuple(f"profile:{files['profile']}#{m.key}" for m in run.models)
     acceptance = tuple(f"trace:{files['traces']}#{pair_key(run.models, p)}" for p in range(len(run.models) - 1))
@@ -103,7 +103,7 @@ def predict_all(out: str | Path, progress: Callable[[Any], Any] = lambda it: it,
     rows = []
     for target in progress(targets(runs)):
         for coordination in COORDINATIONS:
-            config = _base_config(files, target.sync, "pipespec", coordination=coordination, rollback="finish",
+            config = base_config(files, target.sync, "pipespec", coordination=coordination, rollback="finish",
                                   min_drafts=max(target.lookahead - 1, 1), max_drafts=target.max_drafts)
             ms, per_verification = _predict(config, target.sync)
             rows.append({"run": target.run, "models": target.models, "lookahead": target.lookahead,
@@ -114,7 +114,7 @@ def predict_all(out: str | Path, progress: Callable[[Any], Any] = lambda it: it,
     for run in runs:
         if run.strategy != "chain" or run.lookahead < 2:
             continue
-        ms, per_verification = _predict(_base_config(files, run, "sd", gamma=run.lookahead - 1,
+        ms, per_verification = _predict(base_config(files, run, "sd", gamma=run.lookahead - 1,
                                                     coordination="reference"), run)
         measured = run.ms_per_token or float("nan")
         logged = [a for req in run.requests for a in req.added[-1]]
