@@ -38,11 +38,14 @@ models: setup
 	$(BIN)/pipespec models responses
 	$(BIN)/pipespec models build all
 
+# Every benchmark (the backend's takes about an hour), then the README's table from their results.
+BENCH_OUT := figures/out/bench
 bench: setup
-	$(BIN)/python benchmarks/bench_theory.py
-	$(BIN)/python benchmarks/bench_sim.py
-	$(BIN)/python benchmarks/bench_logs.py
-	$(BIN)/python benchmarks/bench_backend.py
+	$(BIN)/python benchmarks/bench_theory.py --output $(BENCH_OUT)/bench_theory.json
+	$(BIN)/python benchmarks/bench_sim.py --output $(BENCH_OUT)/bench_sim.json
+	$(BIN)/python benchmarks/bench_logs.py --output $(BENCH_OUT)/bench_logs.json
+	$(BIN)/python benchmarks/bench_backend.py --output $(BENCH_OUT)/bench_backend.json
+	$(BIN)/python benchmarks/readme_table.py --results $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+from goals import draft_goals, report
 from tqdm import tqdm
 
 from pipespec.backend.models import load_model, quiet_transformers, resolve
@@ -150,7 +151,8 @@ def main() -> None:
     config = {**vars(args), "draft": draft, "cores": len(os.sched_getaffinity(0)),
               "setups": [vars(s) for s in setups], "baseline_threads": 2,
               "max_lead": workload.max_lead, "ngram_cost_s": ngram_s}
-    write_json(Path(args.output), result_document("bench_backend", config, rows, device="cpu"))
+    document = result_document("bench_backend", config, rows, device="cpu")
+    write_json(Path(args.output), {**document, "goals": report("bench_backend", draft_goals(rows, draft))})
     write_text_atomic(args.table, table(rows, setups, draft))
     for name, row in rows.items():
         predicted = (f"  closed form {row['predicted_decode_ms_per_token']:.1f} vs decode "

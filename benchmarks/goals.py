@@ -26,6 +26,8 @@ class Goal:
             return f"{number * 1e3:.0f} ms"
         if self.unit == "s":
             return f"{number:.1f} s"
+        if self.unit == "x":
+            return f"{number:.2f}x"
         return f"{number:,.3f}" if abs(number) < 10 else f"{number:,.0f}"
 
     def line(self) -> str:
@@ -46,3 +48,32 @@ def report(script: str, goals: list[Goal]) -> list[dict]:
         else:
             print(f"WARNING: {script}: goal missed: {goal.line()}", file=sys.stderr)
     return [goal.to_dict() for goal in goals]
+
+
+def draft_goals(rows: dict[str, dict], draft: str | None) -> list[Goal]:
+    """bench_backend's goals for a trained draft (the drafts issue), from its rows: α >= 0.6 on the built-in
+    prompts; the fastest PipeSpec with it >= 1.5x over AR, >= 1.25x faster than Hugging Face's assisted
+    generation with the same draft, and faster than our SD with it and than Hugging Face's prompt lookup."""
+    if not draft:
+        return []
+    label = draft.removeprefix("draft:")
+    pipespec = [name for name in rows if name.startswith(f"pipespec-k2-{label}")
+                or name.startswith(f"pipespec-k3-{label}")]
+    if not pipespec or f"sd-{label}" not in rows:
+        return []
+    best = min(pipespec, key=lambda name: rows[name]["ms_per_token"])
+    ms = rows[best]["ms_per_token"]
+    alpha = rows[f"pipespec-k2-{label}"]["alpha"][0]
+    goals = [Goal(f"{draft}: α on the built-in prompts", alpha, 0.6, "", higher_is_better=True),
+             Goal(f"{best}: speedup over AR", rows[best]["speedup_over_ar"], 1.5, "x", higher_is_better=True),
+             Goal(f"{best}: speedup over our SD with the draft", rows[f"sd-{label}"]["ms_per_token"] / ms, 1.0, "x",
+                  higher_is_better=True)]
+    if f"hf-assisted-{label}" in rows:
+        goals.append(Goal(f"{best}: speedup over HF assisted generation with the draft",
+                          rows[f"hf-assisted-{label}"]["ms_per_token"] / ms, 1.25, "x", higher_is_better=True))
+    if "hf-prompt-lookup" in rows:
+        goals.append(Goal(f"{best}: speedup over HF prompt lookup", rows["hf-prompt-lookup"]["ms_per_token"] / ms,
+                          1.0, "x", higher_is_better=True))
+    lossless = all(row["output_equals_target_greedy"] for row in rows.values())
+    goals.append(Goal("every output lossless (1 = yes)", float(lossless), 1.0, "", higher_is_better=True))
+    return goals

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class StageStats:
     """Per-stage counters; steps count completed forwards only."""
 
@@ -29,7 +29,7 @@ class StageStats:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-@dataclass
+@dataclass(slots=True)
 class PairStats:
     """Per adjacent pair draft -> verifier (PAPERS.md §5 conventions)."""
 

@@ -39,6 +39,8 @@ class Event:
 class _Slice:
     """One forward on a time-sliced device: the work left (seconds at full speed) and its completion event."""
 
+    __slots__ = ("work_s", "done")
+
     def __init__(self, work_s: float, done: simpy.Event) -> None:
         self.work_s, self.done = work_s, done
 
@@ -171,6 +173,11 @@ class Stage:
     `forward_start`, `forward_kind`, `forward_tokens`), and what the scheme's process waits for besides
     (`wake`, `waiting_until`, `blocked_until`, `pending_resync`)."""
 
+    __slots__ = ("env", "index", "name", "latency", "device", "jitter_rng", "prompt_len", "policy", "timeline",
+                 "proposes", "length", "kv_len", "verified", "wake", "pending_resync", "stats", "process", "phase",
+                 "forward_start", "forward_kind", "forward_tokens", "_end", "_slice", "_sliced", "waiting_until",
+                 "blocked_until", "duration_s")
+
     def __init__(self, env: simpy.Environment, index: int, name: str, latency: LatencyModel,
                  device: simpy.Resource | TimeSlicedDevice | None, jitter_rng: np.random.Generator | None,
                  prompt_len: int, policy: RollbackPolicy, timeline: list[Event] | None,
@@ -194,8 +201,9 @@ class Stage:
         self._sliced = isinstance(device, TimeSlicedDevice)
         self.waiting_until: float | None = None  # pipespec --min-drafts: waiting for upstream progress
         self.blocked_until = 0.0  # coordination "reference": a middle stage waiting for its upstream's answer
-        if latency.steady:  # context-free and jitter-free: durations memoised by tokens per forward
-            self.duration_s = _Durations(latency).__getitem__  # type: ignore[method-assign]
+        # duration_s(num_tokens): one forward's time; a steady latency's (context-free and jitter-free) memoised
+        self.duration_s: Callable[[int], float] = (_Durations(latency).__getitem__ if latency.steady
+                                                   else self._sampled_s)
 
     @property
     def busy(self) -> bool:
@@ -230,7 +238,7 @@ class Stage:
         uncached = self.length - self.kv_len
         return uncached if uncached > 1 else 1
 
-    def duration_s(self, num_tokens: int) -> float:
+    def _sampled_s(self, num_tokens: int) -> float:
         """One forward's time at the stage's context (drawn from the profile's jitter, if any)."""
         return self.latency.sample_s(num_tokens, self.prompt_len + self.kv_len, self.jitter_rng)
 
@@ -413,6 +421,8 @@ class LazyDrafter(Stage):
     through the same phases, counters and sequence updates as an eager stage's forwards; a cut step under
     "finish" runs to its end as CUT."""
 
+    __slots__ = ("_batches",)
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._batches = self.latency.steady and self.timeline is None  # see _advance
@@ -498,6 +508,8 @@ class LazyDrafter(Stage):
 class Pair:
     """The acceptance process between stage i-1 (draft) and stage i (verifier). Output position p is
     position offset + p of the acceptance model (a trace replayed from one prompt's sequence)."""
+
+    __slots__ = ("name", "acceptance", "offset", "draws", "stats", "_accepted", "_record")
 
     def __init__(self, name: str, acceptance: Acceptance, rng: np.random.Generator, offset: int = 0) -> None:
         self.name, self.acceptance, self.offset = name, acceptance, offset
