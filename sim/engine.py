@@ -39,7 +39,7 @@ class Event:
 class _Slice:
     """One forward on a time-sliced device: the work left (seconds at full speed) and its completion event."""
 
-    __slots__ = ("work_s", "done")
+    __slots__ = ("done", "work_s")
 
     def __init__(self, work_s: float, done: simpy.Event) -> None:
         self.work_s, self.done = work_s, done
@@ -173,10 +173,10 @@ class Stage:
     `forward_start`, `forward_kind`, `forward_tokens`), and what the scheme's process waits for besides
     (`wake`, `waiting_until`, `blocked_until`, `pending_resync`)."""
 
-    __slots__ = ("env", "index", "name", "latency", "device", "jitter_rng", "prompt_len", "policy", "timeline",
-                 "proposes", "length", "kv_len", "verified", "wake", "pending_resync", "stats", "process", "phase",
-                 "forward_start", "forward_kind", "forward_tokens", "_end", "_slice", "_sliced", "waiting_until",
-                 "blocked_until", "duration_s")
+    __slots__ = ("_end", "_slice", "_sliced", "blocked_until", "device", "duration_s", "env", "forward_kind",
+                 "forward_start", "forward_tokens", "index", "jitter_rng", "kv_len", "latency", "length", "name",
+                 "pending_resync", "phase", "policy", "process", "prompt_len", "proposes", "stats", "timeline",
+                 "verified", "waiting_until", "wake")
 
     def __init__(self, env: simpy.Environment, index: int, name: str, latency: LatencyModel,
                  device: simpy.Resource | TimeSlicedDevice | None, jitter_rng: np.random.Generator | None,
@@ -509,7 +509,7 @@ class Pair:
     """The acceptance process between stage i-1 (draft) and stage i (verifier). Output position p is
     position offset + p of the acceptance model (a trace replayed from one prompt's sequence)."""
 
-    __slots__ = ("name", "acceptance", "offset", "draws", "stats", "_accepted", "_record")
+    __slots__ = ("_accepted", "_record", "acceptance", "draws", "name", "offset", "stats")
 
     def __init__(self, name: str, acceptance: Acceptance, rng: np.random.Generator, offset: int = 0) -> None:
         self.name, self.acceptance, self.offset = name, acceptance, offset
