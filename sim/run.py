@@ -10,6 +10,7 @@ import simpy
 
 from ..acceptance import Acceptance, Trace, may_be_silent
 from ..errors import require
+from ..latency import LatencyModel
 from ..metrics import PairStats, RunResult, StageStats
 from .config import SimConfig
 from .engine import Event, LazyDrafter, Pair, Stage, TimeSlicedDevice
@@ -71,12 +72,13 @@ def ar_elapsed_s(config: SimConfig) -> float:
     baseline = config.with_values(scheme="ar", latency=config.latency[-1:], acceptance=("1",), names=(),
                                   stage_latency=(), devices=(), timeline=False, trace_sequence=None,
                                   trace_position=0)
-    return _ar_elapsed_s(baseline)
+    return _ar_elapsed_s(baseline, baseline.latency_models)
 
 
 @functools.lru_cache(maxsize=256)
-def _ar_elapsed_s(baseline: SimConfig) -> float:
-    """One AR baseline per distinct configuration: a sweep over the other models' options shares it."""
+def _ar_elapsed_s(baseline: SimConfig, latency: tuple[LatencyModel, ...]) -> float:
+    """One AR baseline per distinct configuration and latency (a profile file rewritten since is another key):
+    the points of a sweep over the other models' options share it."""
     return simulate(baseline, with_ar_baseline=False).elapsed_s
 
 

@@ -140,3 +140,19 @@ def test_a_rewritten_profile_or_trace_is_read_again(tmp_path):
         write_traces(traces, {"a->b": {"sequences": [bits]}})
         assert load_profile(path, "m").median_s(1, 0) == pytest.approx(ms / 1e3)
         assert load_trace(traces).bits == tuple(bits)
+
+
+def test_the_ar_baseline_follows_a_rewritten_profile(tmp_path):
+    """ar_elapsed_s is computed once per configuration and latency: a profile rewritten under the same name is a
+    new latency, so its baseline is simulated again."""
+    from pipespec.sim.config import SimConfig
+    from pipespec.sim.run import ar_elapsed_s
+
+    path = tmp_path / "p.json"
+    seen = []
+    for ms in (10.0, 20.0):
+        write_profiles(path, {"m": {"points": [{"num_tokens": 1, "context_len": 0, "median_s": ms / 1e3}]}})
+        config = SimConfig(scheme="pipespec", latency=("1", f"profile:{path}#m"), acceptance=("0.5",),
+                           num_tokens=50, prompt_len=0)
+        seen.append(ar_elapsed_s(config))
+    assert seen == [pytest.approx(50 * 10e-3), pytest.approx(50 * 20e-3)]
