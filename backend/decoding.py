@@ -14,11 +14,15 @@ from dataclasses import dataclass
 
 import torch
 
+from .devices import members, primary
+
 
 def synchronize(device: str) -> None:
-    """Wait for queued kernels before reading the clock (CUDA); a no-op on the CPU."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
+    """Wait for queued kernels before reading the clock, on every GPU of a device group (CUDA); a no-op on the
+    CPU."""
+    for member in members(device):
+        if member.startswith("cuda"):
+            torch.cuda.synchronize(member)
 
 
 class Decoder:
@@ -26,6 +30,7 @@ class Decoder:
         from transformers import DynamicCache
 
         self.model, self.device = model, device
+        self.input_device = primary(device)  # a device group's first GPU holds the embeddings
         self._cache_cls = DynamicCache
         self.tokens: list[int] = []
         self.cache = DynamicCache(config=model.config)
@@ -42,7 +47,7 @@ class Decoder:
         if self.kv_len >= len(self.tokens):  # the last token must be fed to predict the next one
             self.crop(len(self.tokens) - 1)
         feed = self.tokens[self.kv_len:] + list(drafts)
-        ids = torch.tensor([feed], dtype=torch.long, device=self.device)  # (1, n)
+        ids = torch.tensor([feed], dtype=torch.long, device=self.input_device)  # (1, n)
         out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True)
         self.kv_len += len(feed)
         return out.logits[0, -(len(drafts) + 1):].float()  # (len(drafts) + 1, V)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, require
+from .devices import dispatch, group_max_memory, members, quantization_config
 
 TARGET_NAME = "smollm2"
 INT8_DRAFT = "smollm2-int8"  # the target with int8 dynamic quantisation of its decoder layers
@@ -210,8 +211,10 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
 
 
-def load_model(ref: ModelRef, device: str, dtype: str = "float32") -> Any:
-    """A causal LM in eval mode on `device` (for ngram: the drafter object)."""
+def load_model(ref: ModelRef, device: str, dtype: str = "float32", quantize: str = "none") -> Any:
+    """A causal LM in eval mode on `device`, a device or a device group over which its layers are split
+    (`backend.devices`), its weights in `dtype` or quantised (`quantize`: nf4 or int8, through bitsandbytes);
+    for ngram: the drafter object."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
@@ -221,6 +224,12 @@ def load_model(ref: ModelRef, device: str, dtype: str = "float32") -> Any:
 
         return NgramDrafter(ref.params[0])
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    checkpoint = ref.kind not in ("tiny", "exit") and ref.spec != INT8_DRAFT and not (
+        ref.path is not None and (ref.path / "exit.safetensors").is_file())
+    require(quantize == "none" or checkpoint, f"--quantize {quantize}: {ref.spec!r} is built in memory, not loaded "
+                                              "from a checkpoint; quantise a checkpoint (the target or a draft folder)")
+    if checkpoint:
+        return _from_pretrained(ref.path if ref.path is not None else target_path(), device, torch_dtype, quantize)
     if ref.kind == "tiny":
         seed, layers, hidden, vocab = ref.params
         config = tiny_config(layers, hidden, vocab)
@@ -255,10 +264,27 @@ def load_model(ref: ModelRef, device: str, dtype: str = "float32") -> Any:
                                                                         dtype=torch.qint8)
         require(device == "cpu", f"--chain {INT8_DRAFT}: dynamic int8 quantisation runs on the CPU only")
         return model
-    else:
-        path = ref.path if ref.path is not None else target_path()
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-    return model.to(device=device, dtype=torch_dtype).eval()
+    model = model.to(dtype=torch_dtype)
+    return (dispatch(model, device) if len(members(device)) > 1 else model.to(device=device)).eval()
+
+
+def _from_pretrained(path: Path, device: str, dtype: Any, quantize: str) -> Any:
+    """A checkpoint loaded onto a device, or split over a device group at load time (transformers' balanced
+    device map within the group's GPUs), in `dtype` or quantised."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    quantization = quantization_config(quantize, dtype)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    if len(members(device)) > 1:
+        kwargs |= {"device_map": "balanced", "max_memory": group_max_memory(device)}
+    elif quantization is not None:
+        kwargs["device_map"] = device  # bitsandbytes places quantised weights as it loads them
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if "device_map" not in kwargs:
+        model = model.to(device=device)
+    return model.eval()
 
 
 def load_exit_draft(path: Path) -> Any:

@@ -32,6 +32,7 @@ import torch.multiprocessing as mp
 from ..errors import ConfigError, RunFailed
 from ..metrics import PairStats, StageStats
 from .decoding import synchronize
+from .devices import loaded_facts
 from .engines import DecodeOptions, Output, PromptResult
 from .models import ModelRef, vocab_size
 from .shared import Doorbell, ProbRing, TokenBuffer
@@ -47,6 +48,7 @@ class Placement:
     threads: int = 1
     cpus: tuple[int, ...] = ()
     dtype: str = "float32"  # of the stage's weights (--dtype)
+    quantize: str = "none"  # nf4 or int8 weights through bitsandbytes (--quantize)
 
 
 class StageFailed(RunFailed):
@@ -64,7 +66,7 @@ def _stage_main(index: int, factory: Callable[..., Any], placement: Placement, o
         if placement.cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, placement.cpus)
         worker = factory(index, placement, options, sampling, buffers, rings, prompt, control, wake, results, parent)
-        results.put(("ready", index))
+        results.put(("ready", index, [loaded_facts(m) for m in worker.models]))
         worker.serve()
     except BaseException as exc:
         summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -78,6 +80,7 @@ class StageWorker(abc.ABC):
     control: torch.Tensor
     wake: Sequence[Any]
     index: int
+    models: Sequence[Any] = ()  # what it loaded, read back into the run's result (`devices.loaded_facts`)
     parent: int
     device: str
     stats: StageStats
@@ -129,7 +132,8 @@ class _StageWorker(StageWorker):
         temperature, seed = sampling
         self.sampling, self.rings = temperature > 0, rings
         self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature,
-                                 seed + index, placement.dtype)
+                                 seed + index, placement.dtype, placement.quantize)
+        self.models = [self.stage.decoder.model] if hasattr(self.stage, "decoder") else []
         self.pair_name = f"M{index - 1}:{refs[index - 1].spec}->M{index}:{refs[index].spec}" if index else None
 
     def _drafts(self, up: TokenBuffer, ring: ProbRing | None,
@@ -244,6 +248,7 @@ class PipelineEngine:
         self.control = torch.zeros(3, dtype=torch.int64).share_memory_()
         self.wake = [Doorbell(context) for _ in names]
         self.capacity = capacity
+        self.loaded: dict[int, list[dict[str, Any]]] = {}  # per stage: what its process loaded (loaded_facts)
         self.results = context.Queue()
         self.processes = [context.Process(target=_stage_main, name=f"pipespec-stage-{i}", daemon=True,
                                           args=(i, factory, placements[i], options, sampling, self.buffers,
@@ -269,6 +274,7 @@ class PipelineEngine:
                 message = self._next_message(deadline)
                 if message[0] == "ready":
                     ready.add(message[1])
+                    self.loaded[message[1]] = message[2]
         except BaseException:
             self.close()
             raise

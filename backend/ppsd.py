@@ -61,6 +61,7 @@ class _PPSDWorker(StageWorker):
         self.ring = rings[0]
         assert self.ring is not None
         model = load_model(target, placement.device, placement.dtype)
+        self.models = [model]
         early, late = split_layers(model.config.num_hidden_layers, exit_layer)
         if index == 0:
             self.slice = LayerSlice(model, early, placement.device, embed=True)
@@ -69,6 +70,7 @@ class _PPSDWorker(StageWorker):
             if exit_draft is not None:
                 # the target truncated, with its trained last layer
                 draft = load_model(exit_draft, placement.device, placement.dtype)
+                self.models = [model, draft]
                 self.exit = LayerSlice(draft, range(exit_layer, exit_layer + 1), placement.device,
                                        modules=[draft.model.layers[exit_layer]])
                 self.exit_norm = draft.model.norm

@@ -22,6 +22,7 @@ import torch
 from ..errors import RunFailed
 from ..latency import ProfilePoint
 from .decoding import Decoder, synchronize
+from .devices import primary
 from .ngram import NgramDrafter
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -39,11 +40,12 @@ class ModelForward:
         for ctx in contexts:
             self.caches[ctx] = DynamicCache(config=model.config)
             if ctx:
-                prefix = torch.tensor([rng.integers(0, model.config.vocab_size, ctx).tolist()], device=device)
+                prefix = torch.tensor([rng.integers(0, model.config.vocab_size, ctx).tolist()], device=primary(device))
                 model(input_ids=prefix, past_key_values=self.caches[ctx], use_cache=True)
 
     def inputs(self, n: int) -> torch.Tensor:
-        return torch.tensor([self.rng.integers(0, self.model.config.vocab_size, n).tolist()], device=self.device)
+        return torch.tensor([self.rng.integers(0, self.model.config.vocab_size, n).tolist()],
+                            device=primary(self.device))
 
     def __call__(self, context: int, x: torch.Tensor) -> None:
         self.model(input_ids=x, past_key_values=self.caches[context], use_cache=True)

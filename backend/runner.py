@@ -12,6 +12,7 @@ from ..config import option
 from ..errors import MAX_WINDOW, check_int, check_nonnegative, require
 from ..metrics import PairStats, RunResult, StageStats
 from ..schemes import SCHEMES, Scheme, find, get
+from .devices import QUANTIZE, check_device, check_quantize, loaded_facts, members
 from .engines import DecodeOptions, PromptResult
 from .models import ModelRef, check_shared_tokenizer, context_limit, load_tokenizer, resolve
 from .prompts import Prompt, encode, load_prompts
@@ -33,13 +34,19 @@ class RunConfig:
                            choices=("fixed", "dynamic"))
     max_drafts: int | None = option(None, "pipespec: cap on drafts a verification scores (default: all)")
     max_lead: int = option(32, "pipespec: tokens a stage may run ahead of its verifier before it waits")
-    device: str = option("cpu", "device of every stage: cpu or cuda:N")
-    devices: tuple[str, ...] = option((), "pipespec: one device per stage (overrides --device)")
+    device: str = option("cpu", "device of every stage: cpu, cuda:N, or a device group cuda:N,cuda:M,... over "
+                         "which each model's layers are split (accelerate's balanced device map)")
+    devices: tuple[str, ...] = option((), "pipelines: one device or device group per stage, e.g. cuda:0 "
+                                      "cuda:1,cuda:2 (overrides --device)")
     threads: tuple[int, ...] = option((), "torch threads: one value, or one per stage for pipespec "
                                       "(default: all cores for ar/sd; split over stages for pipespec)")
     cpus: tuple[str, ...] = option((), "pipespec on CPUs: cores per stage, e.g. 0 1 or 0 0,1 (default: unpinned)")
     warmup: int = option(1, "prompts decoded first and left out of the measurements")
-    dtype: str = option("float32", "weights' dtype", choices=("float32", "bfloat16", "float16"))
+    dtype: str = option("float32", "weights' dtype (of every stage; the result records what each loaded)",
+                        choices=("float32", "bfloat16", "float16"))
+    quantize: str = option("none", "load checkpoints' weights quantised through bitsandbytes: nf4 (4-bit "
+                           "NormalFloat, compute in --dtype) or int8; needs CUDA and the bitsandbytes package",
+                           choices=QUANTIZE)
     chat_template: bool = option(True, "wrap text prompts in the target's chat template")
     exit_layer: int = option(8, "ppsd: the early stage runs the target's first E layers and drafts from an exit "
                              "after them; the late stage runs the rest")
@@ -79,9 +86,17 @@ class RunConfig:
         require(not one or len(self.chain) == 1,
                 f"--chain: scheme {self.scheme} runs the target alone (ppsd drafts from its own layers; a trained "
                 f"exit is --exit-draft); give only the target, got {' '.join(self.chain)}")
-        for device in (self.device, *self.devices):
-            check_device(device)
+        for where, device in (("--device", self.device), *(("--devices", d) for d in self.devices)):
+            check_device(device, where)
         stages = self.stage_count
+        grouped = [d for d in (self.device, *self.devices) if len(members(d)) > 1]
+        require(not (grouped and scheme.layer_stages),
+                f"--devices {grouped[0] if grouped else ''}: scheme {self.scheme} splits the target's layers into "
+                "stages itself; give one device per stage")
+        check_quantize(self.quantize, list(self.devices) or [self.device])
+        require(self.quantize == "none" or not scheme.layer_stages,
+                f"--quantize: scheme {self.scheme} runs layer slices of the target; quantised loading applies to "
+                "whole models (ar, sd, pipespec)")
         require(not self.devices or len(self.devices) == stages,
                 f"--devices: give one per stage ({stages}), got {len(self.devices)}")
         require(len(self.threads) in (0, 1) or len(self.threads) == stages,
@@ -110,19 +125,6 @@ class RunConfig:
     def stage_count(self) -> int:
         """Processes (pipelines) or models (in-process schemes) one placement option value is given for."""
         return self.scheme_info.run_stages(self)
-
-
-def check_device(device: str) -> None:
-    import torch
-
-    if device == "cpu":
-        return
-    kind, _, index = device.partition(":")
-    require(kind == "cuda" and (index == "" or index.isdigit()),
-            f"--device: unknown device {device!r}; use cpu or cuda:N")
-    require(torch.cuda.is_available(), f"--device {device}: CUDA is not available on this machine")
-    require(index == "" or int(index) < torch.cuda.device_count(),
-            f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
 
 
 def _aggregate(scheme: str, results: list[PromptResult]) -> RunResult:
@@ -164,7 +166,8 @@ def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = 
                 f"target's context of {limit} tokens")
     warmup = [ids for _, ids in encoded[: config.warmup]]
     rows, measured = [], []
-    decode, close = _decoder(config, refs, options)
+    loaded: list[list[dict[str, Any]]] = []  # per stage: what it loaded, read back from the models
+    decode, close = _decoder(config, refs, options, loaded)
     try:
         for ids in warmup:
             decode(ids)
@@ -181,13 +184,16 @@ def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = 
     summary = _aggregate(config.scheme, measured).summary()
     ttfts = sorted(r["ttft_s"] for r in rows)
     summary["median_ttft_s"] = ttfts[len(ttfts) // 2]
+    summary["loaded"] = loaded
     summary["threads"] = _threads(config, config.stage_count) if config.scheme_info.pipelined else \
         [config.threads[0] if config.threads else torch.get_num_threads()]
     return {"summary": summary, "prompts": rows}
 
 
-def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions) -> tuple[Callable, Callable]:
-    """(decode(prompt_ids) -> PromptResult, close()) for the configured scheme."""
+def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions,
+             loaded: list[list[dict[str, Any]]]) -> tuple[Callable, Callable]:
+    """(decode(prompt_ids) -> PromptResult, close()) for the configured scheme; appends to `loaded` what each
+    stage loaded."""
     import torch
 
     scheme = config.scheme_info
@@ -198,16 +204,19 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions) ->
         devices = list(config.devices) or [config.device] * stages
         threads = _threads(config, stages)
         cpus = [tuple(int(c) for c in spec.split(",")) for spec in config.cpus] or [()] * stages
-        placements = [Placement(d, t, c, config.dtype) for d, t, c in zip(devices, threads, cpus, strict=True)]
+        placements = [Placement(d, t, c, config.dtype, config.quantize)
+                      for d, t, c in zip(devices, threads, cpus, strict=True)]
         engine = scheme.engine(config, refs, placements, options)
         engine.__enter__()
+        loaded.extend(engine.loaded[i] for i in sorted(engine.loaded))
         return engine.decode, engine.close
     from .stages import build_stage
 
     if config.threads:
         torch.set_num_threads(config.threads[0])
-    stages = [build_stage(ref, f"M{i}:{ref.spec}", config.device, config.temperature, config.seed + i, config.dtype)
-              for i, ref in enumerate(refs)]
+    stages = [build_stage(ref, f"M{i}:{ref.spec}", config.device, config.temperature, config.seed + i, config.dtype,
+                          config.quantize) for i, ref in enumerate(refs)]
+    loaded.extend([loaded_facts(s.decoder.model)] if hasattr(s, "decoder") else [] for s in stages)
     in_process = scheme.decode_in_process()
 
     def decode(ids: list[int]) -> PromptResult:

@@ -59,11 +59,13 @@ class _SpecPipeWorker(StageWorker):
         self.width, self.depth, self.threshold = tree
         if index == 0:
             model = load_model(draft, placement.device, placement.dtype)
+            self.models = [model]
             self.slice = TreeSlice(model, range(model.config.num_hidden_layers), placement.device, embed=True,
                                    head=True)
             self.stats = StageStats(f"draft:{draft.spec}")
         else:
             model = load_model(target, placement.device, placement.dtype)
+            self.models = [model]
             layers = stage_layers(model.config.num_hidden_layers, stages)[index - 1]
             self.slice = TreeSlice(model, layers, placement.device, embed=index == 1, head=self.last)
             self.stats = StageStats(f"{target.spec}[{layers.start}-{layers.stop - 1}]")

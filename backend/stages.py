@@ -136,11 +136,11 @@ Stage = ModelStage | NgramStage
 
 
 def build_stage(ref: object, name: str, device: str, temperature: float, seed: int = 0,
-                dtype: str = "float32") -> Stage:
-    """Load a --chain entry as a stage (model or n-gram drafter), its weights in `dtype`."""
+                dtype: str = "float32", quantize: str = "none") -> Stage:
+    """Load a --chain entry as a stage (model or n-gram drafter), its weights in `dtype` or quantised."""
     from .models import load_model
 
-    loaded = load_model(ref, device, dtype)  # type: ignore[arg-type]
+    loaded = load_model(ref, device, dtype, quantize)  # type: ignore[arg-type]
     if isinstance(loaded, NgramDrafter):
         return NgramStage(name, loaded)
     return ModelStage(name, Decoder(loaded, device), Sampler(temperature, torch.Generator().manual_seed(seed)))

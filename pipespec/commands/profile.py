@@ -29,7 +29,7 @@ class ProfileConfig:
     max_new_tokens: int = option(96, "trace length per prompt (the verifier's greedy output)")
 
     def __post_init__(self) -> None:
-        from ..backend.runner import check_device
+        from ..backend.devices import check_device
 
         for n in self.num_tokens:
             check_int("--num-tokens", n, 1)
