@@ -105,8 +105,6 @@ def dispatch(model: Any, device: str) -> Any:
 def loaded_facts(model: Any) -> dict[str, Any]:
     """What a loaded model holds, read back from it: its parameters' dtypes, its quantisation, and the devices
     its parameters sit on (with the layer -> device map when split over a group)."""
-    if not hasattr(model, "parameters"):  # a model-free drafter
-        return {"dtypes": [], "quantization": None, "devices": []}
     dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})
     devices = sorted({str(p.device) for p in model.parameters()})
     quant = getattr(getattr(model, "config", None), "quantization_config", None)

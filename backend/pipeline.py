@@ -133,7 +133,7 @@ class _StageWorker(StageWorker):
         self.sampling, self.rings = temperature > 0, rings
         self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature,
                                  seed + index, placement.dtype, placement.quantize)
-        self.models = [self.stage.decoder.model] if hasattr(self.stage, "decoder") else []
+        self.models = self.stage.models
         self.pair_name = f"M{index - 1}:{refs[index - 1].spec}->M{index}:{refs[index].spec}" if index else None
 
     def _drafts(self, up: TokenBuffer, ring: ProbRing | None,

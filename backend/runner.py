@@ -89,14 +89,13 @@ class RunConfig:
         for where, device in (("--device", self.device), *(("--devices", d) for d in self.devices)):
             check_device(device, where)
         stages = self.stage_count
-        grouped = [d for d in (self.device, *self.devices) if len(members(d)) > 1]
-        require(not (grouped and scheme.layer_stages),
-                f"--devices {grouped[0] if grouped else ''}: scheme {self.scheme} splits the target's layers into "
-                "stages itself; give one device per stage")
         check_quantize(self.quantize, list(self.devices) or [self.device])
-        require(self.quantize == "none" or not scheme.layer_stages,
-                f"--quantize: scheme {self.scheme} runs layer slices of the target; quantised loading applies to "
-                "whole models (ar, sd, pipespec)")
+        if scheme.layer_stages:  # its stages are layer slices of the target: one device each, unquantised
+            grouped = [d for d in (self.device, *self.devices) if len(members(d)) > 1]
+            require(not grouped, f"--devices: scheme {self.scheme} splits the target's layers into stages itself; "
+                                 f"give one device per stage, not the group {' '.join(grouped)}")
+            require(self.quantize == "none", f"--quantize: scheme {self.scheme} runs layer slices of the target; "
+                                             "quantised loading applies to whole models (ar, sd, pipespec)")
         require(not self.devices or len(self.devices) == stages,
                 f"--devices: give one per stage ({stages}), got {len(self.devices)}")
         require(len(self.threads) in (0, 1) or len(self.threads) == stages,
@@ -216,7 +215,7 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions,
         torch.set_num_threads(config.threads[0])
     stages = [build_stage(ref, f"M{i}:{ref.spec}", config.device, config.temperature, config.seed + i, config.dtype,
                           config.quantize) for i, ref in enumerate(refs)]
-    loaded.extend([loaded_facts(s.decoder.model)] if hasattr(s, "decoder") else [] for s in stages)
+    loaded.extend([loaded_facts(m) for m in s.models] for s in stages)
     in_process = scheme.decode_in_process()
 
     def decode(ids: list[int]) -> PromptResult:

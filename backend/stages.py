@@ -42,6 +42,11 @@ class ModelStage:
         self.probs: list[torch.Tensor | None] = []
 
     @property
+    def models(self) -> list[torch.nn.Module]:
+        """What it loaded (the run's result records them: `devices.loaded_facts`)."""
+        return [self.decoder.model]
+
+    @property
     def tokens(self) -> list[int]:
         return self.decoder.tokens
 
@@ -102,6 +107,7 @@ class NgramStage:
     def __init__(self, name: str, drafter: NgramDrafter) -> None:
         self.name, self.drafter = name, drafter
         self.stats = StageStats(name)
+        self.models: list[torch.nn.Module] = []  # model-free
 
     @property
     def tokens(self) -> list[int]:

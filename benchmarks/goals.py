@@ -37,7 +37,7 @@ class Goal:
     def to_dict(self) -> dict:
         return {**asdict(self), "met": self.met, "goal_text": f"{'>=' if self.higher_is_better else '<'} "
                                                              f"{self.text(self.target)}",
-                "value_text": self.text(self.value)}
+                "value_text": self.text(self.value), "line": self.line()}
 
 
 def report(script: str, goals: list[Goal]) -> list[dict]:

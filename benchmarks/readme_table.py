@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from goals import Goal, draft_goals
+from goals import draft_goals
 
 from pipespec.io import write_text_atomic
 
@@ -45,12 +45,8 @@ def rows(results: Path) -> tuple[list[str], list[str]]:
             lines.append(f"| `benchmarks/{script}.py` | {goal['what']} | {goal['value_text']}{note} | "
                          f"{goal['goal_text']} | {met} | {date} |")
             if not goal["met"]:
-                missed.append(f"WARNING: {script} ({date}): goal missed: {Goal(**_fields(goal)).line()}")
+                missed.append(f"WARNING: {script} ({date}): goal missed: {goal['line']}")
     return lines, missed
-
-
-def _fields(goal: dict) -> dict:
-    return {k: goal[k] for k in ("what", "value", "target", "unit", "higher_is_better")}
 
 
 def _entries(results: object) -> list[dict]:

@@ -276,8 +276,7 @@ class Stage:
 
     def cut(self, finished: simpy.Event) -> Generator:
         """Generator: the forward begun was interrupted (see Phase)."""
-        if self.phase is not _COUNTED:
-            yield from self._cut(self.forward_start, self.forward_tokens, finished)
+        yield from self._cut(finished)
         self.phase, self.forward_start = _IDLE, None
 
     def _forward_shared(self, num_tokens: int, kind: Kind) -> Generator:
@@ -303,8 +302,7 @@ class Stage:
             try:
                 yield finished
             except simpy.Interrupt:
-                if self.phase is not _COUNTED:
-                    yield from self._cut(start, num_tokens, finished)
+                yield from self._cut(finished)
                 raise
         finally:
             self.phase = _IDLE
@@ -318,15 +316,17 @@ class Stage:
                     request.cancel()  # interrupted while queued: leave the queue
         self._count_step(start, env.now, kind, num_tokens)
 
-    def _cut(self, start: float, num_tokens: int, finished: simpy.Event):
-        """Generator body of a cut forward: under "finish" it runs to its end (later cuts change nothing),
-        then its time is counted as lost."""
+    def _cut(self, finished: simpy.Event) -> Generator:
+        """Generator body of an interrupted forward: unless adopt() counted it (COUNTED) it is CUT, runs to its
+        end under "finish" (later cuts change nothing), and its time is counted as lost."""
+        if self.phase is _COUNTED:
+            return
         self.phase = _CUT
         if self.policy == "finish":
             while not finished.processed:
                 with contextlib.suppress(simpy.Interrupt):
                     yield finished
-        self._count_lost(start, self.env.now, num_tokens)
+        self._count_lost(self.forward_start, self.env.now, self.forward_tokens)
 
     def _count_step(self, start: float, end: float, kind: Kind, num_tokens: int) -> None:
         """A completed forward's statistics (and its timeline event, as _record)."""

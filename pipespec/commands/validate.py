@@ -53,7 +53,7 @@ class ValidateConfig:
                              "measured")
 
     def __post_init__(self) -> None:
-        from ..backend.devices import check_device
+        from ..backend.devices import check_device, members
 
         if self.limit is not None:
             check_int("--limit", self.limit, 1)
@@ -71,7 +71,7 @@ class ValidateConfig:
         for w in self.specpipe_widths:
             check_int("--specpipe-widths", w, 1)
         check_device(self.device)
-        require("," not in self.device, f"--device {self.device}: validate's built-in family runs its PPSD and "
+        require(len(members(self.device)) == 1, f"--device {self.device}: validate's built-in family runs its PPSD and "
                                        "SpecPipe layer stages on one device each; device groups are for run")
         require(self.draft in (None, "auto", "none") or self.draft.startswith("draft:"),
                 f"--draft must be auto, none or draft:NAME, got {self.draft!r}")
