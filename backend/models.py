@@ -80,29 +80,40 @@ class ModelRef:
     kind: str
     path: Path | None = None
     params: tuple[int, ...] = ()
+    base: ModelRef | None = None  # exit: the model it is the first layers of (None: the built-in target)
+
+    @property
+    def facts(self) -> ModelRef:
+        """Whose config gives this model's vocabulary, width and context: an exit's base's (`_hf_config` reads
+        the built-in target's for base None)."""
+        return self.base if self.base is not None else self
 
     @property
     def name(self) -> str:
         return self.spec
 
 
-EXIT_PREFIX = "smollm2-exit:"  # the target truncated after E layers, its own norm and head on top (untrained)
+EXIT_MARK = "-exit:"  # MODEL-exit:E: a model truncated after E layers, its own norm and head on top (untrained)
+EXIT_PREFIX = TARGET_NAME + EXIT_MARK
 
 
 def resolve(spec: str, option: str = "--chain") -> ModelRef:
-    """From a --chain entry: smollm2 | smollm2-int8 | smollm2-exit:E | draft:NAME | ngram[:N] |
-    tiny:SEED[:LAYERS[:HIDDEN]] | a local folder."""
+    """From a --chain entry: smollm2 | smollm2-int8 | MODEL-exit:E (e.g. smollm2-exit:8, tiny:1:16:512-exit:4) |
+    draft:NAME | ngram[:N] | tiny:SEED[:LAYERS[:HIDDEN]] | a local folder."""
     text = spec.strip()
     if text in (TARGET_NAME, INT8_DRAFT):
         return ModelRef(text, "hf", None)
-    if text.startswith("ngram"):
+    if text == "ngram" or text.startswith("ngram:"):
         n = text.partition(":")[2] or "3"
         require(n.isdigit() and int(n) >= 1, f"{option}: ngram takes ngram[:N] with N >= 1, got {spec!r}")
         return ModelRef(text, "ngram", None, (int(n),))
-    if text.startswith(EXIT_PREFIX):
-        e = text[len(EXIT_PREFIX):]
-        require(e.isdigit() and int(e) >= 1, f"{option}: {EXIT_PREFIX}E takes a layer count E >= 1, got {spec!r}")
-        return ModelRef(text, "exit", None, (int(e),))
+    if EXIT_MARK in text:
+        of, _, e = text.rpartition(EXIT_MARK)
+        require(e.isdigit() and int(e) >= 1, f"{option}: MODEL{EXIT_MARK}E takes a layer count E >= 1, got {spec!r}")
+        base = None if of == TARGET_NAME else resolve(of, option)
+        require(base is None or base.kind == "tiny" or (base.kind == "hf" and base.path is not None),
+                f"{option}: {spec!r}: an exit is the first layers of smollm2, a tiny model or a model folder")
+        return ModelRef(text, "exit", None, (int(e),), base)
     if text.startswith("tiny:"):
         parts = text.split(":")[1:]
         require(all(p.isdigit() for p in parts) and 1 <= len(parts) <= 4,
@@ -155,6 +166,7 @@ BUILTIN_TOKENIZER = "builtin:smollm2"
 def tokenizer_id(ref: ModelRef) -> str | None:
     """What a model tokenizes with, without loading weights: the built-in target's tokenizer (also the
     tiny test models', by construction), a hash of a checkpoint's tokenizer.json, or None (model-free)."""
+    ref = ref.facts
     if ref.kind == "ngram":
         return None
     if ref.kind == "tiny" or ref.path is None or _builtin_draft(ref):
@@ -243,10 +255,11 @@ def load_model(ref: ModelRef, device: str, dtype: str = "float32", quantize: str
             with torch.no_grad():
                 model.lm_head.weight.normal_(0.0, 0.5)
     elif ref.kind == "exit":
-        model = AutoModelForCausalLM.from_pretrained(target_path(), dtype=torch.float32)
+        model = (AutoModelForCausalLM.from_pretrained(target_path(), dtype=torch.float32) if ref.base is None
+                 else load_model(ref.base, "cpu"))
         layers = ref.params[0]
         require(layers < model.config.num_hidden_layers,
-                f"--chain {ref.spec}: E must be < the target's {model.config.num_hidden_layers} layers")
+                f"--chain {ref.spec}: E must be < the model's {model.config.num_hidden_layers} layers")
         _truncate(model, layers)
     elif ref.path is not None and (ref.path / "exit.safetensors").is_file():
         model = load_exit_draft(ref.path)
@@ -329,6 +342,7 @@ def _hf_config(ref: ModelRef) -> dict[str, Any]:
 
 def vocab_size(ref: ModelRef) -> int:
     """The vocabulary of a --chain entry (0 for the model-free drafter)."""
+    ref = ref.facts
     if ref.kind == "tiny":
         return int(ref.params[3])
     return 0 if ref.kind == "ngram" else int(_hf_config(ref)["vocab_size"])
@@ -336,12 +350,15 @@ def vocab_size(ref: ModelRef) -> int:
 
 def hidden_size(ref: ModelRef) -> int:
     """The width of a model's hidden states."""
+    ref = ref.facts
     if ref.kind == "tiny":
         return int(ref.params[2])
     return int(_hf_config(ref)["hidden_size"])
 
 
 def num_layers(ref: ModelRef) -> int:
+    """The decoder layers of a model (an exit's: its base's)."""
+    ref = ref.facts
     if ref.kind == "tiny":
         return int(ref.params[1])
     return int(_hf_config(ref)["num_hidden_layers"])
@@ -351,6 +368,7 @@ def head_share(ref: ModelRef) -> float:
     """The output head's share of a one-token forward, by weights multiplied (the vocabulary projection
     against the decoder layers' attention and MLP projections): what a layer-pipeline stage pays on top of
     its layers when it holds the head (the simulator's `head_share`). About 0.2 for SmolLM2-135M."""
+    ref = ref.facts
     c = (tiny_config(int(ref.params[1]), int(ref.params[2]), int(ref.params[3])).to_dict() if ref.kind == "tiny"
          else _hf_config(ref))
     hidden, heads = int(c["hidden_size"]), int(c["num_attention_heads"])
@@ -362,6 +380,7 @@ def head_share(ref: ModelRef) -> float:
 
 def context_limit(ref: ModelRef) -> int:
     """The longest sequence a model takes, from its config."""
+    ref = ref.facts
     if ref.kind == "tiny":
         return int(tiny_config(1, 8).max_position_embeddings)
     return int(_hf_config(ref).get("max_position_embeddings", 2048))
@@ -372,6 +391,7 @@ def load_tokenizer(ref: ModelRef) -> Any:
     from transformers import AutoTokenizer
 
     quiet_transformers()
+    ref = ref.facts
     own = ref.kind == "hf" and ref.path is not None and not _builtin_draft(ref)
     return AutoTokenizer.from_pretrained(ref.path if own else target_path())
 

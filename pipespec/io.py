@@ -112,6 +112,14 @@ def environment(device: str | None = None) -> dict[str, Any]:
             env.setdefault("thread_env", {})[var] = os.environ[var]
     if device is not None:
         env["device"] = device
+        if device.startswith("cuda"):  # which GPUs: a result names the hardware it was measured on
+            import torch
+
+            from .backend.devices import members
+
+            if torch.cuda.is_available():
+                env["device_name"] = ", ".join(torch.cuda.get_device_name(torch.device(m)) for m in members(device))
+                env["cuda"] = torch.version.cuda
     return env
 
 

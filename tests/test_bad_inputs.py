@@ -116,6 +116,13 @@ CASES = [
     # validate
     (["validate", "--ppsd-exits", "30", "--out", "{out}/v"], "--ppsd-exits must be an integer in 1..29"),
     (["validate", "--repeats", "0", "--out", "{out}/v"], "--repeats must be an integer >= 1"),
+    (["validate", "--target", "tiny:1:4:32", "--out", "{out}/v"], "--target tiny:1:4:32: give --draft"),
+    (["validate", "--target", "ngram", "--out", "{out}/v"], "--target must be smollm2, a tiny model or a model folder"),
+    (["validate", "--target", "tiny:1:4:32", "--draft", "tiny:2:1:32", "--ppsd-exits", "4", "--out", "{out}/v"],
+     "--ppsd-exits must be an integer in 1..3"),
+    (["validate", "--target", "tiny:1:4:32", "--draft", "nope", "--out", "{out}/v"], "--draft: 'nope' is not"),
+    (["run", "--chain", "tiny:1:4:32-exit:0", "tiny:1:4:32"], "MODEL-exit:E takes a layer count E >= 1"),
+    (["run", "--chain", "ngram-exit:2", "tiny:1:4:32"], "an exit is the first layers of smollm2, a tiny model"),
     # reproduce
     (["reproduce", "--out", "{file}"], "--out must be a folder"),
     # models

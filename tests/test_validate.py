@@ -241,3 +241,37 @@ def test_profile_keys_have_one_grammar_written_and_parsed_in_one_place():
     assert ProfileKey.parse("70B@nf4x2") == ProfileKey("70B", dtype="nf4", devices=2)
     assert ProfileKey.parse("tiny:1:4:32@1t~tiny:1:4:32[tree 0-1]").part == "tree 0-1"
     assert ProfileKey.parse("M0").model == "M0"
+
+
+def test_stages_share_the_gpu_and_pinned_cores_on_the_cpu():
+    from pipespec.validation.predict import layer_stage_devices, stage_groups
+    from pipespec.validation.setups import Setup, Workload
+
+    pinned = Setup("k3", "pipespec", ("ngram", "a", "b"), (1, 1, 1), ("0", "0", "1"))
+    unpinned = Setup("k2", "pipespec", ("a", "b"), (1, 1))
+    cpu, gpu = Workload(device="cpu"), Workload(device="cuda:0")
+    assert stage_groups(pinned, cpu) == (2, 0, 1)  # the model-free stage on a device of its own
+    assert stage_groups(unpinned, cpu) == (0, 1)
+    assert stage_groups(unpinned, gpu) == (0, 0)
+    assert stage_groups(pinned, gpu) == (1, 0, 0)
+    tree = Setup("sp", "specpipe", ("a", "b"), (1, 1, 1), ("0", "0", "1"))
+    assert layer_stage_devices(tree, cpu, 3) == ("cpu0", "cpu0", "cpu1")
+    assert layer_stage_devices(tree, gpu, 3) == ("cuda:0",) * 3
+    assert layer_stage_devices(Setup("sp", "specpipe", ("a", "b"), (1, 1, 1)), cpu, 3) == ()
+
+
+def test_a_tiny_models_exit_is_its_first_layers():
+    import torch
+
+    from pipespec.backend.models import load_model, num_layers, resolve, vocab_size
+
+    ref = resolve("tiny:1:4:64-exit:2")
+    assert (ref.kind, ref.params, ref.base.spec) == ("exit", (2,), "tiny:1:4:64")
+    assert (num_layers(ref), vocab_size(ref)) == (4, 49152)  # its base's facts
+    exit_model, base = load_model(ref, "cpu"), load_model(resolve("tiny:1:4:64"), "cpu")
+    assert exit_model.config.num_hidden_layers == 2
+    ids = torch.tensor([[5, 17, 300, 9]])
+    with torch.no_grad():
+        hidden = base.model(ids, output_hidden_states=True).hidden_states[2]
+        expected = base.lm_head(base.model.norm(hidden))
+        assert torch.allclose(exit_model(ids).logits, expected, atol=1e-5)

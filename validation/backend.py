@@ -32,7 +32,7 @@ from ..interference import disturbed
 from ..schemes import get
 from .predict import planning_inputs, predict
 from .profiling import Profiling, record_traces, time_ngram
-from .setups import TARGET, Progress, Setup, Workload, placement, prepare
+from .setups import Progress, Setup, Workload, placement, prepare
 
 
 def measure_interleaved(setups: Sequence[Setup], workload: Workload, progress: Progress,
@@ -145,12 +145,12 @@ def previous_measurements(out: Path, setups: Sequence[Setup],
     return measured, {"ngram_cost_s": results.get("ngram_cost_s", {}), "measurement_run": run}
 
 
-def _target_output_lengths(traces_path: Path) -> list[int]:
+def _target_output_lengths(traces_path: Path, target: str) -> list[int]:
     """The target's greedy output length on each prompt: its traces' sequences are along that output."""
     from ..traces import read_traces
 
-    entry = next((e for e in read_traces(traces_path).values() if e.get("target") == TARGET), None)
-    require(entry is not None, f"{traces_path} has no trace along {TARGET}'s output: measure the run again")
+    entry = next((e for e in read_traces(traces_path).values() if e.get("target") == target), None)
+    require(entry is not None, f"{traces_path} has no trace along {target}'s output: measure the run again")
     return [len(seq) for seq in entry["sequences"]]
 
 
@@ -159,7 +159,8 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
     """Profile, measure, predict (or, with `repredict`, predict again from a finished run's profile, traces
     and measurements in `out`); returns rows (one per setup) and the files written."""
     require(get(setups[0].scheme).baseline, "validate: the first configuration must be the AR baseline")
-    workload = prepare(workload)
+    target = setups[0].chain[-1]
+    workload = prepare(workload, target)
     out.mkdir(parents=True, exist_ok=True)
     profile_path, traces_path = out / "profile.json", out / "traces.json"
     profile_interference: list[float | None] = []
@@ -178,7 +179,7 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
         ngram_s = profiling.ngram_s
         reference = measurements[setups[0].name]["outputs"]
         measured = {s.name: measured_row(s, measurements[s.name], reference) for s in setups}
-    lengths = measured[setups[0].name]["output_lengths"] or _target_output_lengths(traces_path)
+    lengths = measured[setups[0].name]["output_lengths"] or _target_output_lengths(traces_path, target)
     rows = []
     for setup in setups:
         row = dict(measured[setup.name])

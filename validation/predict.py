@@ -53,18 +53,12 @@ def predict(setup: Setup, inputs: Any, workload: Workload, prompts: Prompts, see
 
 def predict_chain(setup: Setup, inputs: Any, workload: Workload, prompts: Prompts, seeds: int) -> dict[str, Any]:
     """A chain of whole models (AR, SD, PipeSpec): the simulator with the planner's configuration of the
-    setup (stages pinned to one core share a simulated device) and the chain's closed form."""
+    setup (models on one device share it: `stage_groups`) and the chain's closed form."""
     from ..sim.plan import Candidate, sim_config
     from ..sim.run import simulate_prompts
 
     keys = setup.profile_keys()
-    groups = tuple(range(len(keys)))
-    if setup.cpus:
-        names = list(dict.fromkeys(setup.cpus))
-        groups = tuple(names.index(c) for c in setup.cpus)
-        # a model-free stage does no device work worth queueing for: give it a device of its own
-        groups = tuple(len(names) + i if m.startswith("ngram") else g
-                       for i, (m, g) in enumerate(zip(setup.chain, groups, strict=True)))
+    groups = stage_groups(setup, workload)
     candidate = Candidate(setup.scheme, keys, window(setup, workload.max_lead), groups, 0, 0.0)
     num_tokens = sum(n for _, n in prompts)
     config = sim_config(inputs, candidate, num_tokens, 0, ROLLBACK, device_sharing(workload))
@@ -75,10 +69,39 @@ def predict_chain(setup: Setup, inputs: Any, workload: Workload, prompts: Prompt
             **sim_counters(runs)}
 
 
+def stage_groups(setup: Setup, workload: Workload) -> tuple[int, ...]:
+    """The simulated device of each model of a chain, as `sim.plan.Candidate` numbers them: on a GPU all share
+    the one device (cores pin host threads only); on the CPU, models pinned to one core share it, unpinned ones
+    get one each; a model-free stage does no device work worth queueing for and always gets its own."""
+    chain = setup.chain
+    if on_accelerator(workload):
+        groups = [0] * len(chain)
+    elif setup.cpus:
+        names = list(dict.fromkeys(setup.cpus))
+        groups = [names.index(c) for c in setup.cpus]
+    else:
+        return tuple(range(len(chain)))
+    offset = max(groups) + 1
+    return tuple(offset + i if m.startswith("ngram") else g for i, (m, g) in enumerate(zip(chain, groups, strict=True)))
+
+
 def sim_counters(runs: Sequence[Any]) -> dict[str, Any]:
     """The first seed's pair statistics and per-stage counters (steps, verifications, busy time), to set
     beside the backend's."""
     return {"sim_pairs": runs[0].pairs, "sim_stages": runs[0].summary()["stages"]}
+
+
+def on_accelerator(workload: Workload) -> bool:
+    """Whether the runs' models are on a GPU (`--device cuda:N`): every stage's forwards then share it."""
+    return workload.device != "cpu"
+
+
+def layer_stage_devices(setup: Setup, workload: Workload, stages: int) -> tuple[str, ...]:
+    """The simulated device of each of a layer pipeline's `stages` processes: on a GPU all one; on the CPU the
+    core each is pinned to (processes on one core share it), or () where they are not pinned (a core each)."""
+    if on_accelerator(workload):
+        return (workload.device,) * stages
+    return tuple(f"cpu{c}" for c in setup.cpus) if setup.cpus else ()
 
 
 def device_sharing(workload: Workload) -> str:

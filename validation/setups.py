@@ -52,12 +52,13 @@ class Setup:
     @property
     def exit_layer(self) -> int:
         """ppsd: E, the target layers of the early stage (a trained exit draft's layer takes their output)."""
+        from ..backend.models import resolve
+
         if self.chain[0].startswith("draft:"):
-            from ..backend.models import resolve
             from ..backend.ppsd import exit_draft_layer
 
             return int(exit_draft_layer(resolve(self.chain[0]))) - 1
-        return int(self.chain[0].rpartition(":")[2])
+        return resolve(self.chain[0]).params[0]  # MODEL-exit:E
 
     def stage_neighbours(self) -> tuple[str | None, ...]:
         """Per model of the chain, when it runs as a one-thread stage pinned to a core: the model forwarding on
@@ -143,10 +144,29 @@ def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence
     return [s for i, s in enumerate(setups) if s.name not in {t.name for t in setups[:i]}]
 
 
+def model_setups(target: str, draft: str, gamma: int = 4, lookahead: Sequence[int] = (),
+                 ppsd_exits: Sequence[int] = (), specpipe_widths: Sequence[int] = ()) -> list[Setup]:
+    """The family of any target with one draft, every stage on the run's device with a thread each (a GPU's
+    check; on a CPU the processes are not pinned): AR, SD and PipeSpec on the draft, PPSD with the target's own
+    first E layers as its exit, SpecPipe over 2 target stages beside plain pipeline parallelism."""
+    setups = [Setup("ar", "ar", (target,), (1,)),
+              Setup("sd", "sd", (draft, target), (1,), gamma=gamma),
+              Setup("pipespec-k2", "pipespec", (draft, target), (1, 1))]
+    setups += [Setup(f"ppsd-exit{e}", "ppsd", (f"{target}-exit:{e}", target), (1, 1)) for e in ppsd_exits]
+    setups += [Setup(f"specpipe-p2-w{w}", "specpipe", (draft, target), (1, 1, 1), tree_width=w)
+               for w in specpipe_widths]
+    if specpipe_widths:
+        setups.append(Setup("pp-p2", "specpipe", (draft, target), (1, 1, 1), tree_width=1, tree_depth=1))
+    for g in lookahead:
+        setups += [Setup(f"sd-g{g}", "sd", (draft, target), (1,), gamma=g),
+                   Setup(f"pipespec-k2-max{g}", "pipespec", (draft, target), (1, 1), max_drafts=g)]
+    return [s for i, s in enumerate(setups) if s.name not in {t.name for t in setups[:i]}]
+
+
 def placement(setup: Setup) -> str:
     """Threads and cores of each process ("1t@cpu0, 1t@cpu1": a markdown cell), or of the one in-process run ("2t")."""
-    if not setup.cpus:
-        return f"{setup.threads[0]}t"
+    if not setup.cpus:  # unpinned: each process's threads
+        return ", ".join(f"{t}t" for t in setup.threads)
     threads = setup.threads * len(setup.cpus) if len(setup.threads) == 1 else setup.threads
     return ", ".join(f"{t}t@cpu{c}" for t, c in zip(threads, setup.cpus, strict=True))
 
@@ -187,10 +207,13 @@ class Workload:
         return [(len(ids), n) for ids, n in zip(self.encoded, counts, strict=True)]
 
 
-def prepare(workload: Workload) -> Workload:
+def prepare(workload: Workload, target: str = TARGET) -> Workload:
+    """The prompts encoded by the target's tokenizer, and its end-of-sequence token; prompts given as token ids
+    need no tokenizer (nor have an end: every run decodes max_new_tokens)."""
     from ..backend.models import load_tokenizer, resolve
     from ..backend.prompts import encode, load_prompts
 
     prompts = load_prompts(workload.prompts, workload.limit)
-    tokenizer = load_tokenizer(resolve("smollm2"))
-    return replace(workload, encoded=[encode(p, tokenizer) for p in prompts], eos=tokenizer.eos_token_id)
+    tokenizer = load_tokenizer(resolve(target)) if any(p.input_ids is None for p in prompts) else None
+    return replace(workload, encoded=[encode(p, tokenizer) for p in prompts],
+                   eos=None if tokenizer is None else tokenizer.eos_token_id)

@@ -27,6 +27,10 @@ COLUMNS = [("config", "config", "s"), ("chain", "chain", "s"), ("placement", "th
 
 @dataclass(frozen=True)
 class ValidateConfig:
+    target: str = option("smollm2", "the target: smollm2 (the built-in family) or any model --chain takes (tiny:..., "
+                         "a folder); then the family is AR, SD and PipeSpec on --draft (a model), PPSD at "
+                         "--ppsd-exits (the target's own first E layers as its exit) and SpecPipe at "
+                         "--specpipe-widths, every stage on --device")
     prompts: str | None = option(None, "JSONL prompts (default: built-in)")
     limit: int | None = option(6, "first N prompts")
     max_new_tokens: int = option(64, "tokens per prompt")
@@ -45,7 +49,8 @@ class ValidateConfig:
     seeds: int = option(3, "simulator seeds per configuration")
     contended: bool = option(True, "profile one-thread models (pipeline stages) pinned to core 0 while the "
                              "target's forwards keep core 1 busy, as in the pipelines")
-    device: str = option("cpu", "device: cpu or cuda:N (the built-in placements assume 2 CPU cores)")
+    device: str = option("cpu", "device: cpu or cuda:N (the built-in family's placements assume 2 CPU cores; on a GPU "
+                         "every stage shares it)")
     out: str = option("results/validate", "output folder: table (CSV, markdown), plots, profile, traces, JSON")
     repredict: bool = option(False, "predict again from the profile, traces and measurements a finished run left "
                              "in --out, without profiling or measuring (after a change to the simulator or the "
@@ -65,7 +70,14 @@ class ValidateConfig:
             check_int("--lookahead", g, 1)
         from ..backend.models import TARGET_NAME, num_layers, resolve
 
-        layers = num_layers(resolve(TARGET_NAME))  # from its config: nothing is loaded
+        target = resolve(self.target, "--target")
+        require(target.kind in ("hf", "tiny") and target.spec != "smollm2-int8",
+                f"--target must be smollm2, a tiny model or a model folder, got {self.target!r}")
+        if self.target != TARGET_NAME:
+            require(self.draft not in (None, "auto", "none"), f"--target {self.target}: give --draft, the model "
+                                                              "its SD and PipeSpec runs draft with")
+            resolve(self.draft, "--draft")
+        layers = num_layers(target)  # from its config: nothing is loaded
         for e in self.ppsd_exits:
             check_int("--ppsd-exits", e, 1, layers - 1)
         for w in self.specpipe_widths:
@@ -73,7 +85,7 @@ class ValidateConfig:
         check_device(self.device)
         require(len(members(self.device)) == 1, f"--device {self.device}: validate's built-in family runs its PPSD and "
                                        "SpecPipe layer stages on one device each; device groups are for run")
-        require(self.draft in (None, "auto", "none") or self.draft.startswith("draft:"),
+        require(self.target != TARGET_NAME or self.draft in (None, "auto", "none") or self.draft.startswith("draft:"),
                 f"--draft must be auto, none or draft:NAME, got {self.draft!r}")
         finished = all((Path(self.out) / f).is_file() for f in ("validate.json", "profile.json", "traces.json"))
         require(not self.repredict or finished,
@@ -110,11 +122,12 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     from ..io import write_text_atomic
     from ..metrics import PairStats
     from ..validation.backend import validate
-    from ..validation.setups import Workload, builtin_setups
+    from ..validation.setups import TARGET, Workload, builtin_setups, model_setups
 
+    builtin = config.target == TARGET
     draft = built_draft() if config.draft == "auto" else (None if config.draft in (None, "none") else config.draft)
     exit_drafts = built_drafts("exit") if config.draft == "auto" else []
-    if config.repredict and config.draft == "auto":  # the drafts the run measured, not today's best
+    if builtin and config.repredict and config.draft == "auto":  # the drafts the run measured, not today's best
         try:
             recorded = json.loads((Path(config.out) / "validate.json").read_text())["results"].get("drafts")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -123,8 +136,10 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
             draft, exit_drafts = recorded["draft"], recorded["exit_drafts"]
     if draft:
         resolve(draft)  # a one-line error if it is not built
-    setups = builtin_setups(config.gamma, draft, config.lookahead, config.ppsd_exits, config.specpipe_widths,
-                            exit_drafts)
+    setups = (builtin_setups(config.gamma, draft, config.lookahead, config.ppsd_exits, config.specpipe_widths,
+                             exit_drafts) if builtin else
+              model_setups(config.target, str(draft), config.gamma, config.lookahead, config.ppsd_exits,
+                           config.specpipe_widths))
     if config.configs:
         known = [s.name for s in setups]
         for name in config.configs:
@@ -153,12 +168,14 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
         files.append(plot_accepted_histograms(out / "accepted_histogram.png", pairs, reference, "simulator",
                                               title=f"{showcase['config']}: tokens added per verification, "
                                                     "measured vs simulated", max_bin=33))
-    sweep = [r for r in rows if r["config"].startswith(("sd-int8-g", "pipespec-k2-int8-max"))]
+    prefixes, chain = (("sd-int8-g", "pipespec-k2-int8-max"), "smollm2-int8 -> smollm2") if builtin else \
+        (("sd-g", "pipespec-k2-max"), f"{draft} -> {config.target}")
+    sweep = [r for r in rows if r["config"].startswith(prefixes)]
     if sweep:
         points = [{"scheme": r["scheme"], "lookahead": int(r["window"]), "sim_ms_per_token": r["measured_ms_per_token"]}
                   for r in sweep]
         files.append(plot_lookahead(out / "lookahead.png", points, rows[0]["measured_ms_per_token"],
-                                    title="smollm2-int8 -> smollm2 on this CPU: measured ms/token against lookahead"))
+                                    title=f"{chain} on {config.device}: measured ms/token against lookahead"))
     results["files"] = [str(f) for f in files] + [results["profile"], results["traces"]]
     return results
 

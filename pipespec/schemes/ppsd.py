@@ -113,7 +113,7 @@ class PPSD(Scheme):
         from ..sim.config import SimConfig
         from ..sim.run import simulate_prompts
         from ..theory import ppsd
-        from ..validation.predict import sim_counters
+        from ..validation.predict import device_sharing, on_accelerator, sim_counters
         from ..validation.setups import ROLLBACK
 
         exit_key, target_key = setup.profile_keys()
@@ -122,7 +122,8 @@ class PPSD(Scheme):
         config = SimConfig(scheme="ppsd", latency=(inputs.latency_spec[target_key],),
                            acceptance=(inputs.acceptance_spec[(exit_key, target_key)],), names=(setup.chain[-1],),
                            num_layers=layers, exit_layer=setup.exit_layer, pp_stages=setup.pp_stages,
-                           rollback=ROLLBACK, head_share=head_share(target))
+                           rollback=ROLLBACK, head_share=head_share(target), device_sharing=device_sharing(workload),
+                           devices=(workload.device,) * setup.pp_stages if on_accelerator(workload) else ())
         runs = simulate_prompts(config, prompts, seeds)
         alpha = inputs.alpha(exit_key, target_key)
         closed_ms = inputs.t(target_key, 1) * 1e3 / float(ppsd.pipelined_speedup(alpha, setup.exit_layer, layers))

@@ -118,7 +118,7 @@ class SpecPipe(Scheme):
         from ..sim.config import SimConfig
         from ..sim.run import simulate_prompts
         from ..theory import specpipe
-        from ..validation.predict import device_sharing, sim_counters
+        from ..validation.predict import device_sharing, layer_stage_devices, sim_counters
         from ..validation.setups import ROLLBACK
 
         draft_key, target_key = setup.profile_keys()
@@ -130,13 +130,12 @@ class SpecPipe(Scheme):
         stage_latency = tuple(stages) if all(stages) else ()
         draft_latency = drafts[0] if drafts and drafts[0] else inputs.latency_spec[draft_key]
         acceptance = "0" if plain else inputs.acceptance_spec[(draft_key, target_key)]
-        names = list(dict.fromkeys(setup.cpus)) if setup.cpus else []
-        devices = tuple(f"cpu{c}" for c in setup.cpus) if setup.cpus else ()
         config = SimConfig(scheme="specpipe", latency=(draft_latency, inputs.latency_spec[target_key]),
                            stage_latency=stage_latency,
                            acceptance=(acceptance,), names=setup.chain, num_layers=num_layers(target),
                            pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,
-                           head_share=head_share(target), devices=devices if names else (),
+                           head_share=head_share(target),
+                           devices=layer_stage_devices(setup, workload, 1 + setup.pp_stages),
                            device_sharing=device_sharing(workload), rollback=ROLLBACK)
         runs = simulate_prompts(config, prompts, seeds)
         h = 0.0 if plain else inputs.alpha(draft_key, target_key)
