@@ -9,12 +9,17 @@ sequence by cropping the cache to the common prefix.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .devices import members, primary
+
+if TYPE_CHECKING:
+    from ..metrics import StageStats
 
 
 def synchronize(device: str) -> None:
@@ -23,6 +28,17 @@ def synchronize(device: str) -> None:
     for member in members(device):
         if member.startswith("cuda"):
             torch.cuda.synchronize(member)
+
+
+def timed(device: str, stats: StageStats, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args), its wall time added to `stats.busy_s`, every GPU of `device` synchronised before the clock is
+    read at either end (the one timing of a measured forward)."""
+    synchronize(device)
+    start = time.perf_counter()
+    out = fn(*args)
+    synchronize(device)
+    stats.busy_s += time.perf_counter() - start
+    return out
 
 
 class Decoder:

@@ -31,7 +31,7 @@ import torch.multiprocessing as mp
 
 from ..errors import ConfigError, RunFailed
 from ..metrics import PairStats, StageStats
-from .decoding import synchronize
+from .decoding import timed
 from .devices import loaded_facts
 from .engines import DecodeOptions, Output, PromptResult
 from .models import ModelRef, vocab_size
@@ -55,35 +55,61 @@ class StageFailed(RunFailed):
     """A stage raised or died; the message names it."""
 
 
-def _stage_main(index: int, factory: Callable[..., Any], placement: Placement, options: DecodeOptions,
-                sampling: tuple[float, int], buffers: Sequence[TokenBuffer], rings: Sequence[ProbRing | None],
-                prompt: TokenBuffer, control: torch.Tensor, wake: Sequence[Any], results: Any) -> None:
-    """Entry point of a stage process: `factory(index, placement, ...)` builds the worker that serves."""
+@dataclass(frozen=True)
+class Harness:
+    """What the coordinator and every stage process share: a token buffer per stage, the distribution (or hidden
+    row) rings, the prompt, the control slots (EPOCH, DONE, STOP), a doorbell per stage, the results queue, and
+    the sampling temperature and seed."""
+
+    buffers: Sequence[TokenBuffer]
+    rings: Sequence[ProbRing | None]
+    prompt: TokenBuffer
+    control: torch.Tensor
+    wake: Sequence[Any]
+    results: Any
+    sampling: tuple[float, int] = (0.0, 0)
+
+
+@dataclass
+class StageReport:
+    """A stage's report on one prompt, the one message every engine's stages send when it is done."""
+
+    stats: StageStats
+    pair: PairStats | None = None  # the pair this stage verifies, if it reports one
+    resyncs: int = 0  # times it caught up with its verifier's sequence without a conflict
+    output: list[int] | None = None  # the stage that decides the output: its new tokens,
+    first_token_at: float | None = None  # when the first was decided (perf_counter),
+    finished_at: float | None = None  # and when the last was
+
+
+def _stage_main(index: int, factory: Callable[..., StageWorker], placement: Placement, options: DecodeOptions,
+                harness: Harness) -> None:
+    """Entry point of a stage process: `factory(index, placement, options, harness)` builds the worker that serves."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and stops us
-    parent = os.getppid()
     try:
         torch.set_num_threads(placement.threads)
         if placement.cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, placement.cpus)
-        worker = factory(index, placement, options, sampling, buffers, rings, prompt, control, wake, results, parent)
-        results.put(("ready", index, [loaded_facts(m) for m in worker.models]))
+        worker = factory(index, placement, options, harness)
+        harness.results.put(("ready", index, [loaded_facts(m) for m in worker.models]))
         worker.serve()
     except BaseException as exc:
         summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         with contextlib.suppress(Exception):
-            results.put(("error", index, summary))
+            harness.results.put(("error", index, summary))
 
 
 class StageWorker(abc.ABC):
     """The loop every stage process runs: wait for a prompt (an epoch), decode it, report, repeat."""
 
-    control: torch.Tensor
-    wake: Sequence[Any]
-    index: int
     models: Sequence[Any] = ()  # what it loaded, read back into the run's result (`devices.loaded_facts`)
-    parent: int
-    device: str
     stats: StageStats
+
+    def __init__(self, index: int, placement: Placement, options: DecodeOptions, harness: Harness) -> None:
+        self.index, self.options, self.device = index, options, placement.device
+        self.buffers, self.rings, self.prompt = harness.buffers, harness.rings, harness.prompt
+        self.control, self.wake, self.results = harness.control, harness.wake, harness.results
+        self.parent = os.getppid()
 
     def stopped(self) -> bool:
         """Asked to stop, or orphaned (the coordinator died without asking)."""
@@ -107,12 +133,23 @@ class StageWorker(abc.ABC):
 
     def timed(self, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args), its wall time (device synchronised) added to the stage's busy time."""
-        synchronize(self.device)
-        start = time.perf_counter()
-        out = fn(*args)
-        synchronize(self.device)
-        self.stats.busy_s += time.perf_counter() - start
-        return out
+        return timed(self.device, self.stats, fn, *args)
+
+    def finish_prompt(self, epoch: int) -> None:
+        """The stage that decides the output has all of it: every stage stops decoding `epoch`."""
+        self.control.numpy()[DONE] = epoch
+        for bell in self.wake:
+            bell.ring()
+
+    def report(self, epoch: int, report: StageReport) -> None:
+        self.results.put(("done", self.index, epoch, report))
+
+    @staticmethod
+    def final_report(stats: StageStats, pair: PairStats | None, output: Output, tokens: Sequence[int],
+                     resyncs: int = 0) -> StageReport:
+        """The report of the stage that decides the output, from its sequence once it is done."""
+        first = None if output.ttft_s is None else output.started + output.ttft_s
+        return StageReport(stats, pair, resyncs, output.tokens(tokens), first, time.perf_counter())
 
     @abc.abstractmethod
     def decode(self, epoch: int) -> None:
@@ -121,16 +158,13 @@ class StageWorker(abc.ABC):
 
 class _StageWorker(StageWorker):
     def __init__(self, refs: Sequence[ModelRef], index: int, placement: Placement, options: DecodeOptions,
-                 sampling: tuple[float, int], buffers: Sequence[TokenBuffer], rings: Sequence[ProbRing | None],
-                 prompt: TokenBuffer, control: torch.Tensor, wake: Sequence[Any], results: Any, parent: int) -> None:
+                 harness: Harness) -> None:
         from .stages import build_stage
 
-        self.index, self.options = index, options
+        super().__init__(index, placement, options, harness)
         self.final = index == len(refs) - 1
-        self.buffers, self.prompt, self.control, self.wake, self.results = buffers, prompt, control, wake, results
-        self.parent = parent
-        temperature, seed = sampling
-        self.sampling, self.rings = temperature > 0, rings
+        temperature, seed = harness.sampling
+        self.sampling = temperature > 0
         self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature,
                                  seed + index, placement.dtype, placement.quantize)
         self.models = self.stage.models
@@ -195,8 +229,7 @@ class _StageWorker(StageWorker):
             drafts, draft_probs = self._drafts(up, up_ring, stage.tokens) if up is not None else ([], [])
             if drafts:
                 verdict = stage.verify(drafts, draft_probs)
-                pair.record(len(drafts), verdict.accepted)
-                pair.rollbacks += verdict.accepted < len(drafts)
+                pair.judge(len(drafts), verdict.accepted)
             elif isinstance(stage, ModelStage):
                 stage.generate()
             else:  # the n-gram drafter: propose, or wait for the sequence to change
@@ -210,14 +243,9 @@ class _StageWorker(StageWorker):
             changed_from = len(stage.tokens)
             self.notify()
             if output is not None and output.done(stage.tokens):
-                control[DONE] = epoch
-                for bell in self.wake:
-                    bell.ring()
-        report = {"stats": stage.stats, "pair": pair, "resyncs": resyncs}
-        if output is not None:
-            first = None if output.ttft_s is None else output.started + output.ttft_s
-            report.update(output=output.tokens(stage.tokens), first_token_at=first, finished_at=time.perf_counter())
-        self.results.put(("done", self.index, epoch, report))
+                self.finish_prompt(epoch)
+        self.report(epoch, StageReport(stage.stats, pair, resyncs) if output is None else
+                    self.final_report(stage.stats, pair, output, stage.tokens, resyncs))
 
 
 class PipelineEngine:
@@ -235,7 +263,7 @@ class PipelineEngine:
 
     def _start(self, factory: Callable[..., StageWorker], names: Sequence[str], placements: Sequence[Placement],
                options: DecodeOptions, rings: Sequence[ProbRing | None], capacity: int, start_timeout_s: float,
-               sampling: tuple[float, int]) -> None:
+               sampling: tuple[float, int] = (0.0, 0)) -> None:
         """Shared memory and one (not yet started) process per stage, each serving `factory(index, ...)`."""
         if options.max_lead < 1:
             raise ConfigError("max_lead must be >= 1")
@@ -250,9 +278,9 @@ class PipelineEngine:
         self.capacity = capacity
         self.loaded: dict[int, list[dict[str, Any]]] = {}  # per stage: what its process loaded (loaded_facts)
         self.results = context.Queue()
+        harness = Harness(self.buffers, self.rings, self.prompt, self.control, self.wake, self.results, sampling)
         self.processes = [context.Process(target=_stage_main, name=f"pipespec-stage-{i}", daemon=True,
-                                          args=(i, factory, placements[i], options, sampling, self.buffers,
-                                                self.rings, self.prompt, self.control, self.wake, self.results))
+                                          args=(i, factory, placements[i], options, harness))
                           for i in range(len(names))]
         self.epoch = 0
 
@@ -313,7 +341,7 @@ class PipelineEngine:
         control[EPOCH] = self.epoch
         for bell in self.wake:
             bell.ring()
-        reports: dict[int, dict] = {}
+        reports: dict[int, StageReport] = {}
         deadline = time.monotonic() + timeout_s
         while len(reports) < len(self.processes):
             message = self._next_message(deadline)
@@ -321,21 +349,23 @@ class PipelineEngine:
                 reports[message[1]] = message[3]
         return self._result(reports, started)
 
-    def _result(self, reports: dict[int, dict], started: float) -> PromptResult:
+    def _result(self, reports: dict[int, StageReport], started: float) -> PromptResult:
         """The prompt's result from every stage's report: the final stage's output; stage i's pair, with
         the resynchronisations its drafter (stage i - 1) counted."""
         final = reports[len(self.processes) - 1]
-        pairs = [reports[i]["pair"] for i in range(1, len(self.processes))]
+        pairs = [reports[i].pair for i in range(1, len(self.processes))]
         for i, pair in enumerate(pairs):
-            pair.resyncs = reports[i]["resyncs"]
-        return self._prompt_result(final, started, reports, pairs)
+            assert pair is not None
+            pair.resyncs = reports[i].resyncs
+        return self._prompt_result(final, started, reports, pairs)  # type: ignore[arg-type]
 
-    def _prompt_result(self, final: dict, started: float, reports: dict[int, dict],
+    def _prompt_result(self, final: StageReport, started: float, reports: dict[int, StageReport],
                        pairs: list[PairStats]) -> PromptResult:
-        first = final["first_token_at"]
-        return PromptResult(final["output"], final["finished_at"] - started,
-                            (first - started) if first is not None else 0.0,
-                            [reports[i]["stats"] for i in range(len(self.processes))], pairs)
+        """From the report of the stage that decided the output."""
+        assert final.output is not None and final.finished_at is not None
+        first = final.first_token_at
+        return PromptResult(final.output, final.finished_at - started, (first - started) if first is not None else 0.0,
+                            [reports[i].stats for i in range(len(self.processes))], pairs)
 
     def _initial(self, prompt: Sequence[int]) -> list[list[int]]:
         """What each stage's buffer holds when a prompt starts: the prompt."""

@@ -24,7 +24,6 @@ import functools
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -34,8 +33,8 @@ from .decoding import common_prefix, verify_greedy
 from .engines import DecodeOptions, Output
 from .layers import LayerSlice, split_layers
 from .models import ModelRef, hidden_size, load_model, num_layers
-from .pipeline import DONE, PipelineEngine, Placement, StageWorker
-from .shared import ProbRing, TokenBuffer
+from .pipeline import DONE, Harness, PipelineEngine, Placement, StageReport, StageWorker
+from .shared import ProbRing
 
 
 def exit_draft_layer(ref: ModelRef | None) -> int | None:
@@ -52,13 +51,9 @@ def exit_draft_layer(ref: ModelRef | None) -> int | None:
 
 class _PPSDWorker(StageWorker):
     def __init__(self, target: ModelRef, exit_layer: int, exit_draft: ModelRef | None, index: int,
-                 placement: Placement, options: DecodeOptions, sampling: tuple[float, int],
-                 buffers: Sequence[TokenBuffer], rings: Sequence[ProbRing | None], prompt: TokenBuffer,
-                 control: torch.Tensor, wake: Sequence[Any], results: Any, parent: int) -> None:
-        self.index, self.options, self.device = index, options, placement.device
-        self.buffers, self.prompt, self.control, self.wake, self.results = buffers, prompt, control, wake, results
-        self.parent = parent
-        self.ring = rings[0]
+                 placement: Placement, options: DecodeOptions, harness: Harness) -> None:
+        super().__init__(index, placement, options, harness)
+        self.ring = harness.rings[0]
         assert self.ring is not None
         model = load_model(target, placement.device, placement.dtype)
         self.models = [model]
@@ -91,10 +86,9 @@ class _PPSDWorker(StageWorker):
         if self.index == 0 and self.exit is not None:
             self.exit.reset()
         self.stats = StageStats(self.stats.name)
-        report = self._early(epoch, prompt) if self.index == 0 else self._late(epoch, prompt)
-        self.results.put(("done", self.index, epoch, {"stats": self.stats, **report}))
+        self.report(epoch, self._early(epoch, prompt) if self.index == 0 else self._late(epoch, prompt))
 
-    def _early(self, epoch: int, prompt: list[int]) -> dict[str, Any]:
+    def _early(self, epoch: int, prompt: list[int]) -> StageReport:
         control, own, down = self.control.numpy(), self.buffers[0], self.buffers[1]
         tokens = list(prompt)  # rows written for tokens[:self.slice.length]; the last one may be a draft
         down_version, down_len, resyncs = -1, len(prompt), 0
@@ -116,10 +110,7 @@ class _PPSDWorker(StageWorker):
             feed = torch.tensor(tokens[start:], dtype=torch.long)
             hidden = self.timed(self.slice.forward, feed)
             draft = self.timed(self._draft, hidden)
-            self.stats.steps += 1
-            self.stats.generate_steps += 1
-            self.stats.tokens_added += 1
-            self.stats.tokens_forwarded += len(feed)
+            self.stats.count("generate", len(feed), 1)
             rows = hidden.float()
 
             def write(rows: torch.Tensor = rows, start: int = start) -> None:
@@ -129,9 +120,9 @@ class _PPSDWorker(StageWorker):
             own.publish(tokens, write)  # tokens[:start + len(rows)] == all of them: rows exist for each
             tokens.append(draft)
             self.notify()
-        return {"pair": None, "resyncs": resyncs}
+        return StageReport(self.stats, resyncs=resyncs)
 
-    def _late(self, epoch: int, prompt: list[int]) -> dict[str, Any]:
+    def _late(self, epoch: int, prompt: list[int]) -> StageReport:
         control, own, up = self.control.numpy(), self.buffers[1], self.buffers[0]
         verified = list(prompt)
         own.publish(verified)
@@ -154,36 +145,24 @@ class _PPSDWorker(StageWorker):
                 # the early stage's token at our newest position was its draft of it: a window of one,
                 # judged here (it is consumed as that position's input, never fed to us as a draft)
                 judged = last
-                accepted = int(tokens[last] == verified[last])
-                pair.record(1, accepted)
-                pair.rollbacks += 1 - accepted
+                pair.judge(1, int(tokens[last] == verified[last]))
             if rows is None:  # the early stage has not yet fed our last verified token
                 self.wake[1].wait(0.05)
                 continue
             drafts = tokens[len(verified):len(verified) + cap]
             logits = self.timed(lambda r: self.slice.logits(self.slice.forward(r)), rows)
             verdict = verify_greedy(logits[len(verified) - 1 - start:], drafts)
-            self.stats.steps += 1
-            self.stats.tokens_forwarded += len(rows)
+            self.stats.count("verify" if drafts else "generate", len(rows), verdict.accepted + 1)
             if drafts:
-                self.stats.verify_steps += 1
-                pair.record(len(drafts), verdict.accepted)
-                pair.rollbacks += verdict.accepted < len(drafts)
-            else:
-                self.stats.generate_steps += 1
+                pair.judge(len(drafts), verdict.accepted)
             verified += [*drafts[:verdict.accepted], verdict.next_token]
             judged = max(judged, len(verified) - 2)  # the explicit drafts were judged by this verification
-            self.stats.tokens_added += verdict.accepted + 1
             self.slice.crop(len(verified) - 1)
             own.publish(verified)
             self.notify()
             if output.done(verified):
-                control[DONE] = epoch
-                for bell in self.wake:
-                    bell.ring()
-        first = None if output.ttft_s is None else output.started + output.ttft_s
-        return {"pair": pair, "resyncs": 0, "output": output.tokens(verified), "first_token_at": first,
-                "finished_at": time.perf_counter()}
+                self.finish_prompt(epoch)
+        return self.final_report(self.stats, pair, output, verified)
 
 
 class PPSDEngine(PipelineEngine):

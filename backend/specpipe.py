@@ -36,7 +36,7 @@ from ..metrics import PairStats, StageStats
 from .engines import DecodeOptions, Output, PromptResult
 from .layers import TreeSlice
 from .models import ModelRef, load_model, num_layers
-from .pipeline import DONE, PipelineEngine, Placement, StageWorker
+from .pipeline import DONE, Harness, PipelineEngine, Placement, StageReport, StageWorker
 
 
 def stage_layers(layers: int, stages: int) -> list[range]:
@@ -51,10 +51,8 @@ def stage_layers(layers: int, stages: int) -> list[range]:
 class _SpecPipeWorker(StageWorker):
     def __init__(self, target: ModelRef, draft: ModelRef, stages: int, tree: tuple[int, int, float],
                  inboxes: Sequence[Any], index: int, placement: Placement, options: DecodeOptions,
-                 sampling: tuple[float, int], buffers: Sequence[Any], rings: Sequence[Any], prompt: Any,
-                 control: torch.Tensor, wake: Sequence[Any], results: Any, parent: int) -> None:
-        self.index, self.options, self.device = index, options, placement.device
-        self.prompt, self.control, self.wake, self.results, self.parent = prompt, control, wake, results, parent
+                 harness: Harness) -> None:
+        super().__init__(index, placement, options, harness)
         self.inboxes, self.last = inboxes, index == stages
         self.width, self.depth, self.threshold = tree
         if index == 0:
@@ -81,10 +79,9 @@ class _SpecPipeWorker(StageWorker):
         _, prompt, _ = self.prompt.read()
         self.slice.reset()
         self.stats = StageStats(self.stats.name)
-        report = self._control(epoch, prompt) if self.index == 0 else self._stage(epoch)
-        self.results.put(("done", self.index, epoch, {"stats": self.stats, "resyncs": 0, **report}))
+        self.report(epoch, self._control(epoch, prompt) if self.index == 0 else self._stage(epoch))
 
-    def _stage(self, epoch: int) -> dict[str, Any]:
+    def _stage(self, epoch: int) -> StageReport:
         control, dead = self.control.numpy(), set()
         while control[DONE] < epoch and not self.stopped():
             message = self._receive(epoch)
@@ -101,20 +98,20 @@ class _SpecPipeWorker(StageWorker):
             if ids:
                 x = torch.from_numpy(payload[live])
                 out = self.timed(self._forward, x, ids, parents, positions).numpy()  # the head's work included
-                self.stats.steps += 1
-                self.stats.tokens_forwarded += len(ids)
+                self.stats.count("forward", len(ids), 0)
             if self.last:
                 self.inboxes[0].put(("result", epoch, ids, out))
             else:
                 self.inboxes[self.index + 1].put(("level", epoch, ids, parents, positions, out))
-        return {"pair": None}
+        return StageReport(self.stats)
 
     def _forward(self, x: torch.Tensor, ids: list[int], parents: list[int], positions: list[int]) -> torch.Tensor:
-        """A target stage's forward of new nodes: hidden rows, or at the last stage the target's argmax."""
+        """A target stage's forward of new nodes: hidden rows, or at the last stage the target's argmax, on the CPU
+        (they travel through a queue as arrays; a GPU's copy out waits for its kernels, inside the timing)."""
         hidden = self.slice.forward_nodes(x, ids, parents, positions)
-        return self.slice.logits(hidden).argmax(-1) if self.last else hidden.float()
+        return (self.slice.logits(hidden).argmax(-1) if self.last else hidden.float()).cpu()
 
-    def _control(self, epoch: int, prompt: list[int]) -> dict[str, Any]:
+    def _control(self, epoch: int, prompt: list[int]) -> StageReport:
         control = self.control.numpy()
         output = Output(len(prompt), self.options, time.perf_counter())
         pair = PairStats("draft->target (tree)")
@@ -130,9 +127,9 @@ class _SpecPipeWorker(StageWorker):
             in_flight += 1
             if self.depth == 1:  # plain pipeline parallelism: the tree never grows, the draft is not consulted
                 return
-            self.stats.steps += 1
             logits = self.timed(lambda: self.slice.logits(self.slice.forward_nodes(
                 torch.from_numpy(tokens), ids, parents, positions)))
+            self.stats.count("forward", len(ids), 0)
             probs, index = torch.softmax(logits, -1).topk(max(1, self.width), -1)
             for n, p, i in zip(ids, probs.tolist(), index.tolist(), strict=True):
                 tree.top[n] = (i, p)
@@ -162,12 +159,8 @@ class _SpecPipeWorker(StageWorker):
                     for n in dead:
                         predicted.pop(n, None)
             if output.done(verified):
-                control[DONE] = epoch
-                for bell in self.wake:
-                    bell.ring()
-        first = None if output.ttft_s is None else output.started + output.ttft_s
-        return {"pair": pair, "output": output.tokens(verified), "first_token_at": first,
-                "finished_at": time.perf_counter()}
+                self.finish_prompt(epoch)
+        return self.final_report(self.stats, pair, output, verified)
 
 
 class TokenTree:
@@ -270,5 +263,7 @@ class SpecPipeEngine(PipelineEngine):
         self._start(factory, names, placements, options, [None] * len(placements), capacity, start_timeout_s,
                     (0.0, 0))
 
-    def _result(self, reports: dict[int, dict], started: float) -> PromptResult:
-        return self._prompt_result(reports[0], started, reports, [reports[0]["pair"]])
+    def _result(self, reports: dict[int, StageReport], started: float) -> PromptResult:
+        pair = reports[0].pair
+        assert pair is not None
+        return self._prompt_result(reports[0], started, reports, [pair])

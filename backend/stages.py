@@ -3,14 +3,13 @@ the model-free n-gram drafter. Both record the per-stage counters every run repo
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from ..metrics import StageStats
-from .decoding import Decoder, Verdict, probabilities, synchronize, verify_greedy, verify_sampling
+from .decoding import Decoder, Verdict, probabilities, timed, verify_greedy, verify_sampling
 from .ngram import NgramDrafter
 
 
@@ -54,31 +53,23 @@ class ModelStage:
         self.decoder.reset(prompt)
         self.probs = [None] * len(prompt)
 
-    def _forward(self, drafts: Sequence[int]) -> torch.Tensor:
-        synchronize(self.decoder.device)
-        start = time.perf_counter()
+    def _forward(self, drafts: Sequence[int]) -> tuple[torch.Tensor, int]:
+        """(logits, tokens fed): the uncached tokens and the drafts in one timed forward."""
         fed = len(self.tokens) - self.decoder.kv_len + len(drafts)
-        logits = self.decoder.forward(drafts)
-        synchronize(self.decoder.device)
-        stats = self.stats
-        stats.busy_s += time.perf_counter() - start
-        stats.steps += 1
-        stats.tokens_forwarded += fed
-        return logits
+        return timed(self.decoder.device, self.stats, self.decoder.forward, drafts), fed
 
     def generate(self) -> int:
         """One token of its own (an autoregressive step)."""
-        logits = self._forward(())
+        logits, fed = self._forward(())
         token, probs = self.sampler.choose(logits[0])
         self.decoder.keep((), 0, token)
         self.probs.append(probs)
-        self.stats.generate_steps += 1
-        self.stats.tokens_added += 1
+        self.stats.count("generate", fed, 1)
         return token
 
     def verify(self, drafts: Sequence[int], draft_probs: Sequence[torch.Tensor | None]) -> Verdict:
         """Score drafts in one forward, keep the accepted prefix plus its own next token."""
-        logits = self._forward(drafts)
+        logits, fed = self._forward(drafts)
         if self.sampler.greedy:
             verdict = verify_greedy(logits, drafts)
             own = [None] * (verdict.accepted + 1)
@@ -90,8 +81,7 @@ class ModelStage:
             own = [p[j] for j in range(verdict.accepted + 1)]  # what this stage would have drawn each from
         self.decoder.keep(drafts, verdict.accepted, verdict.next_token)
         self.probs.extend(own)
-        self.stats.verify_steps += 1
-        self.stats.tokens_added += verdict.accepted + 1
+        self.stats.count("verify", fed, verdict.accepted + 1)
         return verdict
 
     def adopt(self, tokens: Sequence[int], probs: Sequence[torch.Tensor | None]) -> int:
@@ -117,12 +107,8 @@ class NgramStage:
         self.drafter.reset(prompt)
 
     def propose(self, count: int) -> list[int]:
-        start = time.perf_counter()
-        drafts = self.drafter.propose(count)
-        self.stats.busy_s += time.perf_counter() - start
-        self.stats.steps += 1
-        self.stats.generate_steps += 1
-        self.stats.tokens_added += len(drafts)
+        drafts = timed("cpu", self.stats, self.drafter.propose, count)
+        self.stats.count("generate", 0, len(drafts))
         return drafts
 
     def adopt(self, tokens: Sequence[int], probs: Sequence[torch.Tensor | None]) -> int:

@@ -28,6 +28,17 @@ class StageStats:
             if f.name != "name":
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
+    def count(self, kind: str, fed: int, added: int) -> None:
+        """One completed forward (or proposal) of a measured stage: `fed` tokens in, `added` to its sequence;
+        kind "generate", "verify" or "forward" (a layer stage's, neither)."""
+        self.steps += 1
+        self.tokens_forwarded += fed
+        self.tokens_added += added
+        if kind == "verify":
+            self.verify_steps += 1
+        elif kind == "generate":
+            self.generate_steps += 1
+
 
 @dataclass(slots=True)
 class PairStats:
@@ -61,6 +72,11 @@ class PairStats:
         self.accepted += accepted
         self.rejections += accepted < num_drafts
         self.tokens_added_histogram[accepted + 1] += 1
+
+    def judge(self, num_drafts: int, accepted: int) -> None:
+        """A measured verification (`record`): a verifier that rejects a draft rolls its drafter back."""
+        self.record(num_drafts, accepted)
+        self.rollbacks += accepted < num_drafts
 
 
 
