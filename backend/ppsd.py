@@ -33,8 +33,9 @@ from .decoding import common_prefix, verify_greedy
 from .engines import DecodeOptions, Output
 from .layers import LayerSlice, split_layers
 from .models import ModelRef, hidden_size, load_model, num_layers
-from .pipeline import DONE, Harness, PipelineEngine, Placement, StageReport, StageWorker
+from .pipeline import PipelineEngine
 from .shared import ProbRing
+from .workers import DONE, Harness, Placement, StageReport, StageWorker
 
 
 def exit_draft_layer(ref: ModelRef | None) -> int | None:

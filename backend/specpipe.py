@@ -36,7 +36,8 @@ from ..metrics import PairStats, StageStats
 from .engines import DecodeOptions, Output, PromptResult
 from .layers import TreeSlice
 from .models import ModelRef, load_model, num_layers
-from .pipeline import DONE, Harness, PipelineEngine, Placement, StageReport, StageWorker
+from .pipeline import PipelineEngine
+from .workers import DONE, Harness, Placement, StageReport, StageWorker
 
 
 def stage_layers(layers: int, stages: int) -> list[range]:

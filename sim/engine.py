@@ -1,5 +1,6 @@
 """The machinery every simulated scheme shares: stages on devices, interruptible forwards, token
-buffers with rollback, and the statistics a result reports.
+buffers with rollback, and the statistics a result reports. Devices that stages share by time-slicing are in
+sharing.py; the lazily computed first drafter in drafter.py.
 
 A stage holds an abstract token sequence: `length` tokens decided so far (its output buffer O_i)
 and `kv_len` of them in its KV cache. A forward feeds the tokens not yet cached plus any drafts, so
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Literal
@@ -22,6 +22,7 @@ import simpy
 from ..acceptance import Acceptance, Draws
 from ..latency import LatencyModel
 from ..metrics import PairStats, StageStats
+from .sharing import TimeSlicedDevice, _Slice
 
 Kind = Literal["generate", "verify", "forward", "aborted", "discarded"]  # forward: a layer-pipeline stage
 RollbackPolicy = Literal["abort", "finish"]
@@ -34,98 +35,6 @@ class Event:
     end_s: float
     kind: Kind
     num_tokens: int
-
-
-class _Slice:
-    """One forward on a time-sliced device: the work left (seconds at full speed) and its completion event."""
-
-    __slots__ = ("done", "work_s")
-
-    def __init__(self, work_s: float, done: simpy.Event) -> None:
-        self.work_s, self.done = work_s, done
-
-
-class TimeSlicedDevice:
-    """A device whose forwards all run at once, sharing it: with n in flight on `capacity` units, each
-    advances at min(1, capacity / n) of its own speed (processor sharing, as an OS time-slices the
-    processes on a CPU core). A forward alone runs at full speed; two halve each other's speed, so the one
-    that started first no longer finishes first and the other after it, as they would in a queue."""
-
-    def __init__(self, env: simpy.Environment, capacity: int = 1) -> None:
-        self.env, self.capacity = env, capacity
-        self.running: list[_Slice] = []
-        self._rate = 1.0  # the speed of each forward in flight, set whenever `running` changes
-        self._settled = env.now
-        self._version = 0
-        self._deferred: int | None = None  # the version whose completion timer is still to be scheduled
-
-    def _set_running(self, running: list[_Slice]) -> None:
-        self.running = running
-        self._rate = min(1.0, self.capacity / len(running)) if running else 1.0
-
-    def _settle(self) -> None:
-        """Charge the time since the last change to every forward in flight."""
-        now = self.env.now
-        if now != self._settled:  # (at the same instant there is nothing to charge)
-            done = (now - self._settled) * self._rate
-            for job in self.running:
-                job.work_s -= done
-            self._settled = now
-
-    def _schedule(self) -> None:
-        self._version += 1
-        self._deferred = None
-        running = self.running
-        if not running:
-            return
-        version = self._version
-        least = running[0].work_s
-        for job in running:
-            if job.work_s < least:
-                least = job.work_s
-        delay = (least if least > 0.0 else 0.0) / self._rate
-        self.env.timeout(delay).callbacks.append(lambda _: self._complete(version))
-
-    def _complete(self, version: int) -> None:
-        if version != self._version:  # the set of forwards changed since: superseded
-            return
-        self._settle()
-        finished = [job for job in self.running if job.work_s <= 1e-12]
-        if not finished:
-            self._schedule()
-            return
-        self._set_running([job for job in self.running if job.work_s > 1e-12])
-        for job in finished:
-            job.done.succeed()
-        # Their stages mostly start their next forward at this instant, which reschedules: the timer for the
-        # forwards left is made once their resumptions are done (the last done event's callbacks run after
-        # them), unless the device is read (end_s) or changed first, so that a timer made from its state is
-        # still scheduled before any event computed from that state, and one made for nothing is not made.
-        self._version += 1
-        self._deferred = version = self._version
-        finished[-1].done.callbacks.append(lambda _: self._schedule() if self._deferred == version else None)
-
-    def start(self, work_s: float) -> _Slice:
-        """Begin a forward of `work_s` seconds at full speed; its `done` fires when it has run them."""
-        self._settle()
-        job = _Slice(work_s, self.env.event())
-        self._set_running([*self.running, job])
-        self._schedule()
-        return job
-
-    def cancel(self, job: _Slice) -> None:
-        """Stop a forward in flight (an aborted one): the others speed up."""
-        if job in self.running:
-            self._settle()
-            self._set_running([other for other in self.running if other is not job])
-            self._schedule()
-
-    def end_s(self, job: _Slice) -> float:
-        """When `job` ends if nothing starts or stops before."""
-        if self._deferred is not None:
-            self._schedule()
-        self._settle()
-        return self.env.now + max(job.work_s, 0.0) / self._rate
 
 
 class Phase(enum.Enum):
@@ -412,96 +321,6 @@ class Stage:
     def finish(self, now: float) -> None:
         """Close the books at the end of a run (a forward still in flight counts as busy, not as a step)."""
         if self.forward_start is not None:
-            self.stats.busy_s += now - self.forward_start
-
-
-class LazyDrafter(Stage):
-    """Stage 0 of a pipeline on a device of its own: it only ever generates, so its progress is computed on
-    demand from its step durations instead of one SimPy event per draft token. Its steps run back to back
-    through the same phases, counters and sequence updates as an eager stage's forwards; a cut step under
-    "finish" runs to its end as CUT."""
-
-    __slots__ = ("_batches",)
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._batches = self.latency.steady and self.timeline is None  # see _advance
-        self._start_step(0.0)
-
-    def _advance(self, now: float) -> None:
-        """Complete every step that has ended by `now`. With a steady latency (and no timeline to record) the
-        step in flight and every later one-token step ending by `now` complete at once, their durations all
-        equal: `count` steps of _count_step and after_forward."""
-        if self._end > now:
-            return
-        if self._batches and self.phase is _RUNNING and self.forward_tokens == 1:
-            step_s = self.duration_s(1)
-            count = int((now - self._end) // step_s) + 1
-            self.verified = False
-            stats = self.stats
-            stats.steps += count
-            stats.generate_steps += count
-            stats.tokens_forwarded += count
-            stats.tokens_added += count
-            stats.busy_s += count * step_s
-            self.length += count
-            self.kv_len = self.length - 1
-            # the next step (_start_step's, unrolled: one uncached token, and it has drafted, so not silent)
-            at = self.forward_start = self._end + (count - 1) * step_s  # the end of the last completed step
-            self._end = at + step_s
-        while self._end <= now:
-            start, end, tokens = self.forward_start, self._end, self.forward_tokens
-            if self.phase is _CUT:
-                self._count_lost(start, end, tokens)
-            else:
-                self._count_step(start, end, "generate", tokens)
-                self.after_forward(0, 0)
-            self._start_step(end)
-
-    def _start_step(self, at: float) -> None:
-        self.forward_start = at
-        if self.proposes is not None and self.silent():  # idle until adopt()
-            self.phase, self.forward_tokens, self._end = _IDLE, 0, math.inf
-            return
-        self.phase = _RUNNING
-        self.forward_tokens = self.uncached()
-        self._end = at + self.duration_s(self.forward_tokens)
-
-    def visible_length(self, now: float) -> int:
-        if self._end <= now:
-            self._advance(now)
-        return self.length
-
-    def next_progress_s(self, now: float) -> float | None:
-        self._advance(now)
-        return None if self.phase is _IDLE else self._end
-
-    def step_boundary_s(self, at: float) -> float:
-        """Its steps run back to back: the end of the one in flight at `at` (computed, not advanced to)."""
-        self._advance(self.env.now)
-        if self.phase is _IDLE:
-            return at
-        end = self._end
-        while end < at:
-            end += self.duration_s(1)  # later steps each feed the token drafted before
-        return end
-
-    def adopt(self, new_length: int) -> None:
-        now = self.env.now
-        if self._end <= now:
-            self._advance(now)
-        self._take(new_length)
-        if self.phase is _IDLE:
-            self._start_step(now)
-        elif self.policy == "finish":
-            self.phase = _CUT
-        else:
-            self._count_lost(self.forward_start, now, self.forward_tokens)
-            self._start_step(now)
-
-    def finish(self, now: float) -> None:
-        self._advance(now)
-        if self.phase is not _IDLE:
             self.stats.busy_s += now - self.forward_start
 
 

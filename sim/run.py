@@ -13,8 +13,10 @@ from ..errors import require
 from ..latency import LatencyModel
 from ..metrics import PairStats, RunResult, StageStats
 from .config import SimConfig
-from .engine import Event, LazyDrafter, Pair, Stage, TimeSlicedDevice
+from .drafter import LazyDrafter
+from .engine import Event, Pair, Stage
 from .result import SimResult
+from .sharing import TimeSlicedDevice
 
 
 def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:

@@ -104,3 +104,12 @@ def test_mismatched_tokenizers(run_cli, tmp_path):
     assert code == 2 and "do not share a tokenizer" in err
     code, out, err = run_cli("plan", "--profile", profile, "--acceptance", "a->b=0.8", "--seeds", "1")
     assert code == 0 and "a left out: its tokenizer differs" in out
+
+
+def test_the_target_is_the_slowest_model_whatever_the_order_of_the_acceptance_items(tmp_path):
+    from pipespec.commands.plan import PlanConfig, resolve_inputs
+
+    profile = _profile(tmp_path / "p.json", {"small": 5, "mid": 20, "big": 100})
+    # an item naming another pair last once renamed the target after that pair's verifier
+    inputs, _ = resolve_inputs(PlanConfig(profile=(profile,), acceptance=("mid->big=0.9", "small->mid=0.8")))
+    assert inputs.target == "big"

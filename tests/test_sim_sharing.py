@@ -8,8 +8,8 @@ import simpy
 
 from pipespec.errors import ConfigError
 from pipespec.sim.config import SimConfig
-from pipespec.sim.engine import TimeSlicedDevice
 from pipespec.sim.run import simulate
+from pipespec.sim.sharing import TimeSlicedDevice
 
 
 def _ends(jobs, capacity=1, cancel=None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -77,12 +78,30 @@ def _pair(name: str, item: str | None = None) -> tuple[str, str]:
     return draft, target
 
 
+def _trace_acceptance(paths: Sequence[str], profiled: dict[str, str]) -> dict[tuple[str, str], str]:
+    """Acceptance specs of every pair the trace files hold (a tree's hit-rate traces left out), keyed by profile
+    entry: `profiled` maps each to the model it times, and a model profiled at several thread counts (NAME@2t,
+    as `pipespec validate` writes) shares its trace."""
+    from ..traces import read_traces
+
+    out: dict[tuple[str, str], str] = {}
+    for path in paths:
+        for name, entry in read_traces(path).items():
+            if entry.get("top_k", 1) != 1:
+                continue
+            draft, target = _pair(name)
+            draft, target = entry.get("draft", draft), entry.get("target", target)
+            for a in [m for m, model in profiled.items() if model == draft] or [draft]:
+                for b in [m for m, model in profiled.items() if model == target] or [target]:
+                    out[(a, b)] = f"trace:{path}#{name}"
+    return out
+
+
 def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
     """(planning Inputs, notes) from presets, profile and trace files and --acceptance items."""
     from ..latency import parse_latency
     from ..profiles import ProfileKey, read_profiles
     from ..sim.plan import Inputs
-    from ..traces import read_traces
 
     latency_spec: dict[str, str] = {}
     acceptance_spec: dict[tuple[str, str], str] = {}
@@ -99,17 +118,7 @@ def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
             latency_spec[name] = f"profile:{path}#{name}"
             if entry.get("tokenizer"):
                 tokenizers[name] = entry["tokenizer"]
-    profiled = {m: ProfileKey.parse(m).model for m in latency_spec}  # the model each profile entry times
-    for path in config.traces:
-        for name, entry in read_traces(path).items():
-            if entry.get("top_k", 1) != 1:
-                continue  # a tree's hit-rate trace, not a chain's acceptance
-            draft, target = _pair(name)
-            draft, target = entry.get("draft", draft), entry.get("target", target)
-            # a model profiled at several thread counts (NAME@2t, as `pipespec validate` writes) shares its trace
-            for a in [m for m, model in profiled.items() if model == draft] or [draft]:
-                for b in [m for m, model in profiled.items() if model == target] or [target]:
-                    acceptance_spec[(a, b)] = f"trace:{path}#{name}"
+    acceptance_spec |= _trace_acceptance(config.traces, {m: ProfileKey.parse(m).model for m in latency_spec})
     for item in config.acceptance:
         pair, _, spec = item.partition("=")
         acceptance_spec[_pair(pair, item)] = spec
@@ -133,9 +142,8 @@ def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
                 f"--models: {', '.join(mismatched)} and the target {target} do not share a tokenizer")
         notes += [f"{m} left out: its tokenizer differs from {target}'s" for m in mismatched]
         latency_spec = {m: v for m, v in latency_spec.items() if m not in mismatched}
-    for item in config.acceptance:
-        draft, target = _pair(item.partition("=")[0], item)
-        for model in (draft, target):
+    for item in config.acceptance:  # (the pair's models, not the target's name: it is the planned chain's)
+        for model in _pair(item.partition("=")[0], item):
             require(model in latency or model in latency_spec,
                     f"--acceptance {item}: no latency profile for {model!r} (profiled: {', '.join(latency)})")
     acceptance_spec = {p: v for p, v in acceptance_spec.items() if p[0] in latency_spec and p[1] in latency_spec}

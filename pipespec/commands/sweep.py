@@ -30,11 +30,8 @@ def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomic(path, csv_text(rows))
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..sim import sweep
-
+def _check_options(args: argparse.Namespace) -> Path:
+    """The sweep's own options (the output, workers capped at the usable CPUs, the engine); the output path."""
     output = Path(args.output)
     require(output.suffix.lower() in (".csv", ".parquet"),
             f"--output must end in .csv or .parquet, got {args.output!r}")
@@ -47,6 +44,15 @@ def run(args: argparse.Namespace) -> int:
         args.workers = cpus
     require(args.engine == "local" or args.scheduler, "--engine dask needs --scheduler ADDRESS")
     require(args.engine == "dask" or args.scheduler is None, "--scheduler applies only with --engine dask")
+    return output
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..sim import sweep
+
+    output = _check_options(args)
     base = resolve_config(args)
     axes = [sweep.parse_axis(text) for text in args.grid or []]
     grid = sweep.points(axes, args.replicates)

@@ -117,10 +117,6 @@ def built_draft() -> str | None:
 def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     """Everything `validate` does, with its outputs written under config.out; returns the results."""
     from ..backend.models import resolve
-    from ..figures.pipeline import plot_accepted_histograms, plot_lookahead
-    from ..figures.sim_vs_theory import plot_predicted_vs_measured
-    from ..io import write_text_atomic
-    from ..metrics import PairStats
     from ..validation.backend import validate
     from ..validation.setups import TARGET, Workload, builtin_setups, model_setups
 
@@ -150,6 +146,20 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
                         contended=config.contended)
     results = validate(setups, workload, out, config.seeds, progress, config.repredict)
     results["drafts"] = {"draft": draft, "exit_drafts": exit_drafts}  # what "auto" resolved to
+    results["files"] = [*_write_report(results, out, config, draft), results["profile"], results["traces"]]
+    return results
+
+
+def _write_report(results: dict[str, Any], out: Path, config: ValidateConfig, draft: str | None) -> list[str]:
+    """validate's table (CSV, markdown) and plots: predicted against measured, the showcase pipeline's tokens
+    per verification, the lookahead sweep where one was measured."""
+    from ..figures.pipeline import plot_accepted_histograms, plot_lookahead
+    from ..figures.sim_vs_theory import plot_predicted_vs_measured
+    from ..io import write_text_atomic
+    from ..metrics import PairStats
+    from ..validation.setups import TARGET
+
+    builtin = config.target == TARGET
     rows = results["rows"]
     flat = [{k: v for k, v in r.items() if not k.endswith(("histograms", "stages"))} for r in rows]
     files = [write_text_atomic(out / "validate.csv", csv_text(flat)),
@@ -176,8 +186,7 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
                   for r in sweep]
         files.append(plot_lookahead(out / "lookahead.png", points, rows[0]["measured_ms_per_token"],
                                     title=f"{chain} on {config.device}: measured ms/token against lookahead"))
-    results["files"] = [str(f) for f in files] + [results["profile"], results["traces"]]
-    return results
+    return [str(f) for f in files]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -62,7 +62,7 @@ class Scheme(ABC):
         return [f"{names[i]}->{names[i + 1]}" for i in range(self.sim_pairs(config))]
 
     def lazy_first_stage(self, config: SimConfig) -> bool:
-        """Whether a dedicated stage 0 may be computed on demand (`sim.engine.LazyDrafter`)."""
+        """Whether a dedicated stage 0 may be computed on demand (`sim.drafter.LazyDrafter`)."""
         return False
 
     def first_stage_may_be_silent(self) -> bool:

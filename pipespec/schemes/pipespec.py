@@ -32,7 +32,7 @@ class PipeSpec(Scheme):
 
     def start(self, config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
               done: simpy.Event) -> None:
-        from ..sim.engine import LazyDrafter
+        from ..sim.drafter import LazyDrafter
         from ..sim.schemes import pipespec_process
 
         for index, stage in enumerate(stages):
