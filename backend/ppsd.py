@@ -32,7 +32,8 @@ from ..metrics import PairStats, StageStats
 from .decoding import common_prefix, verify_greedy
 from .engines import DecodeOptions, Output
 from .layers import LayerSlice, split_layers
-from .models import ModelRef, hidden_size, load_model, num_layers
+from .loading import load_model
+from .models import ModelRef, hidden_size, num_layers
 from .pipeline import PipelineEngine
 from .shared import ProbRing
 from .workers import DONE, Harness, Placement, StageReport, StageWorker

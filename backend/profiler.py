@@ -200,7 +200,8 @@ def _co_run(spec: str, core: int, stop: Any, ready: Any) -> None:
     """A co-runner's loop: one thread on `core`, the model's forward over a few tokens, until stopped."""
     import os
 
-    from .models import load_model, resolve
+    from .loading import load_model
+    from .models import resolve
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})

@@ -35,7 +35,8 @@ from ..errors import require
 from ..metrics import PairStats, StageStats
 from .engines import DecodeOptions, Output, PromptResult
 from .layers import TreeSlice
-from .models import ModelRef, load_model, num_layers
+from .loading import load_model
+from .models import ModelRef, num_layers
 from .pipeline import PipelineEngine
 from .workers import DONE, Harness, Placement, StageReport, StageWorker
 

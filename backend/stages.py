@@ -130,7 +130,7 @@ Stage = ModelStage | NgramStage
 def build_stage(ref: object, name: str, device: str, temperature: float, seed: int = 0,
                 dtype: str = "float32", quantize: str = "none") -> Stage:
     """Load a --chain entry as a stage (model or n-gram drafter), its weights in `dtype` or quantised."""
-    from .models import load_model
+    from .loading import load_model
 
     loaded = load_model(ref, device, dtype, quantize)  # type: ignore[arg-type]
     if isinstance(loaded, NgramDrafter):

@@ -34,7 +34,8 @@ import torch
 from goals import draft_goals, report
 from tqdm import tqdm
 
-from pipespec.backend.models import load_model, quiet_transformers, resolve
+from pipespec.backend.loading import load_model
+from pipespec.backend.models import quiet_transformers, resolve
 from pipespec.commands.validate import built_draft
 from pipespec.interference import Watch, disturbed, warning
 from pipespec.io import result_document, write_json, write_text_atomic

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pipespec.backend import devices
-from pipespec.backend.models import load_model, resolve
+from pipespec.backend.loading import load_model
+from pipespec.backend.models import resolve
 from pipespec.backend.runner import RunConfig, run
 from pipespec.errors import ConfigError
 

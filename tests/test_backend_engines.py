@@ -8,7 +8,8 @@ from scipy import stats
 
 from pipespec.backend.decoding import Decoder
 from pipespec.backend.engines import DecodeOptions, decode_ar, decode_sd
-from pipespec.backend.models import load_model, resolve, tiny_config
+from pipespec.backend.loading import load_model
+from pipespec.backend.models import resolve, tiny_config
 from pipespec.backend.ngram import NgramDrafter
 from pipespec.backend.stages import ModelStage, NgramStage, Sampler
 
@@ -145,7 +146,8 @@ def test_dtype_reaches_every_stage():
     schemes stay lossless against the target's own bfloat16 greedy decoding."""
     import torch
 
-    from pipespec.backend.models import load_model, resolve
+    from pipespec.backend.loading import load_model
+    from pipespec.backend.models import resolve
     from pipespec.backend.runner import RunConfig, run
 
     model = load_model(resolve("tiny:3:2"), "cpu", "bfloat16")

@@ -77,7 +77,7 @@ def test_pipeline_sampling_keeps_the_targets_distribution():
     """Speculative sampling across processes: q travels with the drafts through shared memory."""
     from scipy import stats
 
-    from pipespec.backend.models import load_model
+    from pipespec.backend.loading import load_model
 
     vocab, runs, prompt = 6, 1500, [1, 4, 2, 4, 2]
     target_spec, draft_spec = "tiny:0:2:16:6", "tiny:1:1:16:6"

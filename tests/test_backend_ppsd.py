@@ -12,7 +12,8 @@ import torch
 
 from pipespec.backend.engines import DecodeOptions, decode_ar
 from pipespec.backend.layers import LayerSlice
-from pipespec.backend.models import load_model, resolve
+from pipespec.backend.loading import load_model
+from pipespec.backend.models import resolve
 from pipespec.backend.pipeline import Placement, StageFailed
 from pipespec.backend.ppsd import PPSDEngine
 from pipespec.backend.stages import build_stage

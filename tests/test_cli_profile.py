@@ -43,7 +43,8 @@ def test_match_bits_follow_the_draft_as_it_decodes():
     teacher-forced forward over the whole sequence gives (int8 dynamic quantisation is where they part)."""
     import torch
 
-    from pipespec.backend.models import load_model, resolve
+    from pipespec.backend.loading import load_model
+    from pipespec.backend.models import resolve
     from pipespec.backend.profiler import greedy_continuation, match_bits
 
     target, draft = load_model(resolve("tiny:1:2:64"), "cpu"), load_model(resolve("tiny:2:2:64"), "cpu")

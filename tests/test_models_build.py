@@ -22,7 +22,8 @@ def test_build_resume_export_and_load(run_cli, tmp_path, monkeypatch, name):
     assert "step 2/2" in text
     record = json.loads((out / f"{name}-test" / "build.json").read_text())
     assert record["step"] == 2 and record["curve"][0]["step"] == 0
-    from pipespec.backend.models import ModelRef, load_model
+    from pipespec.backend.loading import load_model
+    from pipespec.backend.models import ModelRef
 
     model = load_model(ModelRef("x", "hf", out / f"{name}-test"), "cpu")
     assert model.config.num_hidden_layers == small["layers"]

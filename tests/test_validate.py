@@ -263,7 +263,8 @@ def test_stages_share_the_gpu_and_pinned_cores_on_the_cpu():
 def test_a_tiny_models_exit_is_its_first_layers():
     import torch
 
-    from pipespec.backend.models import load_model, num_layers, resolve, vocab_size
+    from pipespec.backend.loading import load_model
+    from pipespec.backend.models import num_layers, resolve, vocab_size
 
     ref = resolve("tiny:1:4:64-exit:2")
     assert (ref.kind, ref.params, ref.base.spec) == ("exit", (2,), "tiny:1:4:64")

@@ -165,7 +165,8 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
     profile_path, traces_path = out / "profile.json", out / "traces.json"
     profile_interference: list[float | None] = []
     if repredict:
-        from ..backend.models import load_model, resolve
+        from ..backend.loading import load_model
+        from ..backend.models import resolve
 
         measured, previous = previous_measurements(out, setups, workload)
         ngram_s = {m: previous["ngram_cost_s"].get(m) or time_ngram(load_model(resolve(m), "cpu"), workload.encoded)

@@ -53,7 +53,8 @@ class Profiling:
         """One round: every profile point of every model timed `passes_per_round` more times."""
         import torch
 
-        from ..backend.models import load_model, resolve
+        from ..backend.loading import load_model
+        from ..backend.models import resolve
         from ..backend.profiler import co_runner
         from ..interference import Watch
 
@@ -144,7 +145,8 @@ def record_traces(setups: Sequence[Setup], workload: Workload, path: Path, progr
     """Greedy agreement of every adjacent pair along the verifier's own greedy output, on the prompts."""
     import torch
 
-    from ..backend.models import load_model, resolve
+    from ..backend.loading import load_model
+    from ..backend.models import resolve
     from ..backend.profiler import greedy_continuation, match_bits
     from ..traces import pair_entry, write_traces
 

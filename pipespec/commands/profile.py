@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..backend.models import check_shared_tokenizer, context_limit, load_model, load_tokenizer, resolve
+    from ..backend.loading import load_model
+    from ..backend.models import check_shared_tokenizer, context_limit, load_tokenizer, resolve
     from ..backend.profiler import greedy_continuation, match_bits, profile_latency
     from ..backend.prompts import encode, load_prompts
     from ..interference import Watch, warning
