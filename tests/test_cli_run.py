@@ -137,3 +137,18 @@ def test_sigterm_stops_every_stage(tmp_path, long_prompts):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err
     assert _group_empty(proc.pid), "stage processes survived SIGTERM"
+
+
+def test_the_builtin_tokenizers_fingerprint_is_its_conversions(monkeypatch, tmp_path):
+    """check_shared_tokenizer compares a checkpoint with the built-in target by a recorded fingerprint, so that no
+    check dequantises the GGUF; it must be the conversion's."""
+    from pipespec.backend import models
+    from pipespec.errors import ConfigError
+
+    assert models.tokenizer_fingerprint(models.target_path()) == models.BUILTIN_TOKENIZER_FINGERPRINT
+    # and the check itself converts nothing
+    monkeypatch.setattr(models, "target_path", lambda: (_ for _ in ()).throw(AssertionError("converted")))
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {"x": 0}}, "added_tokens": []}))
+    with pytest.raises(ConfigError, match="do not share a tokenizer"):
+        models.check_shared_tokenizer([models.resolve(str(tmp_path)), models.resolve("smollm2")])
