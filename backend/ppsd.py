@@ -113,7 +113,7 @@ class _PPSDWorker(StageWorker):
             hidden = self.timed(self.slice.forward, feed)
             draft = self.timed(self._draft, hidden)
             self.stats.count("generate", len(feed), 1)
-            rows = hidden.float()
+            rows = hidden.float().cpu()  # one copy out per forward (the ring is CPU shared memory)
 
             def write(rows: torch.Tensor = rows, start: int = start) -> None:
                 for j in range(len(rows)):
