@@ -238,37 +238,36 @@ def _hf_config(ref: ModelRef) -> dict[str, Any]:
     return json.loads(source.read_text(encoding="utf-8"))
 
 
-def vocab_size(ref: ModelRef) -> int:
-    """The vocabulary of a --chain entry (0 for the model-free drafter)."""
+def model_config(ref: ModelRef) -> dict[str, Any]:
+    """A model's config.json values, without loading weights: an exit's are its base's, a tiny model's those it
+    is built with (`tiny_config`)."""
     ref = ref.facts
     if ref.kind == "tiny":
-        return int(ref.params[3])
-    return 0 if ref.kind == "ngram" else int(_hf_config(ref)["vocab_size"])
+        _, layers, hidden, vocab = ref.params
+        return tiny_config(layers, hidden, vocab).to_dict()
+    return _hf_config(ref)
+
+
+def vocab_size(ref: ModelRef) -> int:
+    """The vocabulary of a --chain entry (0 for the model-free drafter)."""
+    return 0 if ref.kind == "ngram" else int(model_config(ref)["vocab_size"])
 
 
 def hidden_size(ref: ModelRef) -> int:
     """The width of a model's hidden states."""
-    ref = ref.facts
-    if ref.kind == "tiny":
-        return int(ref.params[2])
-    return int(_hf_config(ref)["hidden_size"])
+    return int(model_config(ref)["hidden_size"])
 
 
 def num_layers(ref: ModelRef) -> int:
     """The decoder layers of a model (an exit's: its base's)."""
-    ref = ref.facts
-    if ref.kind == "tiny":
-        return int(ref.params[1])
-    return int(_hf_config(ref)["num_hidden_layers"])
+    return int(model_config(ref)["num_hidden_layers"])
 
 
 def head_share(ref: ModelRef) -> float:
     """The output head's share of a one-token forward, by weights multiplied (the vocabulary projection
     against the decoder layers' attention and MLP projections): what a layer-pipeline stage pays on top of
     its layers when it holds the head (the simulator's `head_share`). About 0.2 for SmolLM2-135M."""
-    ref = ref.facts
-    c = (tiny_config(int(ref.params[1]), int(ref.params[2]), int(ref.params[3])).to_dict() if ref.kind == "tiny"
-         else _hf_config(ref))
+    c = model_config(ref)
     hidden, heads = int(c["hidden_size"]), int(c["num_attention_heads"])
     kv = int(c.get("head_dim") or hidden // heads) * int(c.get("num_key_value_heads") or heads)
     layer = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * int(c["intermediate_size"])
@@ -278,10 +277,7 @@ def head_share(ref: ModelRef) -> float:
 
 def context_limit(ref: ModelRef) -> int:
     """The longest sequence a model takes, from its config."""
-    ref = ref.facts
-    if ref.kind == "tiny":
-        return int(tiny_config(1, 8).max_position_embeddings)
-    return int(_hf_config(ref).get("max_position_embeddings", 2048))
+    return int(model_config(ref).get("max_position_embeddings", 2048))
 
 
 def load_tokenizer(ref: ModelRef) -> Any:

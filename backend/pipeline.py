@@ -140,7 +140,8 @@ class PipelineEngine:
     def _start(self, factory: Callable[..., StageWorker], names: Sequence[str], placements: Sequence[Placement],
                options: DecodeOptions, rings: Sequence[ProbRing | None], capacity: int, start_timeout_s: float,
                sampling: tuple[float, int] = (0.0, 0)) -> None:
-        """Shared memory and one (not yet started) process per stage, each serving `factory(index, ...)`."""
+        """Shared memory and one (not yet started) process per stage, each serving `factory(index, ...)`; sampling
+        (temperature, seed): greedy unless given."""
         if options.max_lead < 1:
             raise ConfigError("max_lead must be >= 1")
         self.names, self.placements, self.options = list(names), list(placements), options

@@ -181,7 +181,7 @@ class PPSDEngine(PipelineEngine):
         require(len(placements) == 2, f"ppsd runs 2 stages (early, late), got {len(placements)} placements")
         ring = ProbRing(capacity, hidden_size(target))  # one row per position: no wrap within a prompt
         self._start(functools.partial(_PPSDWorker, target, exit_layer, exit_draft), ["early", "late"], placements,
-                    options, [ring, None], capacity, start_timeout_s, (0.0, 0))
+                    options, [ring, None], capacity, start_timeout_s)  # greedy only
 
     def _initial(self, prompt: Sequence[int]) -> list[list[int]]:
         """The early stage publishes only positions whose hidden rows are written: none yet."""

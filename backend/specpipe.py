@@ -262,8 +262,7 @@ class SpecPipeEngine(PipelineEngine):
         self.inboxes = [mp.get_context("spawn").Queue() for _ in placements]  # kept alive with the engine
         factory = functools.partial(_SpecPipeWorker, target, draft, stages, (width, depth, threshold), self.inboxes)
         names = [f"draft {draft.spec}"] + [f"{target.spec} stage {i}" for i in range(1, stages + 1)]
-        self._start(factory, names, placements, options, [None] * len(placements), capacity, start_timeout_s,
-                    (0.0, 0))
+        self._start(factory, names, placements, options, [None] * len(placements), capacity, start_timeout_s)
 
     def _result(self, reports: dict[int, StageReport], started: float) -> PromptResult:
         pair = reports[0].pair

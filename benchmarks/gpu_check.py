@@ -18,13 +18,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPTS = REPO / "benchmarks" / "gpu_check_prompts.jsonl"
-SIZES = {  # target, draft, PPSD exit layer, prompts, tokens per prompt, repeats, simulator seeds
-    "full": ("tiny:1:24:1024", "tiny:2:2:1024", 6, 6, 64, 3, 3),
-    "quick": ("tiny:1:4:64", "tiny:2:1:64", 2, 2, 12, 1, 1),
-}
+class Size(NamedTuple):
+    target: str
+    draft: str
+    exit_layer: int  # PPSD's exit, after this many of the target's layers
+    limit: int  # prompts
+    tokens: int  # per prompt
+    repeats: int
+    seeds: int  # simulator seeds
+
+
+SIZES = {"full": Size("tiny:1:24:1024", "tiny:2:2:1024", 6, 6, 64, 3, 3),
+         "quick": Size("tiny:1:4:64", "tiny:2:1:64", 2, 2, 12, 1, 1)}
+KEPT = ("profile.json", "traces.json", "validate.png")  # beside the JSON and table (a lent machine returns 8 files)
 
 
 def main() -> int:
@@ -34,21 +44,18 @@ def main() -> int:
                         help="output folder (default: $OUT where set, else results/gpu_check)")
     parser.add_argument("--quick", action="store_true", help="small models, one repeat")
     args = parser.parse_args()
-    target, draft, exit_layer, limit, tokens, repeats, seeds = SIZES["quick" if args.quick else "full"]
-    out = Path(args.out).resolve()
+    size = SIZES["quick" if args.quick else "full"]
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:  # validate's own files; the kept ones are copied
-        return check(args, target, draft, exit_layer, limit, tokens, repeats, seeds, out, Path(tmp))
+        return check(args.device, size, Path(args.out).resolve(), Path(tmp))
 
 
-KEPT = ("profile.json", "traces.json", "validate.png")  # beside the JSON and table (a lent machine returns 8 files)
-
-
-def check(args: argparse.Namespace, target: str, draft: str, exit_layer: int, limit: int, tokens: int, repeats: int,
-          seeds: int, out: Path, work: Path) -> int:
-    command = [sys.executable, "-m", "pipespec", "validate", "--target", target, "--draft", draft,
-               "--ppsd-exits", str(exit_layer), "--configs", "sd", "pipespec-k2", f"ppsd-exit{exit_layer}",
-               "--prompts", str(PROMPTS), "--limit", str(limit), "--max-new-tokens", str(tokens),
-               "--repeats", str(repeats), "--seeds", str(seeds), "--device", args.device, "--out", str(work)]
+def check(device: str, size: Size, out: Path, work: Path) -> int:
+    """validate on the size's family on `device`, its files in `work`; the verdict and kept files to `out`."""
+    e = size.exit_layer
+    command = [sys.executable, "-m", "pipespec", "validate", "--target", size.target, "--draft", size.draft,
+               "--ppsd-exits", str(e), "--configs", "sd", "pipespec-k2", f"ppsd-exit{e}",
+               "--prompts", str(PROMPTS), "--limit", str(size.limit), "--max-new-tokens", str(size.tokens),
+               "--repeats", str(size.repeats), "--seeds", str(size.seeds), "--device", device, "--out", str(work)]
     print("+", " ".join(command), file=sys.stderr, flush=True)
     started = time.perf_counter()
     # from a folder without this tree's pipespec/ in it: `-m` puts the working folder first on the path, and the
@@ -65,18 +72,17 @@ def check(args: argparse.Namespace, target: str, draft: str, exit_layer: int, li
     worst = max(rows, key=lambda r: abs(r["sim_error"]))
     document["check"] = {"command": command, "wall_time_s": time.perf_counter() - started, "lossless": not lossy,
                          "not_lossless": lossy, "worst_sim_error": {worst["config"]: worst["sim_error"]}}
-    gpu = document.get("environment", {}).get("device_name") or args.device
-    header = (f"# GPU check on {gpu}\n\n{target} (target) with {draft} (draft), PPSD exit after layer {exit_layer}; "
-              f"{limit} prompts x {tokens} tokens, {repeats} repeat(s). Lossless: "
-              f"{'all' if not lossy else 'NOT ' + ', '.join(lossy)}.\n\n")
+    gpu = document.get("environment", {}).get("device_name") or device
+    verdict = "all" if not lossy else "NOT " + ", ".join(lossy)
+    header = (f"# GPU check on {gpu}\n\n{size.target} (target) with {size.draft} (draft), PPSD exit after layer {e}; "
+              f"{size.limit} prompts x {size.tokens} tokens, {size.repeats} repeat(s). Lossless: {verdict}.\n\n")
     out.mkdir(parents=True, exist_ok=True)
     for name in KEPT:
         shutil.copyfile(work / name, out / name)
     document["results"]["profile"], document["results"]["traces"] = str(out / KEPT[0]), str(out / KEPT[1])
     write_json(out / "gpu_check.json", document)
     write_text_atomic(out / "gpu_check.md", header + (work / "validate.md").read_text(encoding="utf-8"))
-    print(f"gpu_check: wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}; "
-          f"lossless: {'all' if not lossy else 'NOT ' + ', '.join(lossy)}", file=sys.stderr)
+    print(f"gpu_check: wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}; lossless: {verdict}", file=sys.stderr)
     return 0 if not lossy else 1
 
 

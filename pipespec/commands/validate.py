@@ -57,6 +57,13 @@ class ValidateConfig:
                              "closed forms); give the prompts, --limit, --max-new-tokens and configurations it "
                              "measured")
 
+    @property
+    def builtin(self) -> bool:
+        """The built-in family (the target smollm2), rather than `--target`'s."""
+        from ..validation.setups import TARGET
+
+        return self.target == TARGET
+
     def __post_init__(self) -> None:
         from ..backend.devices import check_device, members
 
@@ -68,12 +75,12 @@ class ValidateConfig:
         check_int("--seeds", self.seeds, 1)
         for g in self.lookahead:
             check_int("--lookahead", g, 1)
-        from ..backend.models import TARGET_NAME, num_layers, resolve
+        from ..backend.models import num_layers, resolve
 
         target = resolve(self.target, "--target")
         require(target.kind in ("hf", "tiny") and target.spec != "smollm2-int8",
                 f"--target must be smollm2, a tiny model or a model folder, got {self.target!r}")
-        if self.target != TARGET_NAME:
+        if not self.builtin:
             require(self.draft not in (None, "auto", "none"), f"--target {self.target}: give --draft, the model "
                                                               "its SD and PipeSpec runs draft with")
             resolve(self.draft, "--draft")
@@ -85,7 +92,7 @@ class ValidateConfig:
         check_device(self.device)
         require(len(members(self.device)) == 1, f"--device {self.device}: validate's built-in family runs its PPSD and "
                                        "SpecPipe layer stages on one device each; device groups are for run")
-        require(self.target != TARGET_NAME or self.draft in (None, "auto", "none") or self.draft.startswith("draft:"),
+        require(not self.builtin or self.draft in (None, "auto", "none") or self.draft.startswith("draft:"),
                 f"--draft must be auto, none or draft:NAME, got {self.draft!r}")
         finished = all((Path(self.out) / f).is_file() for f in ("validate.json", "profile.json", "traces.json"))
         require(not self.repredict or finished,
@@ -118,12 +125,11 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     """Everything `validate` does, with its outputs written under config.out; returns the results."""
     from ..backend.models import resolve
     from ..validation.backend import validate
-    from ..validation.setups import TARGET, Workload, builtin_setups, model_setups
+    from ..validation.setups import Workload, builtin_setups, model_setups
 
-    builtin = config.target == TARGET
     draft = built_draft() if config.draft == "auto" else (None if config.draft in (None, "none") else config.draft)
     exit_drafts = built_drafts("exit") if config.draft == "auto" else []
-    if builtin and config.repredict and config.draft == "auto":  # the drafts the run measured, not today's best
+    if config.builtin and config.repredict and config.draft == "auto":  # the drafts the run measured, not today's best
         try:
             recorded = json.loads((Path(config.out) / "validate.json").read_text())["results"].get("drafts")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -133,7 +139,7 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     if draft:
         resolve(draft)  # a one-line error if it is not built
     setups = (builtin_setups(config.gamma, draft, config.lookahead, config.ppsd_exits, config.specpipe_widths,
-                             exit_drafts) if builtin else
+                             exit_drafts) if config.builtin else
               model_setups(config.target, str(draft), config.gamma, config.lookahead, config.ppsd_exits,
                            config.specpipe_widths))
     if config.configs:
@@ -157,9 +163,6 @@ def _write_report(results: dict[str, Any], out: Path, config: ValidateConfig, dr
     from ..figures.sim_vs_theory import plot_predicted_vs_measured
     from ..io import write_text_atomic
     from ..metrics import PairStats
-    from ..validation.setups import TARGET
-
-    builtin = config.target == TARGET
     rows = results["rows"]
     flat = [{k: v for k, v in r.items() if not k.endswith(("histograms", "stages"))} for r in rows]
     files = [write_text_atomic(out / "validate.csv", csv_text(flat)),
@@ -178,7 +181,7 @@ def _write_report(results: dict[str, Any], out: Path, config: ValidateConfig, dr
         files.append(plot_accepted_histograms(out / "accepted_histogram.png", pairs, reference, "simulator",
                                               title=f"{showcase['config']}: tokens added per verification, "
                                                     "measured vs simulated", max_bin=33))
-    prefixes, chain = (("sd-int8-g", "pipespec-k2-int8-max"), "smollm2-int8 -> smollm2") if builtin else \
+    prefixes, chain = (("sd-int8-g", "pipespec-k2-int8-max"), "smollm2-int8 -> smollm2") if config.builtin else \
         (("sd-g", "pipespec-k2-max"), f"{draft} -> {config.target}")
     sweep = [r for r in rows if r["config"].startswith(prefixes)]
     if sweep:
