@@ -45,6 +45,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_sim.py --output $(BENCH_OUT)/bench_sim.json
 	$(BIN)/python benchmarks/bench_logs.py --output $(BENCH_OUT)/bench_logs.json
 	$(BIN)/python benchmarks/bench_backend.py --output $(BENCH_OUT)/bench_backend.json
+	$(BIN)/python benchmarks/bench_transport.py --output $(BENCH_OUT)/bench_transport.json
 	$(BIN)/python benchmarks/readme_table.py --results $(BENCH_OUT)
 
 clean:

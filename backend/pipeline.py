@@ -13,8 +13,8 @@ the output, so greedy decoding stays lossless whatever the timing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import queue
 import signal
 import threading
 import time
@@ -24,12 +24,14 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from ..errors import ConfigError
+from ..errors import ConfigError, require
 from ..metrics import PairStats, StageStats
+from .dist import launched_rank
 from .engines import DecodeOptions, Output, PromptResult
+from .links import TRANSPORTS, Link, RingShape, make_link
 from .models import ModelRef, vocab_size
-from .shared import Doorbell, ProbRing, TokenBuffer
-from .workers import DONE, EPOCH, STOP, Harness, Placement, StageFailed, StageReport, StageWorker, _stage_main
+from .shared import ProbRing, TokenBuffer
+from .workers import Harness, Placement, StageFailed, StageReport, StageWorker, _stage_main
 
 
 class _StageWorker(StageWorker):
@@ -75,8 +77,7 @@ class _StageWorker(StageWorker):
     def decode(self, epoch: int) -> None:
         from .stages import ModelStage
 
-        control = self.control.numpy()
-        _, prompt, _ = self.prompt.read()
+        prompt = self.harness.prompt()
         stage = self.stage
         stage.reset(prompt)
         stage.stats = StageStats(stage.stats.name)
@@ -91,7 +92,7 @@ class _StageWorker(StageWorker):
         own_ring = self.rings[self.index]
         up_ring = self.rings[self.index - 1] if self.index > 0 else None
         changed_from = len(prompt)  # first position whose distribution row is not yet published
-        while control[DONE] < epoch and not self.stopped():
+        while self.active(epoch):
             if down is not None and down.version() != down_version:
                 down_version, down_tokens, _ = down.read()
                 down_len = len(down_tokens)
@@ -99,7 +100,7 @@ class _StageWorker(StageWorker):
                 resyncs += not conflict and len(down_tokens) > len(stage.tokens)
                 changed_from = min(changed_from, stage.adopt(down_tokens, [None] * len(down_tokens)))
             if down is not None and len(stage.tokens) - down_len >= self.options.max_lead:
-                self.wake[self.index].wait(0.05)  # far enough ahead: wait for the verifier to move
+                self.wait(0.05)  # far enough ahead: wait for the verifier to move
                 continue
             mine = len(stage.tokens)
             drafts, draft_probs = self._drafts(up, up_ring, stage.tokens) if up is not None else ([], [])
@@ -111,7 +112,7 @@ class _StageWorker(StageWorker):
             else:  # the n-gram drafter: propose, or wait for the sequence to change
                 proposal = stage.propose(self.options.max_lead)
                 if not proposal:
-                    self.wake[self.index].wait(0.05)
+                    self.wait(0.05)
                     continue
                 stage.drafter.tokens.extend(proposal)
             changed_from = min(changed_from, mine)
@@ -125,41 +126,45 @@ class _StageWorker(StageWorker):
 
 
 class PipelineEngine:
-    """Start the stage processes once, decode prompts one by one, stop everything on every exit path."""
+    """Start the stage processes once, decode prompts one by one, stop everything on every exit path. The stages
+    talk over `transport`: shm (shared memory, one host) or dist (a torch.distributed process group: ranks this
+    engine starts on this host, or, under torchrun, the ranks torchrun started, this process being rank 0)."""
 
     def __init__(self, refs: Sequence[ModelRef], placements: Sequence[Placement], options: DecodeOptions,
                  capacity: int = 8192, start_timeout_s: float = 300.0, temperature: float = 0.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, transport: str = "shm") -> None:
         if len(refs) < 2:
             raise ConfigError("--chain: pipespec needs at least 2 models")
         slots = options.max_lead + (options.max_drafts or options.max_lead) + 8
-        rings = [ProbRing(slots, vocab_size(ref)) if temperature > 0 and ref.kind != "ngram" else None for ref in refs]
+        rings = [(slots, vocab_size(ref)) if temperature > 0 and ref.kind != "ngram" else None for ref in refs]
         self._start(functools.partial(_StageWorker, list(refs)), [ref.spec for ref in refs], placements, options,
-                    rings, capacity, start_timeout_s, (temperature, seed))
+                    rings, capacity, start_timeout_s, (temperature, seed), transport)
 
     def _start(self, factory: Callable[..., StageWorker], names: Sequence[str], placements: Sequence[Placement],
-               options: DecodeOptions, rings: Sequence[ProbRing | None], capacity: int, start_timeout_s: float,
-               sampling: tuple[float, int] = (0.0, 0)) -> None:
-        """Shared memory and one (not yet started) process per stage, each serving `factory(index, ...)`; sampling
-        (temperature, seed): greedy unless given."""
+               options: DecodeOptions, rings: Sequence[RingShape | None], capacity: int, start_timeout_s: float,
+               sampling: tuple[float, int] = (0.0, 0), transport: str = "shm", inboxes: bool = False) -> None:
+        """The link to the stages and one (not yet started) process per stage, each serving `factory(index, ...)`;
+        rings: each stage's (slots, row width), or None; sampling (temperature, seed): greedy unless given."""
         if options.max_lead < 1:
             raise ConfigError("max_lead must be >= 1")
+        require(transport in TRANSPORTS, f"--transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         self.names, self.placements, self.options = list(names), list(placements), options
-        self.start_timeout_s = start_timeout_s
-        context = mp.get_context("spawn")
-        self.buffers = [TokenBuffer(capacity) for _ in names]
-        self.rings = list(rings)
-        self.prompt = TokenBuffer(capacity)
-        self.control = torch.zeros(3, dtype=torch.int64).share_memory_()
-        self.wake = [Doorbell(context) for _ in names]
-        self.capacity = capacity
+        self.start_timeout_s, self.capacity, self.transport = start_timeout_s, capacity, transport
         self.loaded: dict[int, list[dict[str, Any]]] = {}  # per stage: what its process loaded (loaded_facts)
-        self.results = context.Queue()
-        harness = Harness(self.buffers, self.rings, self.prompt, self.control, self.wake, self.results, sampling)
-        self.processes = [context.Process(target=_stage_main, name=f"pipespec-stage-{i}", daemon=True,
-                                          args=(i, factory, placements[i], options, harness))
-                          for i in range(len(names))]
+        self.link: Link = make_link(transport, names, rings, capacity, sampling, inboxes, start_timeout_s)
+        self.factory = factory
+        context = mp.get_context("spawn")
+        launched = transport == "dist" and launched_rank() is not None  # torchrun started the stages
+        self.processes = [] if launched else [
+            context.Process(target=_stage_main, name=f"pipespec-stage-{i}", daemon=True,
+                            args=(i, factory, placements[i], options, self.link.harness))
+            for i in range(len(names))]
         self.epoch = 0
+
+    def serve_rank(self, rank: int) -> None:
+        """Under torchrun, in rank `rank` > 0: serve as stage rank - 1 until the coordinator (rank 0) stops us."""
+        index = rank - 1
+        _stage_main(index, self.factory, self.placements[index], self.options, self.link.harness)
 
     def __enter__(self) -> PipelineEngine:
         try:
@@ -173,9 +178,10 @@ class PipelineEngine:
             finally:
                 if main:
                     signal.signal(signal.SIGINT, previous)
-            ready: set[int] = set()
             deadline = time.monotonic() + self.start_timeout_s
-            while len(ready) < len(self.processes):
+            self.link.open(self._check_alive, deadline)
+            ready: set[int] = set()
+            while len(ready) < len(self.names):
                 message = self._next_message(deadline)
                 if message[0] == "ready":
                     ready.add(message[1])
@@ -188,15 +194,16 @@ class PipelineEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _check_alive(self) -> None:
+        for i, process in enumerate(self.processes):
+            if not process.is_alive():
+                raise StageFailed(f"stage {i} ({self.names[i]}) died (exit code {process.exitcode})") from None
+
     def _next_message(self, deadline: float) -> tuple:
         while True:
-            try:
-                message = self.results.get(timeout=0.2)
-            except queue.Empty:
-                for i, process in enumerate(self.processes):
-                    if not process.is_alive():
-                        raise StageFailed(
-                            f"stage {i} ({self.names[i]}) died (exit code {process.exitcode})") from None
+            message = self.link.get(0.2)
+            if message is None:
+                self._check_alive()
                 if time.monotonic() > deadline:
                     raise StageFailed("timed out waiting for the pipeline's stages") from None
                 continue
@@ -209,18 +216,12 @@ class PipelineEngine:
         if needed > self.capacity:
             raise ConfigError(f"prompt of {len(prompt)} tokens + {self.options.max_new_tokens} new tokens does not "
                               f"fit the pipeline's buffers ({self.capacity} tokens)")
-        self.prompt.publish(list(prompt))
-        for buffer, tokens in zip(self.buffers, self._initial(prompt), strict=True):
-            buffer.publish(tokens)  # no stage may read another's tokens from the previous prompt (all are idle)
         self.epoch += 1
-        control = self.control.numpy()
         started = time.perf_counter()
-        control[EPOCH] = self.epoch
-        for bell in self.wake:
-            bell.ring()
+        self.link.start_prompt(self.epoch, list(prompt), self._initial(prompt))
         reports: dict[int, StageReport] = {}
         deadline = time.monotonic() + timeout_s
-        while len(reports) < len(self.processes):
+        while len(reports) < len(self.names):
             message = self._next_message(deadline)
             if message[0] == "done" and message[2] == self.epoch:
                 reports[message[1]] = message[3]
@@ -229,8 +230,8 @@ class PipelineEngine:
     def _result(self, reports: dict[int, StageReport], started: float) -> PromptResult:
         """The prompt's result from every stage's report: the final stage's output; stage i's pair, with
         the resynchronisations its drafter (stage i - 1) counted."""
-        final = reports[len(self.processes) - 1]
-        pairs = [reports[i].pair for i in range(1, len(self.processes))]
+        final = reports[len(self.names) - 1]
+        pairs = [reports[i].pair for i in range(1, len(self.names))]
         for i, pair in enumerate(pairs):
             assert pair is not None
             pair.resyncs = reports[i].resyncs
@@ -242,17 +243,16 @@ class PipelineEngine:
         assert final.output is not None and final.finished_at is not None
         first = final.first_token_at
         return PromptResult(final.output, final.finished_at - started, (first - started) if first is not None else 0.0,
-                            [reports[i].stats for i in range(len(self.processes))], pairs)
+                            [reports[i].stats for i in range(len(self.names))], pairs)
 
     def _initial(self, prompt: Sequence[int]) -> list[list[int]]:
         """What each stage's buffer holds when a prompt starts: the prompt."""
-        return [list(prompt) for _ in self.buffers]
+        return [list(prompt) for _ in self.names]
 
     def close(self) -> None:
         """Stop every stage: ask, then terminate, then kill; never leave a process behind."""
-        self.control.numpy()[STOP] = 1
-        for bell in self.wake:
-            bell.ring()
+        with contextlib.suppress(Exception):
+            self.link.stop()
         for process in self.processes:
             if process.pid is not None:
                 process.join(timeout=2.0)
@@ -263,5 +263,4 @@ class PipelineEngine:
             if process.pid is not None and process.is_alive():
                 process.kill()
                 process.join(timeout=2.0)
-        self.results.close()
-        self.results.join_thread()
+        self.link.close()

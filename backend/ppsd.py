@@ -35,8 +35,7 @@ from .layers import LayerSlice, split_layers
 from .loading import load_model
 from .models import ModelRef, hidden_size, num_layers
 from .pipeline import PipelineEngine
-from .shared import ProbRing
-from .workers import DONE, Harness, Placement, StageReport, StageWorker
+from .workers import Harness, Placement, StageReport, StageWorker
 
 
 def exit_draft_layer(ref: ModelRef | None) -> int | None:
@@ -83,7 +82,7 @@ class _PPSDWorker(StageWorker):
         return int(self.head(self.exit_norm(hidden[-1:])).argmax(-1).item())
 
     def decode(self, epoch: int) -> None:
-        _, prompt, _ = self.prompt.read()
+        prompt = self.harness.prompt()
         self.slice.reset()
         if self.index == 0 and self.exit is not None:
             self.exit.reset()
@@ -91,10 +90,10 @@ class _PPSDWorker(StageWorker):
         self.report(epoch, self._early(epoch, prompt) if self.index == 0 else self._late(epoch, prompt))
 
     def _early(self, epoch: int, prompt: list[int]) -> StageReport:
-        control, own, down = self.control.numpy(), self.buffers[0], self.buffers[1]
+        own, down = self.buffers[0], self.buffers[1]
         tokens = list(prompt)  # rows written for tokens[:self.slice.length]; the last one may be a draft
         down_version, down_len, resyncs = -1, len(prompt), 0
-        while control[DONE] < epoch and not self.stopped():
+        while self.active(epoch):
             if down.version() != down_version:
                 down_version, verified, _ = down.read()
                 down_len = len(verified)
@@ -106,7 +105,7 @@ class _PPSDWorker(StageWorker):
                     if self.exit is not None:
                         self.exit.crop(min(self.exit.length, common))
             if len(tokens) - down_len >= self.options.max_lead:
-                self.wake[0].wait(0.05)
+                self.wait(0.05)
                 continue
             start = self.slice.length
             feed = torch.tensor(tokens[start:], dtype=torch.long)
@@ -125,14 +124,14 @@ class _PPSDWorker(StageWorker):
         return StageReport(self.stats, resyncs=resyncs)
 
     def _late(self, epoch: int, prompt: list[int]) -> StageReport:
-        control, own, up = self.control.numpy(), self.buffers[1], self.buffers[0]
+        own, up = self.buffers[1], self.buffers[0]
         verified = list(prompt)
         own.publish(verified)
         output = Output(len(prompt), self.options, time.perf_counter())
         pair = PairStats("exit->target")
         cap = self.options.max_drafts or self.options.max_lead
         judged = len(prompt) - 1  # positions up to here are the prompt's or already judged
-        while control[DONE] < epoch and not self.stopped():
+        while self.active(epoch):
             start = self.slice.length  # == len(verified) - 1 after the first step
 
             def snapshot(tokens: list[int], start: int = start, verified: list[int] = verified) -> torch.Tensor | None:
@@ -149,7 +148,7 @@ class _PPSDWorker(StageWorker):
                 judged = last
                 pair.judge(1, int(tokens[last] == verified[last]))
             if rows is None:  # the early stage has not yet fed our last verified token
-                self.wake[1].wait(0.05)
+                self.wait(0.05)
                 continue
             drafts = tokens[len(verified):len(verified) + cap]
             logits = self.timed(lambda r: self.slice.logits(self.slice.forward(r)), rows)
@@ -171,7 +170,8 @@ class PPSDEngine(PipelineEngine):
     """Two stage processes over one target: early layers + exit head drafting, late layers verifying."""
 
     def __init__(self, target: ModelRef, exit_layer: int, placements: Sequence[Placement], options: DecodeOptions,
-                 exit_draft: ModelRef | None = None, capacity: int = 4096, start_timeout_s: float = 300.0) -> None:
+                 exit_draft: ModelRef | None = None, capacity: int = 4096, start_timeout_s: float = 300.0,
+                 transport: str = "shm") -> None:
         trained = exit_draft_layer(exit_draft)
         if trained is not None:
             require(exit_layer == trained - 1,
@@ -179,9 +179,9 @@ class PPSDEngine(PipelineEngine):
                     f"so E must be {trained - 1}, got {exit_layer}")
         split_layers(num_layers(target), exit_layer)
         require(len(placements) == 2, f"ppsd runs 2 stages (early, late), got {len(placements)} placements")
-        ring = ProbRing(capacity, hidden_size(target))  # one row per position: no wrap within a prompt
+        ring = (capacity, hidden_size(target))  # the early stage's hidden rows, one per position: no wrap
         self._start(functools.partial(_PPSDWorker, target, exit_layer, exit_draft), ["early", "late"], placements,
-                    options, [ring, None], capacity, start_timeout_s)  # greedy only
+                    options, [ring, None], capacity, start_timeout_s, transport=transport)  # greedy only
 
     def _initial(self, prompt: Sequence[int]) -> list[list[int]]:
         """The early stage publishes only positions whose hidden rows are written: none yet."""

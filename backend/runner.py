@@ -14,6 +14,7 @@ from ..metrics import PairStats, RunResult, StageStats
 from ..schemes import SCHEMES, Scheme, find, get
 from .devices import QUANTIZE, check_device, check_quantize, loaded_facts, members
 from .engines import DecodeOptions, PromptResult
+from .links import TRANSPORTS
 from .models import ModelRef, check_shared_tokenizer, context_limit, load_tokenizer, resolve
 from .prompts import Prompt, encode, load_prompts
 
@@ -47,6 +48,9 @@ class RunConfig:
     quantize: str = option("none", "load checkpoints' weights quantised through bitsandbytes: nf4 (4-bit "
                            "NormalFloat, compute in --dtype) or int8; needs CUDA and the bitsandbytes package",
                            choices=QUANTIZE)
+    transport: str = option("shm", "pipelines: how the stage processes talk: shm (shared memory, one host) or dist "
+                            "(ranks of a torch.distributed gloo group: started here, or joined under torchrun, "
+                            "where rank 0 coordinates and rank j + 1 runs stage j)", choices=TRANSPORTS)
     chat_template: bool = option(True, "wrap text prompts in the target's chat template")
     exit_layer: int = option(8, "ppsd: the early stage runs the target's first E layers and drafts from an exit "
                              "after them; the late stage runs the rest")
@@ -68,6 +72,11 @@ class RunConfig:
         require(len(self.chain) >= (1 if one else 2),
                 f"--chain: scheme {self.scheme} needs {'a target' if one else 'at least 2 models'}")
         check_int("--seed", self.seed, 0)
+        require(self.transport in TRANSPORTS, f"--transport must be one of {', '.join(TRANSPORTS)}, got "
+                                              f"{self.transport!r}")
+        pipelined = [s for s in SCHEMES if get(s).pipelined]
+        require(self.transport == "shm" or scheme.pipelined, f"--transport dist applies to the schemes that run one "
+                f"process per stage ({', '.join(pipelined)}), not {self.scheme}")
         check_int("--pp-stages", self.pp_stages, 1)
         check_int("--tree-width", self.tree_width, 1, MAX_WINDOW)
         if self.tree_depth is not None:
@@ -144,14 +153,23 @@ def _threads(config: RunConfig, stage_count: int) -> list[int]:
     return [max(1, cores // stage_count)] * stage_count
 
 
-def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it) -> dict[str, Any]:
-    """Decode the prompt set; returns per-prompt rows and the aggregate summary (data only)."""
+def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it) -> dict[str, Any] | None:
+    """Decode the prompt set; returns per-prompt rows and the aggregate summary (data only). Under torchrun with
+    --transport dist, a rank other than 0 serves its stage until rank 0 stops it, and returns None."""
     import torch
+
+    from .dist import launched_rank
 
     refs = [resolve(spec) for spec in config.chain]
     if config.scheme_info.target_only:
         refs = refs[-1:]
     check_shared_tokenizer(refs)
+    rank = launched_rank() if config.transport == "dist" else None
+    if rank:
+        options = DecodeOptions(config.max_new_tokens, config.gamma, config.schedule == "dynamic", config.max_drafts,
+                                config.max_lead)
+        config.scheme_info.engine(config, refs, _placements(config), options).serve_rank(rank)
+        return None
     prompts: list[Prompt] = load_prompts(config.prompts, config.limit)
     tokenizer = load_tokenizer(refs[-1]) if any(p.input_ids is None for p in prompts) else None
     eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
@@ -197,15 +215,7 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions,
 
     scheme = config.scheme_info
     if scheme.pipelined:
-        from .pipeline import Placement
-
-        stages = config.stage_count
-        devices = list(config.devices) or [config.device] * stages
-        threads = _threads(config, stages)
-        cpus = [tuple(int(c) for c in spec.split(",")) for spec in config.cpus] or [()] * stages
-        placements = [Placement(d, t, c, config.dtype, config.quantize)
-                      for d, t, c in zip(devices, threads, cpus, strict=True)]
-        engine = scheme.engine(config, refs, placements, options)
+        engine = scheme.engine(config, refs, _placements(config), options)
         engine.__enter__()
         loaded.extend(engine.loaded[i] for i in sorted(engine.loaded))
         return engine.decode, engine.close
@@ -228,6 +238,17 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions,
         return result
 
     return decode, lambda: None
+
+
+def _placements(config: RunConfig) -> list[Any]:
+    """Where each stage process of a pipelined scheme runs."""
+    from .workers import Placement
+
+    stages = config.stage_count
+    devices = list(config.devices) or [config.device] * stages
+    threads = _threads(config, stages)
+    cpus = [tuple(int(c) for c in spec.split(",")) for spec in config.cpus] or [()] * stages
+    return [Placement(d, t, c, config.dtype, config.quantize) for d, t, c in zip(devices, threads, cpus, strict=True)]
 
 
 def config_dict(config: RunConfig) -> dict[str, Any]:

@@ -16,17 +16,15 @@ full by a speculative token tree that a draft model grows one level per pipeline
 
 Plain pipeline parallelism over the same stages is `--tree-depth 1`: one level (the decided token) in
 flight, one token per P steps, and the draft never consulted (it runs no forward). Messages are small
-pickled NumPy arrays on multiprocessing queues (one inbox per process).
+pickled NumPy arrays sent through the harness (one inbox per process).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import queue
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +36,7 @@ from .layers import TreeSlice
 from .loading import load_model
 from .models import ModelRef, num_layers
 from .pipeline import PipelineEngine
-from .workers import DONE, Harness, Placement, StageReport, StageWorker
+from .workers import Harness, Placement, StageReport, StageWorker
 
 
 def stage_layers(layers: int, stages: int) -> list[range]:
@@ -52,10 +50,9 @@ def stage_layers(layers: int, stages: int) -> list[range]:
 
 class _SpecPipeWorker(StageWorker):
     def __init__(self, target: ModelRef, draft: ModelRef, stages: int, tree: tuple[int, int, float],
-                 inboxes: Sequence[Any], index: int, placement: Placement, options: DecodeOptions,
-                 harness: Harness) -> None:
+                 index: int, placement: Placement, options: DecodeOptions, harness: Harness) -> None:
         super().__init__(index, placement, options, harness)
-        self.inboxes, self.last = inboxes, index == stages
+        self.stages, self.last = stages, index == stages
         self.width, self.depth, self.threshold = tree
         if index == 0:
             model = load_model(draft, placement.device, placement.dtype)
@@ -71,21 +68,18 @@ class _SpecPipeWorker(StageWorker):
             self.stats = StageStats(f"{target.spec}[{layers.start}-{layers.stop - 1}]")
 
     def _receive(self, epoch: int) -> tuple | None:
-        try:
-            message = self.inboxes[self.index].get(timeout=0.05)
-        except queue.Empty:
-            return None
-        return message if message[1] == epoch else None  # leftovers of an earlier prompt are dropped
+        message = self.harness.receive(self.index, 0.05)
+        return message if message is not None and message[1] == epoch else None  # an earlier prompt's: dropped
 
     def decode(self, epoch: int) -> None:
-        _, prompt, _ = self.prompt.read()
+        prompt = self.harness.prompt()
         self.slice.reset()
         self.stats = StageStats(self.stats.name)
         self.report(epoch, self._control(epoch, prompt) if self.index == 0 else self._stage(epoch))
 
     def _stage(self, epoch: int) -> StageReport:
-        control, dead = self.control.numpy(), set()
-        while control[DONE] < epoch and not self.stopped():
+        dead: set[int] = set()
+        while self.active(epoch):
             message = self._receive(epoch)
             if message is None:
                 continue
@@ -102,9 +96,9 @@ class _SpecPipeWorker(StageWorker):
                 out = self.timed(self._forward, x, ids, parents, positions).numpy()  # the head's work included
                 self.stats.count("forward", len(ids), 0)
             if self.last:
-                self.inboxes[0].put(("result", epoch, ids, out))
+                self.harness.send(0, ("result", epoch, ids, out))
             else:
-                self.inboxes[self.index + 1].put(("level", epoch, ids, parents, positions, out))
+                self.harness.send(self.index + 1, ("level", epoch, ids, parents, positions, out))
         return StageReport(self.stats)
 
     def _forward(self, x: torch.Tensor, ids: list[int], parents: list[int], positions: list[int]) -> torch.Tensor:
@@ -114,7 +108,6 @@ class _SpecPipeWorker(StageWorker):
         return (self.slice.logits(hidden).argmax(-1) if self.last else hidden.float()).cpu()
 
     def _control(self, epoch: int, prompt: list[int]) -> StageReport:
-        control = self.control.numpy()
         output = Output(len(prompt), self.options, time.perf_counter())
         pair = PairStats("draft->target (tree)")
         verified = list(prompt)
@@ -125,7 +118,7 @@ class _SpecPipeWorker(StageWorker):
             """One level down the pipeline; the draft's top children of its nodes, for the next level."""
             nonlocal in_flight
             tokens, parents, positions = tree.level(ids)
-            self.inboxes[1].put(("level", epoch, ids, parents, positions, tokens))
+            self.harness.send(1, ("level", epoch, ids, parents, positions, tokens))
             in_flight += 1
             if self.depth == 1:  # plain pipeline parallelism: the tree never grows, the draft is not consulted
                 return
@@ -138,7 +131,7 @@ class _SpecPipeWorker(StageWorker):
 
         send(list(range(len(prompt))))
         predicted: dict[int, int] = {}
-        while control[DONE] < epoch and not self.stopped():
+        while self.active(epoch):
             while in_flight < self.depth and tree.frontier:
                 send(tree.grow(self.width, self.threshold))
             message = self._receive(epoch)
@@ -155,8 +148,8 @@ class _SpecPipeWorker(StageWorker):
                 if hit is None:  # flush: the decided token enters the pipeline as the new root
                     send([tree.root])
                 if dead:
-                    for j in range(1, len(self.inboxes)):
-                        self.inboxes[j].put(("drop", epoch, dead))
+                    for j in range(1, self.stages + 1):
+                        self.harness.send(j, ("drop", epoch, dead))
                     self.slice.drop(dead)
                     for n in dead:
                         predicted.pop(n, None)
@@ -247,7 +240,7 @@ class SpecPipeEngine(PipelineEngine):
 
     def __init__(self, target: ModelRef, draft: ModelRef, placements: Sequence[Placement], options: DecodeOptions,
                  width: int = 2, depth: int | None = None, threshold: float = 0.0, capacity: int = 4096,
-                 start_timeout_s: float = 300.0) -> None:
+                 start_timeout_s: float = 300.0, transport: str = "shm") -> None:
         require(len(placements) >= 2, "specpipe needs the draft's placement and at least one target stage")
         require(draft.kind != "ngram", "--chain: specpipe grows its tree from a draft model's probabilities, "
                                        "not the n-gram drafter")
@@ -257,12 +250,10 @@ class SpecPipeEngine(PipelineEngine):
         require(0.0 <= threshold <= 1.0, f"--tree-threshold must be in [0, 1], got {threshold}")
         depth = depth if depth is not None else stages
         require(depth >= 1, f"--tree-depth must be >= 1, got {depth}")
-        import torch.multiprocessing as mp
-
-        self.inboxes = [mp.get_context("spawn").Queue() for _ in placements]  # kept alive with the engine
-        factory = functools.partial(_SpecPipeWorker, target, draft, stages, (width, depth, threshold), self.inboxes)
+        factory = functools.partial(_SpecPipeWorker, target, draft, stages, (width, depth, threshold))
         names = [f"draft {draft.spec}"] + [f"{target.spec} stage {i}" for i in range(1, stages + 1)]
-        self._start(factory, names, placements, options, [None] * len(placements), capacity, start_timeout_s)
+        self._start(factory, names, placements, options, [None] * len(placements), capacity, start_timeout_s,
+                    transport=transport, inboxes=True)
 
     def _result(self, reports: dict[int, StageReport], started: float) -> PromptResult:
         pair = reports[0].pair

@@ -94,6 +94,10 @@ CASES = [
     (["plan", "--preset", "a100", "--traces", "{nonutf8}"], "is not UTF-8 text"),
     # run
     (["run", "--scheme", "ar", "--chain", "ngram", "tiny:1:1:32"], "scheme ar runs the target alone"),
+    (["run", "--chain", "ngram", "tiny:1:1:32", "--transport", "mpi"], "--transport: invalid choice"),
+    (["run", "--scheme", "sd", "--chain", "ngram", "tiny:1:1:32", "--transport", "dist"],
+     "--transport dist applies to the schemes that run one process per stage"),
+    (["validate", "--transport", "tcp"], "--transport: invalid choice"),
     (["run", "--chain", "tiny:1:1:32", "tiny:1:1:32", "--temperature", "inf"], "--temperature must be >= 0 and"),
     (["run", "--chain", "tiny:1:0", "tiny:1:1:32"], "tiny needs LAYERS >= 1"),
     (["run", "--chain", "ngram", "tiny:1:1:32", "--device", "cpu,cpu"], "a device group splits a model's layers"),

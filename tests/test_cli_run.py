@@ -94,9 +94,10 @@ def test_mismatched_tokenizers_are_refused_before_loading(run_cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_stage(tmp_path, long_prompts):
+@pytest.mark.parametrize("transport", ["shm", "dist"])
+def test_ctrl_c_stops_every_stage(tmp_path, long_prompts, transport):
     cmd = [sys.executable, "-m", "pipespec", "run", "--scheme", "pipespec", "--chain", "tiny:1:1:64", "tiny:1:3:64",
-           "--prompts", str(long_prompts), "--max-new-tokens", "3000", "--warmup", "0"]
+           "--prompts", str(long_prompts), "--max-new-tokens", "3000", "--warmup", "0", "--transport", transport]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(15)  # stages spawned and decoding
     os.killpg(proc.pid, signal.SIGINT)

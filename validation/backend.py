@@ -57,11 +57,13 @@ def measure_once(setup: Setup, workload: Workload) -> dict[str, Any]:
     config = RunConfig(scheme=setup.scheme, prompts=workload.prompts, limit=workload.limit,
                        max_new_tokens=workload.max_new_tokens, gamma=setup.gamma, max_drafts=setup.max_drafts,
                        max_lead=workload.max_lead, device=workload.device, threads=setup.threads, cpus=setup.cpus,
-                       warmup=1, **get(setup.scheme).run_values(setup))
+                       warmup=1, transport=workload.transport if get(setup.scheme).pipelined else "shm",
+                       **get(setup.scheme).run_values(setup))
     from ..interference import Watch
 
     with Watch() as watch:
         result = run(config)
+    assert result is not None  # (only a torchrun stage rank returns None)
     rows, summary = result["prompts"], result["summary"]
     tokens = sum(r["new_tokens"] for r in rows)
     return {"decode_ms_per_token": sum(r["elapsed_s"] - r["ttft_s"] for r in rows) / (tokens - len(rows)) * 1e3,

@@ -190,6 +190,7 @@ class Workload:
     repeats: int = 3
     max_lead: int = 32
     device: str = "cpu"
+    transport: str = "shm"  # the pipelines' (`pipespec run --transport`)
     contended: bool = True  # profile one-thread (pipeline-stage) models with the other core busy
     encoded: list[list[int]] = field(default_factory=list)
     eos: int | None = None

@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         return tqdm(items, desc=f"{config.scheme}", unit="prompt", file=sys.stderr, disable=None)
 
     result = run_chain(config, progress)
+    if result is None:  # a stage rank under torchrun: rank 0 writes the result
+        return 0
     device = config.devices[-1] if config.devices else config.device
     emit(out, "run", {**config_dict(config), "dtype": config.dtype}, result, render(result), device=device)
     return 0

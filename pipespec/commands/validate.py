@@ -51,6 +51,8 @@ class ValidateConfig:
                              "target's forwards keep core 1 busy, as in the pipelines")
     device: str = option("cpu", "device: cpu or cuda:N (the built-in family's placements assume 2 CPU cores; on a GPU "
                          "every stage shares it)")
+    transport: str = option("shm", "how the pipelines' stage processes talk: shm (shared memory) or dist "
+                            "(torch.distributed ranks on this host)", choices=("shm", "dist"))
     out: str = option("results/validate", "output folder: table (CSV, markdown), plots, profile, traces, JSON")
     repredict: bool = option(False, "predict again from the profile, traces and measurements a finished run left "
                              "in --out, without profiling or measuring (after a change to the simulator or the "
@@ -149,7 +151,7 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
         setups = [s for s in setups if s.name == "ar" or s.name in config.configs]
     out = Path(config.out)
     workload = Workload(config.prompts, config.limit, config.max_new_tokens, config.repeats, device=config.device,
-                        contended=config.contended)
+                        contended=config.contended, transport=config.transport)
     results = validate(setups, workload, out, config.seeds, progress, config.repredict)
     results["drafts"] = {"draft": draft, "exit_drafts": exit_drafts}  # what "auto" resolved to
     results["files"] = [*_write_report(results, out, config, draft), results["profile"], results["traces"]]

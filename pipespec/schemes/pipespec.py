@@ -53,7 +53,8 @@ class PipeSpec(Scheme):
                options: DecodeOptions) -> Any:
         from ..backend.pipeline import PipelineEngine
 
-        return PipelineEngine(refs, placements, options, temperature=config.temperature, seed=config.seed)
+        return PipelineEngine(refs, placements, options, temperature=config.temperature, seed=config.seed,
+                              transport=config.transport)
 
 
 SCHEME = PipeSpec()

@@ -90,7 +90,7 @@ class PPSD(Scheme):
         from ..backend.ppsd import PPSDEngine
 
         exit_draft = resolve(config.exit_draft, "--exit-draft") if config.exit_draft else None
-        return PPSDEngine(refs[-1], config.exit_layer, placements, options, exit_draft)
+        return PPSDEngine(refs[-1], config.exit_layer, placements, options, exit_draft, transport=config.transport)
 
     # a setup's chain is the exit ("smollm2-exit:E", or a trained exit draft:NAME), then the target
     def run_values(self, setup: Setup) -> dict[str, Any]:

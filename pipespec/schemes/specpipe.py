@@ -73,7 +73,7 @@ class SpecPipe(Scheme):
         from ..backend.specpipe import SpecPipeEngine
 
         return SpecPipeEngine(refs[-1], refs[0], placements, options, config.tree_width, config.tree_depth,
-                              config.tree_threshold)
+                              config.tree_threshold, transport=config.transport)
 
     def run_values(self, setup: Setup) -> dict[str, Any]:
         return {"chain": setup.chain, "pp_stages": setup.pp_stages, "tree_width": setup.tree_width,
