@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import require
 
 QUANTIZE = ("none", "nf4", "int8")
+TRANSPORTS = ("shm", "dist")  # how a pipeline's stage processes talk (links.py, dist.py)
 
 
 def members(device: str) -> tuple[str, ...]:

@@ -32,10 +32,8 @@ import torch
 
 from ..errors import ConfigError
 from .channel import COORDINATOR, Channel, Lost, connect, launched_rank
+from .links import Link, RingShape
 from .workers import Harness, StageFailed
-
-__all__ = ["DistHarness", "DistLink", "launched_rank"]
-RingShape = tuple[int, int]
 
 
 class _Replica:
@@ -220,7 +218,7 @@ class _DistStage(Harness):
         self.channel.join()
 
 
-class DistLink:
+class DistLink(Link):
     """Rank 0 of the process group: the coordinator's side (`links.Link`)."""
 
     def __init__(self, names: Sequence[str], rings: Sequence[RingShape | None], sampling: tuple[float, int],

@@ -7,7 +7,6 @@ from __future__ import annotations
 import abc
 import queue
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 import torch.multiprocessing as mp
@@ -16,7 +15,6 @@ from .shared import Doorbell, ProbRing, TokenBuffer
 from .workers import EPOCH, STOP, Harness, ShmHarness
 
 RingShape = tuple[int, int]  # (slots, row width) of a stage's ring
-TRANSPORTS = ("shm", "dist")
 
 
 class Link(abc.ABC):
@@ -86,7 +84,7 @@ class ShmLink(Link):
 
 
 def make_link(transport: str, names: Sequence[str], rings: Sequence[RingShape | None], capacity: int,
-              sampling: tuple[float, int], inboxes: bool, start_timeout_s: float) -> Any:
+              sampling: tuple[float, int], inboxes: bool, start_timeout_s: float) -> Link:
     """The coordinator's link for `transport` (shm | dist)."""
     if transport == "dist":
         from .dist import DistLink

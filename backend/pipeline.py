@@ -26,9 +26,10 @@ import torch.multiprocessing as mp
 
 from ..errors import ConfigError, require
 from ..metrics import PairStats, StageStats
-from .dist import launched_rank
+from .channel import launched_rank
+from .devices import TRANSPORTS
 from .engines import DecodeOptions, Output, PromptResult
-from .links import TRANSPORTS, Link, RingShape, make_link
+from .links import Link, RingShape, make_link
 from .models import ModelRef, vocab_size
 from .shared import ProbRing, TokenBuffer
 from .workers import Harness, Placement, StageFailed, StageReport, StageWorker, _stage_main

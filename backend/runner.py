@@ -12,9 +12,8 @@ from ..config import option
 from ..errors import MAX_WINDOW, check_int, check_nonnegative, require
 from ..metrics import PairStats, RunResult, StageStats
 from ..schemes import SCHEMES, Scheme, find, get
-from .devices import QUANTIZE, check_device, check_quantize, loaded_facts, members
+from .devices import QUANTIZE, TRANSPORTS, check_device, check_quantize, loaded_facts, members
 from .engines import DecodeOptions, PromptResult
-from .links import TRANSPORTS
 from .models import ModelRef, check_shared_tokenizer, context_limit, load_tokenizer, resolve
 from .prompts import Prompt, encode, load_prompts
 
@@ -158,7 +157,7 @@ def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = 
     --transport dist, a rank other than 0 serves its stage until rank 0 stops it, and returns None."""
     import torch
 
-    from .dist import launched_rank
+    from .channel import launched_rank
 
     refs = [resolve(spec) for spec in config.chain]
     if config.scheme_info.target_only:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..backend.devices import TRANSPORTS
 from ..config import add_arguments, from_args, option
 from ..errors import MAX_WINDOW, ConfigError, check_int, require
 from ..table import csv_text, format_table, markdown_table
@@ -52,7 +53,7 @@ class ValidateConfig:
     device: str = option("cpu", "device: cpu or cuda:N (the built-in family's placements assume 2 CPU cores; on a GPU "
                          "every stage shares it)")
     transport: str = option("shm", "how the pipelines' stage processes talk: shm (shared memory) or dist "
-                            "(torch.distributed ranks on this host)", choices=("shm", "dist"))
+                            "(torch.distributed ranks on this host)", choices=TRANSPORTS)
     out: str = option("results/validate", "output folder: table (CSV, markdown), plots, profile, traces, JSON")
     repredict: bool = option(False, "predict again from the profile, traces and measurements a finished run left "
                              "in --out, without profiling or measuring (after a change to the simulator or the "
