@@ -67,16 +67,69 @@ def test_specpipe_over_dist_carries_the_tree_levels(stages, width):
     assert len(got[0].stages) == stages + 1
 
 
-def test_sampling_over_dist_sends_the_draft_distributions():
-    """The verifier's q rows come from the drafter's ring replica: with a draft equal to the target, speculative
-    sampling accepts every draft (p = q); rows that did not travel (zeros) would reject them."""
+def test_sampling_over_dist_runs_speculative_sampling():
     torch.set_num_threads(1)
-    refs = [resolve("tiny:0:2:16:6"), resolve("tiny:0:2:16:6")]
+    refs = [resolve("tiny:1:1:16:6"), resolve("tiny:0:2:16:6")]
     with PipelineEngine(refs, [Placement()] * 2, DecodeOptions(max_new_tokens=16, max_lead=4), temperature=1.0,
                         seed=3, transport="dist") as engine:
-        pairs = [engine.decode([1, 4, 2, 4, 2]).pairs[0] for _ in range(4)]
-    assert sum(p.drafted for p in pairs) > 0
-    assert sum(p.accepted for p in pairs) == sum(p.drafted for p in pairs)
+        outputs = [engine.decode([1, 4, 2, 4, 2]).output for _ in range(3)]
+    assert all(len(o) == 16 and all(0 <= t < 6 for t in o) for o in outputs)
+
+
+def _ranks(names, rings):
+    """Every rank of a pipeline's group in this process, one thread each joining: (coordinator channel, stages)."""
+    import threading
+
+    from torch.distributed import TCPStore
+
+    from pipespec.backend.channel import Channel, connect
+    from pipespec.backend.dist import DistHarness, _DistStage
+
+    world = len(names) + 1
+    store = TCPStore("127.0.0.1", 0, world, is_master=True, wait_for_workers=False)
+    spec = DistHarness(tuple(names), tuple(rings), (1.0, 0), ("127.0.0.1", store.port), 30.0)
+    groups = {}
+    joins = [threading.Thread(target=lambda r=r: groups.__setitem__(r, connect(
+        spec.address, r, world, 30.0, store if r == 0 else None))) for r in range(world)]
+    for join in joins:
+        join.start()
+    for join in joins:
+        join.join(30)
+    coordinator = Channel(groups[0], 0, names)
+    stages = [_DistStage(spec, j, Channel(groups[j + 1], j + 1, names)) for j in range(len(names))]
+    return coordinator, stages
+
+
+def test_a_publish_carries_its_ring_rows_to_the_neighbour_replica():
+    coordinator, (draft, verifier) = _ranks(["d", "t"], [(8, 3), None])
+    try:
+        later = ("publish", 2, 0, [9, 9], None)  # a publish of an epoch not yet begun waits for its prompt
+        draft.channel.send(2, later)
+        for j in (1, 2):
+            coordinator.send(j, ("prompt", 1, [1, 2], [[1, 2], [1, 2]]))
+        rows = {2: torch.tensor([0.1, 0.2, 0.7]), 3: torch.tensor([0.5, 0.25, 0.25])}
+        deadline = time.monotonic() + 10
+        while draft.epoch() != 1 and time.monotonic() < deadline:
+            draft.wait(0, 0.1)
+        draft.buffers[0].publish([1, 2, 5, 4], lambda: [draft.rings[0].write(p, r) for p, r in rows.items()])
+        while verifier.buffers[0].read()[1] != [1, 2, 5, 4] and time.monotonic() < deadline:
+            verifier.wait(1, 0.1)
+        assert verifier.epoch() == 1 and verifier.buffers[0].read()[1] == [1, 2, 5, 4]
+        assert torch.equal(verifier.rings[0].rows([2, 3]), torch.stack([rows[2], rows[3]]))
+        coordinator.send(2, ("prompt", 2, [3], [[3], [3]]))
+        while verifier.epoch() != 2 and time.monotonic() < deadline:
+            verifier.wait(1, 0.1)
+        assert verifier.buffers[0].read()[1] == [9, 9], "the early publish was not applied once its epoch began"
+        draft.finish_prompt(2)
+        while not verifier.done(2) and time.monotonic() < deadline:
+            verifier.wait(1, 0.1)
+        assert verifier.done(2)
+    finally:
+        coordinator.goodbye()
+        for stage in (draft, verifier):
+            stage.channel.goodbye()
+        for channel in (coordinator, draft.channel, verifier.channel):
+            channel.join(5)
 
 
 def test_a_killed_rank_stops_the_run_within_seconds_with_its_name():
