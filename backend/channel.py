@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .workers import StageFailed
+from .workers import StageFailed, stage_name
 
 COORDINATOR = 0
 _HEADER, _PAYLOAD = 1, 2  # tags
@@ -72,7 +72,7 @@ class Channel:
             self.inbox.put((src, Lost(_reason(exc))))
 
     def name(self, rank: int) -> str:
-        return "the coordinator" if rank == COORDINATOR else f"stage {rank - 1} ({self.names[rank - 1]})"
+        return "the coordinator" if rank == COORDINATOR else stage_name(self.names, rank - 1)
 
     def lost(self, rank: int, reason: str) -> StageFailed:
         """The error of this rank's losing `rank`: it names both."""

@@ -271,9 +271,7 @@ class DistLink(Link):
             self.channel.send(rank, message)
 
     def get(self, timeout_s: float) -> tuple | None:
-        if self.channel is None:
-            time.sleep(timeout_s)
-            return None
+        assert self.channel is not None, "open() first"
         item = self.channel.get(timeout_s)
         if item is None:
             return None

@@ -32,7 +32,7 @@ from .engines import DecodeOptions, Output, PromptResult
 from .links import Link, RingShape, make_link
 from .models import ModelRef, vocab_size
 from .shared import ProbRing, TokenBuffer
-from .workers import Harness, Placement, StageFailed, StageReport, StageWorker, _stage_main
+from .workers import Harness, Placement, StageFailed, StageReport, StageWorker, _stage_main, stage_name
 
 
 class _StageWorker(StageWorker):
@@ -150,7 +150,7 @@ class PipelineEngine:
             raise ConfigError("max_lead must be >= 1")
         require(transport in TRANSPORTS, f"--transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         self.names, self.placements, self.options = list(names), list(placements), options
-        self.start_timeout_s, self.capacity, self.transport = start_timeout_s, capacity, transport
+        self.start_timeout_s, self.capacity = start_timeout_s, capacity
         self.loaded: dict[int, list[dict[str, Any]]] = {}  # per stage: what its process loaded (loaded_facts)
         self.link: Link = make_link(transport, names, rings, capacity, sampling, inboxes, start_timeout_s)
         self.factory = factory
@@ -198,7 +198,7 @@ class PipelineEngine:
     def _check_alive(self) -> None:
         for i, process in enumerate(self.processes):
             if not process.is_alive():
-                raise StageFailed(f"stage {i} ({self.names[i]}) died (exit code {process.exitcode})") from None
+                raise StageFailed(f"{stage_name(self.names, i)} died (exit code {process.exitcode})") from None
 
     def _next_message(self, deadline: float) -> tuple:
         while True:
@@ -209,7 +209,7 @@ class PipelineEngine:
                     raise StageFailed("timed out waiting for the pipeline's stages") from None
                 continue
             if message[0] == "error":
-                raise StageFailed(f"stage {message[1]} ({self.names[message[1]]}) failed: {message[2]}")
+                raise StageFailed(f"{stage_name(self.names, message[1])} failed: {message[2]}")
             return message
 
     def decode(self, prompt: Sequence[int], timeout_s: float = 3600.0) -> PromptResult:

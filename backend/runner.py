@@ -163,17 +163,15 @@ def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = 
     if config.scheme_info.target_only:
         refs = refs[-1:]
     check_shared_tokenizer(refs)
-    rank = launched_rank() if config.transport == "dist" else None
-    if rank:
-        options = DecodeOptions(config.max_new_tokens, config.gamma, config.schedule == "dynamic", config.max_drafts,
-                                config.max_lead)
-        config.scheme_info.engine(config, refs, _placements(config), options).serve_rank(rank)
-        return None
     prompts: list[Prompt] = load_prompts(config.prompts, config.limit)
     tokenizer = load_tokenizer(refs[-1]) if any(p.input_ids is None for p in prompts) else None
     eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
     options = DecodeOptions(config.max_new_tokens, config.gamma, config.schedule == "dynamic", config.max_drafts,
                             config.max_lead, eos)
+    rank = launched_rank() if config.transport == "dist" else None
+    if rank:  # the same options as rank 0's: the stage that decides the output stops at the same EOS
+        config.scheme_info.engine(config, refs, _placements(config), options).serve_rank(rank)
+        return None
     encoded = [(p, encode(p, tokenizer, config.chat_template)) for p in prompts]
     limit = context_limit(refs[-1])
     for prompt, ids in encoded:

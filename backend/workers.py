@@ -46,6 +46,11 @@ class StageFailed(RunFailed):
     """A stage raised or died; the message names it."""
 
 
+def stage_name(names: Sequence[str], index: int) -> str:
+    """How errors name stage `index` of a pipeline."""
+    return f"stage {index} ({names[index]})"
+
+
 class Harness(abc.ABC):
     """A stage process's side of the transport. `buffers[j]` is stage j's token buffer (its owner publishes, its
     neighbours read) and `rings[j]` the rows published with it (distributions when sampling, hidden rows in ppsd);

@@ -25,15 +25,10 @@ from tqdm import tqdm
 from pipespec.backend.runner import RunConfig, run
 from pipespec.interference import Watch, disturbed, warning
 from pipespec.io import result_document, write_json
+from pipespec.validation.backend import decode_ms_per_token
 
 CHAINS = {2: (("smollm2-int8", "smollm2"), ("0", "1")), 3: (("ngram", "smollm2-int8", "smollm2"), ("0", "0", "1"))}
 TRANSPORTS = ("shm", "dist")
-
-
-def decode_ms(result: dict) -> float:
-    rows = result["prompts"]
-    tokens = sum(r["new_tokens"] for r in rows)
-    return sum(r["elapsed_s"] - r["ttft_s"] for r in rows) / (tokens - len(rows)) * 1e3
 
 
 def configs(args: argparse.Namespace) -> dict[str, RunConfig]:
@@ -62,7 +57,7 @@ def main() -> None:
             with Watch() as watch:
                 result = run(config)
             assert result is not None
-            measured[name].append(decode_ms(result))
+            measured[name].append(decode_ms_per_token(result["prompts"]))
             shares[name].append(watch.share)
             outputs.setdefault(name, [p["output_ids"] for p in result["prompts"]])
     rows = {}

@@ -65,11 +65,16 @@ def measure_once(setup: Setup, workload: Workload) -> dict[str, Any]:
         result = run(config)
     assert result is not None  # (only a torchrun stage rank returns None)
     rows, summary = result["prompts"], result["summary"]
-    tokens = sum(r["new_tokens"] for r in rows)
-    return {"decode_ms_per_token": sum(r["elapsed_s"] - r["ttft_s"] for r in rows) / (tokens - len(rows)) * 1e3,
+    return {"decode_ms_per_token": decode_ms_per_token(rows),
             "ms_per_token": summary["ms_per_token"], "num_tokens": summary["num_tokens"],
             "outputs": [r["output_ids"] for r in rows], "pairs": summary["pairs"], "stages": summary["stages"],
             "interference": watch.share}
+
+
+def decode_ms_per_token(rows: Sequence[dict[str, Any]]) -> float:
+    """Decode ms/token of a run's prompt rows: the time to first token and the first token left out."""
+    tokens = sum(r["new_tokens"] for r in rows)
+    return sum(r["elapsed_s"] - r["ttft_s"] for r in rows) / (tokens - len(rows)) * 1e3
 
 
 def combine(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
