@@ -13,11 +13,12 @@ class LazyDrafter(Stage):
     through the same phases, counters and sequence updates as an eager stage's forwards; a cut step under
     "finish" runs to its end as CUT."""
 
-    __slots__ = ("_batches",)
+    __slots__ = ("_batches", "_unbooked")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._batches = self.latency.steady and self.timeline is None  # see _advance
+        self._unbooked = 0  # batched steps not yet in the statistics' counters
         self._start_step(0.0)
 
     def _advance(self, now: float) -> None:
@@ -30,12 +31,8 @@ class LazyDrafter(Stage):
             step_s = self.duration_s(1)
             count = int((now - self._end) // step_s) + 1
             self.verified = False
-            stats = self.stats
-            stats.steps += count
-            stats.generate_steps += count
-            stats.tokens_forwarded += count
-            stats.tokens_added += count
-            stats.busy_s += count * step_s
+            self._unbooked += count  # each one generate step forwarding and adding one token: see finish()
+            self.stats.busy_s += count * step_s  # (a float sum: added batch by batch, in the same order)
             self.length += count
             self.kv_len = self.length - 1
             # the next step (_start_step's, unrolled: one uncached token, and it has drafted, so not silent)
@@ -93,5 +90,10 @@ class LazyDrafter(Stage):
 
     def finish(self, now: float) -> None:
         self._advance(now)
+        stats, count, self._unbooked = self.stats, self._unbooked, 0
+        stats.steps += count
+        stats.generate_steps += count
+        stats.tokens_forwarded += count
+        stats.tokens_added += count
         if self.phase is not _IDLE:
             self.stats.busy_s += now - self.forward_start

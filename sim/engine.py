@@ -159,24 +159,27 @@ class Stage:
     def _forward_alone(self, num_tokens: int, kind: Kind) -> Generator:
         """forward() on a device of its own: it starts at once."""
         finished = self.begin(num_tokens, kind)
-        try:
-            yield finished
-        except simpy.Interrupt:
-            yield from self.cut(finished)
-            raise
+        if finished is not None:
+            try:
+                yield finished
+            except simpy.Interrupt:
+                yield from self.cut(finished)
+                raise
         self.complete()
 
     # forward() on a device of its own in three calls, for a scheme's hot loop: `finished = stage.begin(...)`,
-    # then `yield finished`, then `stage.complete()`, or on an interrupt `yield from stage.cut(finished)`.
-    def begin(self, num_tokens: int, kind: Kind) -> simpy.Timeout:
-        """Start a forward on a device of its own; returns the event of its end."""
+    # then, unless it is None, `yield finished`, then `stage.complete()`, or on an interrupt
+    # `yield from stage.cut(finished)`.
+    def begin(self, num_tokens: int, kind: Kind) -> simpy.Timeout | None:
+        """Start a forward on a device of its own; returns the event of its end, or None when it ends before
+        anything else is scheduled: the clock has then been moved to its end (Clock.skip_to)."""
         env = self.env
         self.phase = _RUNNING
         start = self.forward_start = env.now
         duration = self.duration_s(num_tokens)
-        self._end = start + duration
+        end = self._end = start + duration
         self.forward_kind, self.forward_tokens = kind, num_tokens
-        return env.timeout(duration)
+        return None if env.skip_to(end) else env.timeout(duration)
 
     def complete(self) -> None:
         """The forward begun has ended (now: at `_end`, the very float its timeout was scheduled at): count it."""

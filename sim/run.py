@@ -12,6 +12,7 @@ from ..acceptance import Acceptance, Trace, may_be_silent
 from ..errors import require
 from ..latency import LatencyModel
 from ..metrics import PairStats, RunResult, StageStats
+from .clock import Clock
 from .config import SimConfig
 from .drafter import LazyDrafter
 from .engine import Event, Pair, Stage
@@ -26,7 +27,7 @@ def simulate(config: SimConfig, with_ar_baseline: bool = True) -> SimResult:
     pair_names = scheme.pair_names(config)
     seeds = np.random.SeedSequence(config.seed).spawn(len(plan) + len(pair_names))
     rngs = [np.random.default_rng(s) for s in seeds]
-    env = simpy.Environment()
+    env = Clock()
     timeline: list[Event] | None = [] if config.timeline else None
     device_names = list(config.devices) or [f"dev{i}" for i in range(len(plan))]
     shared = {name for name in device_names if device_names.count(name) > config.device_capacity}

@@ -186,11 +186,12 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
         kind = "verify" if num_drafts else "generate"
         if alone:  # stage.forward(), unrolled: the simulator's hot path
             finished = stage.begin(stage.uncached() + num_drafts, kind)
-            try:
-                yield finished
-            except simpy.Interrupt:  # rolled back by a downstream stage: its new state is already in place
-                yield from stage.cut(finished)
-                continue
+            if finished is not None:
+                try:
+                    yield finished
+                except simpy.Interrupt:  # rolled back by a downstream stage: its new state is already in place
+                    yield from stage.cut(finished)
+                    continue
             stage.complete()
         else:
             try:

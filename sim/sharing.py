@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import simpy
 
+from .clock import Clock
+
 
 class _Slice:
     """One forward on a time-sliced device: the work left (seconds at full speed) and its completion event."""
@@ -21,7 +23,7 @@ class TimeSlicedDevice:
     processes on a CPU core). A forward alone runs at full speed; two halve each other's speed, so the one
     that started first no longer finishes first and the other after it, as they would in a queue."""
 
-    def __init__(self, env: simpy.Environment, capacity: int = 1) -> None:
+    def __init__(self, env: Clock, capacity: int = 1) -> None:
         self.env, self.capacity = env, capacity
         self.running: list[_Slice] = []
         self._rate = 1.0  # the speed of each forward in flight, set whenever `running` changes
@@ -65,15 +67,19 @@ class TimeSlicedDevice:
             self._schedule()
             return
         self._set_running([job for job in self.running if job.work_s > 1e-12])
-        for job in finished:
-            job.done.succeed()
         # Their stages mostly start their next forward at this instant, which reschedules: the timer for the
         # forwards left is made once their resumptions are done (the last done event's callbacks run after
         # them), unless the device is read (end_s) or changed first, so that a timer made from its state is
         # still scheduled before any event computed from that state, and one made for nothing is not made.
         self._version += 1
         self._deferred = version = self._version
-        finished[-1].done.callbacks.append(lambda _: self._schedule() if self._deferred == version else None)
+        last = finished[-1].done
+        last.callbacks.append(lambda _: self._schedule() if self._deferred == version else None)
+        if len(finished) == 1:
+            self.env.succeed_now(last)  # one forward ended: its done event, processed at once if it is next
+            return
+        for job in finished:
+            job.done.succeed()
 
     def start(self, work_s: float) -> _Slice:
         """Begin a forward of `work_s` seconds at full speed; its `done` fires when it has run them."""

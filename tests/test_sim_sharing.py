@@ -4,9 +4,9 @@ a CPU core; and layer stages priced as they were timed (--stage-latency) instead
 import itertools
 
 import pytest
-import simpy
 
 from pipespec.errors import ConfigError
+from pipespec.sim.clock import Clock
 from pipespec.sim.config import SimConfig
 from pipespec.sim.run import simulate
 from pipespec.sim.sharing import TimeSlicedDevice
@@ -14,7 +14,7 @@ from pipespec.sim.sharing import TimeSlicedDevice
 
 def _ends(jobs, capacity=1, cancel=None):
     """End time of each (start, work) forward on one time-sliced device; `cancel` = (job, time) stops one."""
-    env = simpy.Environment()
+    env = Clock()
     device = TimeSlicedDevice(env, capacity)
     ends = {}
 
