@@ -141,6 +141,20 @@ def _hold(env: simpy.Environment, until: float) -> Generator:
             yield env.timeout(until - env.now)
 
 
+def _wait_for_upstream(env: simpy.Environment, stage: Stage, upstream: Stage) -> Generator:
+    """pipespec --min-drafts, too few drafts: wait for the upstream's next progress (its forward in flight
+    ending, or what it waits for itself) and return True to look again; False when it is idle (generate)."""
+    now = env.now
+    until = upstream.next_progress_s(now)
+    if until is None or until <= now:
+        return False
+    stage.waiting_until = until
+    with contextlib.suppress(simpy.Interrupt):  # rolled back meanwhile: look again
+        yield env.timeout(until - now)
+    stage.waiting_until = None
+    return True
+
+
 def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[Pair], index: int,
                      max_drafts: int | None, num_tokens: int, done: simpy.Event, min_drafts: int = 1,
                      coordination: str = "lockfree") -> Generator:
@@ -172,14 +186,8 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
             if num_drafts < min_drafts:
                 if num_drafts < 0:
                     num_drafts = 0
-                if min_drafts > 1:
-                    until = upstream.next_progress_s(now)
-                    if until is not None and until > now:
-                        stage.waiting_until = until
-                        with contextlib.suppress(simpy.Interrupt):  # rolled back meanwhile: look again
-                            yield env.timeout(until - now)
-                        stage.waiting_until = None
-                        continue
+                if min_drafts > 1 and (yield from _wait_for_upstream(env, stage, upstream)):
+                    continue
             if max_drafts is not None and num_drafts > max_drafts:
                 num_drafts = max_drafts
         position = stage.length
