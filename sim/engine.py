@@ -22,6 +22,7 @@ import simpy
 from ..acceptance import Acceptance, Draws
 from ..latency import LatencyModel
 from ..metrics import PairStats, StageStats
+from .clock import Clock
 from .sharing import TimeSlicedDevice, _Slice
 
 Kind = Literal["generate", "verify", "forward", "aborted", "discarded"]  # forward: a layer-pipeline stage
@@ -87,7 +88,7 @@ class Stage:
                  "pending_resync", "phase", "policy", "process", "prompt_len", "proposes", "stats", "timeline",
                  "verified", "waiting_until", "wake")
 
-    def __init__(self, env: simpy.Environment, index: int, name: str, latency: LatencyModel,
+    def __init__(self, env: Clock, index: int, name: str, latency: LatencyModel,
                  device: simpy.Resource | TimeSlicedDevice | None, jitter_rng: np.random.Generator | None,
                  prompt_len: int, policy: RollbackPolicy, timeline: list[Event] | None,
                  proposes: Callable[[int], bool] | None = None) -> None:
