@@ -7,14 +7,18 @@ import itertools
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..schemes import get
 from .setups import ROLLBACK, Setup, Workload, trace_name, window
 
+if TYPE_CHECKING:
+    from ..metrics import RunResult
+    from ..sim.plan import Inputs
+
 
 def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, ngram_s: dict[str, float],
-                    context: int, processes: bool = True, acceptance: Sequence[str] | None = None) -> Any:
+                    context: int, processes: bool = True, acceptance: Sequence[str] | None = None) -> Inputs:
     """The setup's stages as `sim.plan.Inputs`: latency by profile key (with `processes`, also of each
     SpecPipe process as it runs, where the profile has it); acceptance replayed from the traces, or (given
     `acceptance`) one acceptance spec per pair (an i.i.d. α as "0.85")."""
@@ -37,7 +41,7 @@ def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, 
     return Inputs.from_specs(latency_spec, acceptance_spec, keys[-1], {}, context)
 
 
-def closed_form_ms(setup: Setup, inputs: Any, max_lead: int) -> float:
+def closed_form_ms(setup: Setup, inputs: Inputs, max_lead: int) -> float:
     """The closed forms' decode ms/token: t(1) for AR, the SD-chain recursion, the pipeline's final stage."""
     return get(setup.scheme).closed_form_s(inputs, setup.profile_keys(), window(setup, max_lead)) * 1e3
 
@@ -45,13 +49,13 @@ def closed_form_ms(setup: Setup, inputs: Any, max_lead: int) -> float:
 Prompts = Sequence[tuple[int, int]]  # (prompt length, output tokens) per prompt: Workload.prompt_shapes()
 
 
-def predict(setup: Setup, inputs: Any, workload: Workload, prompts: Prompts, seeds: int) -> dict[str, Any]:
+def predict(setup: Setup, inputs: Inputs, workload: Workload, prompts: Prompts, seeds: int) -> dict[str, Any]:
     """Simulated (median over seeds, each prompt of `prompts` simulated from its own context and its own
     trace sequence) and closed-form decode ms/token for one setup, as its scheme predicts it."""
     return get(setup.scheme).predict(setup, inputs, workload, prompts, seeds)
 
 
-def predict_chain(setup: Setup, inputs: Any, workload: Workload, prompts: Prompts, seeds: int) -> dict[str, Any]:
+def predict_chain(setup: Setup, inputs: Inputs, workload: Workload, prompts: Prompts, seeds: int) -> dict[str, Any]:
     """A chain of whole models (AR, SD, PipeSpec): the simulator with the planner's configuration of the
     setup (models on one device share it: `stage_groups`) and the chain's closed form."""
     from ..sim.plan import Candidate, sim_config
@@ -85,7 +89,7 @@ def stage_groups(setup: Setup, workload: Workload) -> tuple[int, ...]:
     return tuple(offset + i if m.startswith("ngram") else g for i, (m, g) in enumerate(zip(chain, groups, strict=True)))
 
 
-def sim_counters(runs: Sequence[Any]) -> dict[str, Any]:
+def sim_counters(runs: Sequence[RunResult]) -> dict[str, Any]:
     """The first seed's pair statistics and per-stage counters (steps, verifications, busy time), to set
     beside the backend's."""
     return {"sim_pairs": runs[0].pairs, "sim_stages": runs[0].summary()["stages"]}

@@ -10,10 +10,16 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..schemes import get
 from .setups import Process, Progress, Setup, Workload, profile_key, trace_name
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..backend.ngram import NgramDrafter
+    from ..backend.profiler import LatencyProfiler, TreeStageForward
 
 PROFILE_PASSES = 7  # timed passes over every profile point, in all (the median of each point is over them)
 
@@ -42,8 +48,8 @@ class Profiling:
         # a SpecPipe process forwards one tree level: 1 .. width nodes (the prompt's prefill is not decode time)
         self.level_sizes = list(range(1, max([get(s.scheme).trace_width(s) for s in setups] + [2]) + 1))
         self.passes_per_round = -(-PROFILE_PASSES // rounds)
-        self.models: dict[str, Any] = {}
-        self.profilers: dict[str, Any] = {}
+        self.models: dict[str, nn.Module] = {}
+        self.profilers: dict[str, LatencyProfiler] = {}
         self.co_runners: dict[str, str | None] = {}
         self.ngram_s: dict[str, float] = {}  # the n-gram drafter's cost per proposal: it has no forward
         self.rounds = 0
@@ -90,7 +96,7 @@ class Profiling:
                 torch.set_num_threads(before)
         self.interference.append(watch.share)
 
-    def _passes(self, key: str, model: Any, process: Process | None) -> None:
+    def _passes(self, key: str, model: nn.Module, process: Process | None) -> None:
         """A model's (or a SpecPipe process's) warm-up (PROFILE_WARMUP passes in its first round, one later) and this
         round's passes."""
         from ..backend.profiler import LatencyProfiler
@@ -123,7 +129,7 @@ class Profiling:
         write_profiles(path, profiles)
 
 
-def _process_forward(model: Any, process: Process) -> Callable[..., Any]:
+def _process_forward(model: nn.Module, process: Process) -> Callable[..., TreeStageForward]:
     """The builder of what a SpecPipe process runs, for `LatencyProfiler(forward=...)`."""
     from ..backend.profiler import TreeStageForward
 
@@ -131,7 +137,7 @@ def _process_forward(model: Any, process: Process) -> Callable[..., Any]:
     return lambda device, contexts, rng: TreeStageForward(model, span, process.head, device, contexts, rng)
 
 
-def time_ngram(drafter: Any, prompts: Sequence[Sequence[int]]) -> float:
+def time_ngram(drafter: NgramDrafter, prompts: Sequence[Sequence[int]]) -> float:
     times = []
     for ids in prompts:
         drafter.reset(ids)
@@ -153,7 +159,7 @@ def record_traces(setups: Sequence[Setup], workload: Workload, path: Path, progr
     pairs = dict.fromkeys([(a, b, 1) for s in setups for a, b in itertools.pairwise(s.chain)]
                           + [s.trace_pair() for s in setups if len(s.chain) > 1])
     torch.set_num_threads(2)
-    models: dict[str, Any] = {}
+    models: dict[str, nn.Module] = {}
     references: dict[str, list[list[int]]] = {}
     out: dict[str, Any] = {}
     for draft, verifier, width in progress(list(pairs), desc="acceptance traces"):
