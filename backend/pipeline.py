@@ -165,7 +165,9 @@ class PipelineEngine:
     def serve_rank(self, rank: int) -> None:
         """Under torchrun, in rank `rank` > 0: serve as stage rank - 1 until the coordinator (rank 0) stops us."""
         index = rank - 1
-        _stage_main(index, self.factory, self.placements[index], self.options, self.link.harness)
+        error = _stage_main(index, self.factory, self.placements[index], self.options, self.link.harness)
+        if error is not None:  # reported to rank 0 as well; this rank's own exit status says it failed
+            raise StageFailed(f"{stage_name(self.names, index)}: {error}")
 
     def __enter__(self) -> PipelineEngine:
         try:

@@ -173,8 +173,9 @@ class StageReport:
 
 
 def _stage_main(index: int, factory: Callable[..., StageWorker], placement: Placement, options: DecodeOptions,
-                harness: Harness) -> None:
-    """Entry point of a stage process: `factory(index, placement, options, harness)` builds the worker that serves."""
+                harness: Harness) -> str | None:
+    """Entry point of a stage process: `factory(index, placement, options, harness)` builds the worker that serves.
+    Returns the error it reported to the coordinator, if it failed (None when it served to the end)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and stops us
     connected: Harness | None = None
     try:
@@ -189,9 +190,11 @@ def _stage_main(index: int, factory: Callable[..., StageWorker], placement: Plac
         summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         with contextlib.suppress(Exception):
             (connected or harness).put_result(("error", index, summary))
+        return summary
     finally:
         if connected is not None:
             connected.close()
+    return None
 
 
 class StageWorker(abc.ABC):

@@ -101,3 +101,37 @@ def test_pipeline_sampling_keeps_the_targets_distribution():
     wanted = np.append(expected[mask], expected[~mask].sum()) * runs
     _, p_value = stats.chisquare(observed, wanted * observed.sum() / wanted.sum())
     assert p_value > 1e-3, f"pipeline samples differ from the target's distribution (p = {p_value:.2g})"
+
+
+class _Reports:
+    """A harness that only records what a stage reports (`_stage_main` connects, reports and closes)."""
+
+    def __init__(self) -> None:
+        self.results: list[tuple] = []
+        self.closed = False
+
+    def connect(self, index):
+        return self
+
+    def put_result(self, message):
+        self.results.append(message)
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_stage_that_fails_reports_it_and_says_so_to_its_caller():
+    """Under torchrun a stage rank's own exit status must say it failed (serve_rank raises StageFailed on it)."""
+    from pipespec.backend.workers import _stage_main
+
+    def factory(index, placement, options, harness):
+        raise ValueError("weights missing")
+
+    harness = _Reports()
+    threads = torch.get_num_threads()
+    try:
+        error = _stage_main(1, factory, Placement(threads=threads), DecodeOptions(max_new_tokens=4), harness)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert error == "ValueError: weights missing"
+    assert harness.results == [("error", 1, "ValueError: weights missing")] and harness.closed
