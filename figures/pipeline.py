@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics import PairStats
-from ..sim.engine import Event
+from ..sim.result import Event
 from .style import plt, save
 
 

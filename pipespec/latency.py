@@ -32,6 +32,18 @@ class LatencyModel(Protocol):
     def sample_s(self, num_tokens: int, context_len: int, rng: np.random.Generator | None) -> Seconds: ...
 
 
+class SteadyDurations(dict):
+    """A steady latency's forward times by tokens per forward, each computed once (the simulator's lookup)."""
+
+    def __init__(self, latency: LatencyModel) -> None:
+        super().__init__()
+        self.latency = latency
+
+    def __missing__(self, num_tokens: int) -> Seconds:
+        value = self[num_tokens] = self.latency.median_s(num_tokens, 0)
+        return value
+
+
 class _NoJitter:
     def sample_s(self, num_tokens: int, context_len: int, rng: np.random.Generator | None) -> Seconds:
         return self.median_s(num_tokens, context_len)  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 """The machinery every simulated scheme shares: stages on devices, interruptible forwards, token
 buffers with rollback, and the statistics a result reports. Devices that stages share by time-slicing are in
-sharing.py; the lazily computed first drafter in drafter.py.
+sharing.py, the lazily computed first drafter in drafter.py, the acceptance between two stages in pairs.py.
 
 A stage holds an abstract token sequence: `length` tokens decided so far (its output buffer O_i)
 and `kv_len` of them in its KV cache. A forward feeds the tokens not yet cached plus any drafts, so
@@ -13,29 +13,18 @@ from __future__ import annotations
 import contextlib
 import enum
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import simpy
 
-from ..acceptance import Acceptance, Draws
-from ..latency import LatencyModel
-from ..metrics import PairStats, StageStats
+from ..latency import LatencyModel, SteadyDurations
+from ..metrics import StageStats
 from .clock import Clock
+from .result import Event, Kind
 from .sharing import TimeSlicedDevice, _Slice
 
-Kind = Literal["generate", "verify", "forward", "aborted", "discarded"]  # forward: a layer-pipeline stage
 RollbackPolicy = Literal["abort", "finish"]
-
-
-@dataclass
-class Event:
-    stage: int
-    start_s: float
-    end_s: float
-    kind: Kind
-    num_tokens: int
 
 
 class Phase(enum.Enum):
@@ -59,18 +48,6 @@ class Phase(enum.Enum):
 
 
 _IDLE, _QUEUED, _RUNNING, _CUT, _COUNTED = Phase
-
-
-class _Durations(dict):
-    """A steady latency's forward times by tokens per forward, each computed once."""
-
-    def __init__(self, latency: LatencyModel) -> None:
-        super().__init__()
-        self.latency = latency
-
-    def __missing__(self, num_tokens: int) -> float:
-        value = self[num_tokens] = self.latency.median_s(num_tokens, 0)
-        return value
 
 
 class Stage:
@@ -112,7 +89,7 @@ class Stage:
         self.waiting_until: float | None = None  # pipespec --min-drafts: waiting for upstream progress
         self.blocked_until = 0.0  # coordination "reference": a middle stage waiting for its upstream's answer
         # duration_s(num_tokens): one forward's time; a steady latency's (context-free and jitter-free) memoised
-        self.duration_s: Callable[[int], float] = (_Durations(latency).__getitem__ if latency.steady
+        self.duration_s: Callable[[int], float] = (SteadyDurations(latency).__getitem__ if latency.steady
                                                    else self._sampled_s)
 
     @property
@@ -326,30 +303,3 @@ class Stage:
         """Close the books at the end of a run (a forward still in flight counts as busy, not as a step)."""
         if self.forward_start is not None:
             self.stats.busy_s += now - self.forward_start
-
-
-class Pair:
-    """The acceptance process between stage i-1 (draft) and stage i (verifier). Output position p is
-    position offset + p of the acceptance model (a trace replayed from one prompt's sequence)."""
-
-    __slots__ = ("_accepted", "_record", "acceptance", "draws", "name", "offset", "stats")
-
-    def __init__(self, name: str, acceptance: Acceptance, rng: np.random.Generator, offset: int = 0) -> None:
-        self.name, self.acceptance, self.offset = name, acceptance, offset
-        self.draws = Draws(rng)
-        self.stats = PairStats(name)
-        self._accepted, self._record = acceptance.accepted, self.stats.record
-
-    def verify(self, position: int, num_drafts: int) -> int:
-        """Accepted prefix length of `num_drafts` drafts for positions position…; records the statistics."""
-        accepted = self._accepted(self.offset + position, num_drafts, self.draws)
-        self._record(num_drafts, accepted)
-        return accepted
-
-    def proposes(self, position: int) -> bool:
-        """Does the draft propose anything at `position`, from the verified prefix?"""
-        return self.acceptance.proposes(self.offset + position)
-
-    def agrees(self, position: int) -> bool:
-        """Does the draft's own token at `position` match the verifier's (a window of one, unrecorded)?"""
-        return self._accepted(self.offset + position, 1, self.draws) == 1

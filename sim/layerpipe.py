@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import simpy
 
-from .engine import Pair, Stage
+from .engine import Stage
+from .pairs import Pair
 
 
 @dataclass

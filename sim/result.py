@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..metrics import RunResult
-from .engine import Event
+
+Kind = Literal["generate", "verify", "forward", "aborted", "discarded"]  # forward: a layer-pipeline stage
+
+
+@dataclass
+class Event:
+    """One forward of a stage on the timeline (`timeline=True`), in simulated seconds."""
+
+    stage: int
+    start_s: float
+    end_s: float
+    kind: Kind
+    num_tokens: int
 
 
 @dataclass

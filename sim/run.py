@@ -15,8 +15,9 @@ from ..metrics import PairStats, RunResult, StageStats
 from .clock import Clock
 from .config import SimConfig
 from .drafter import LazyDrafter
-from .engine import Event, Pair, Stage
-from .result import SimResult
+from .engine import Stage
+from .pairs import Pair
+from .result import Event, SimResult
 from .sharing import TimeSlicedDevice
 
 

@@ -22,7 +22,8 @@ from collections.abc import Generator, Sequence
 import simpy
 
 from ..schedule import Window
-from .engine import Pair, Stage
+from .engine import Stage
+from .pairs import Pair
 
 
 def rollback_upstream(stages: Sequence[Stage], verifier: int, new_length: int) -> None:

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from ..backend.pipeline import Placement
     from ..backend.runner import RunConfig
     from ..sim.config import SimConfig
-    from ..sim.engine import Pair, Stage
+    from ..sim.engine import Stage
+    from ..sim.pairs import Pair
     from ..sim.plan import Inputs
 
 

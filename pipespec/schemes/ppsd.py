@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from ..backend.runner import RunConfig
     from ..latency import LatencyModel
     from ..sim.config import SimConfig
-    from ..sim.engine import Pair, Stage
+    from ..sim.engine import Stage
+    from ..sim.pairs import Pair
     from ..sim.plan import Inputs
     from ..validation.setups import Setup, Workload
 

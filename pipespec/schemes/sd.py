@@ -11,7 +11,8 @@ if TYPE_CHECKING:
     import simpy
 
     from ..sim.config import SimConfig
-    from ..sim.engine import Pair, Stage
+    from ..sim.engine import Stage
+    from ..sim.pairs import Pair
     from ..sim.plan import Inputs
 
 
