@@ -17,7 +17,6 @@ to the cache folder, and a run continues from it until its step budget is spent.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -30,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import require
-from .draft_data import DOC_SOURCES, TrainingData, corpus_files
+from .draft_data import TrainingData
 from .models import cache_dir, target_path
 
 
@@ -206,11 +205,52 @@ def _clone(module: torch.nn.Module) -> torch.nn.Module:
     return clone
 
 
+class _Checkpoint:
+    """Where a recipe's training resumes from: the trained tensors, the optimiser and the record, written
+    atomically to the cache folder (PIPESPEC_CHECKPOINTS overrides it)."""
+
+    def __init__(self, recipe: DraftRecipe) -> None:
+        root = Path(os.environ.get("PIPESPEC_CHECKPOINTS", cache_dir() / "checkpoints"))
+        self.path = root / recipe.name / "state.pt"
+
+    def load(self, student: Student, optimiser: torch.optim.Optimizer) -> dict[str, Any] | None:
+        """The record saved last (the student and optimiser restored to it), or None before the first save."""
+        if not self.path.is_file():
+            return None
+        state = torch.load(self.path, weights_only=False)
+        student.load_state_dict(state["student"], strict=False)
+        optimiser.load_state_dict(state["optimiser"])
+        return state["record"]
+
+    def save(self, student: Student, optimiser: torch.optim.Optimizer, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        trainable = {k: v for k, v in student.state_dict().items() if not k.startswith("target.")}
+        state = {"student": trainable, "optimiser": optimiser.state_dict(), "record": record}
+        torch.save(state, self.path.with_suffix(".tmp"))
+        os.replace(self.path.with_suffix(".tmp"), self.path)
+
+
+def _optimise(recipe: DraftRecipe, step: int, data: TrainingData, optimiser: torch.optim.Optimizer,
+              params: list[torch.nn.Parameter]) -> tuple[torch.Tensor, int]:
+    """One step at the cosine schedule's rate; returns its loss and the tokens it trained on."""
+    lr = recipe.lr * 0.5 * (1 + math.cos(math.pi * step / recipe.steps))
+    for group in optimiser.param_groups:
+        group["lr"] = lr
+    loss, tokens = data.loss(step)
+    optimiser.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimiser.step()
+    return loss, tokens
+
+
 def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: int | None,
           progress: Callable = lambda it, **_: it, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (resuming from the last checkpoint) until the recipe's steps are done or `minutes` pass;
     export when done. Returns the training record."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .draft_export import export
 
     if threads:
         torch.set_num_threads(threads)
@@ -220,25 +260,13 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
     student = Student(recipe, target)
     params = student.trainable()
     optimiser = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
-    ckpt = Path(os.environ.get("PIPESPEC_CHECKPOINTS", cache_dir() / "checkpoints")) / recipe.name / "state.pt"
+    checkpoint = _Checkpoint(recipe)
     record: dict[str, Any] = {"recipe": asdict(recipe), "curve": [], "step": 0, "tokens": 0, "cpu_seconds": 0.0}
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
-        student.load_state_dict(state["student"], strict=False)
-        optimiser.load_state_dict(state["optimiser"])
-        record = state["record"]
+    if (saved := checkpoint.load(student, optimiser)) is not None:
+        record = saved
         log(f"resuming {recipe.name} at step {record['step']}/{recipe.steps}")
     data = TrainingData(recipe, student, target, tokenizer, progress, record)
-    started = time.monotonic()
-    last_save = started
-
-    def save() -> None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        trainable = {k: v for k, v in student.state_dict().items() if not k.startswith("target.")}
-        state = {"student": trainable, "optimiser": optimiser.state_dict(), "record": record}
-        torch.save(state, ckpt.with_suffix(".tmp"))
-        os.replace(ckpt.with_suffix(".tmp"), ckpt)
-
+    started = last_save = time.monotonic()
     every = 50 if recipe.corpus == "responses" else 250
     if not record["curve"]:
         record["curve"].append({"step": 0, "tokens": 0} | data.evaluate())
@@ -246,15 +274,8 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
         data.prepare()
     steps = range(record["step"], recipe.steps)
     for step in progress(steps, desc=f"training {recipe.name}", initial=record["step"], total=recipe.steps):
-        lr = recipe.lr * 0.5 * (1 + math.cos(math.pi * step / recipe.steps))
-        for group in optimiser.param_groups:
-            group["lr"] = lr
         t0 = time.process_time()
-        loss, tokens = data.loss(step)
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimiser.step()
+        loss, tokens = _optimise(recipe, step, data, optimiser, params)
         record["cpu_seconds"] += time.process_time() - t0
         record["step"] = step + 1
         record["tokens"] = record.get("tokens", step * recipe.batch * recipe.seq_len) + tokens
@@ -265,46 +286,11 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
                                       else "distil"})
             log(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in point.items()))
         if time.monotonic() - last_save > 300:
-            save()
+            checkpoint.save(student, optimiser, record)
             last_save = time.monotonic()
         if minutes is not None and time.monotonic() - started > minutes * 60:
             break
-    save()
+    checkpoint.save(student, optimiser, record)
     if record["step"] >= recipe.steps:
         export(student, recipe, out_dir, record, tokenizer)
     return record
-
-
-def provenance(recipe: DraftRecipe) -> dict[str, Any]:
-    """How to rebuild a draft exactly: the command and the corpus it reads."""
-    if recipe.corpus == "responses":
-        return {"command": f"pipespec models responses && pipespec models build {recipe.name}  (both resumable)",
-                "corpus": "the target's greedy responses in models/responses/ (its build.json: the instructions, "
-                          "tokens and command)" + (f", starting from draft:{recipe.init}" if recipe.init else "")}
-    return {"command": f"pipespec models build {recipe.name}  (resumable; make models installs python3.11-doc first)",
-            "corpus": f"{len(corpus_files())} files: the Python standard library's .py sources"
-                      + (f" and {DOC_SOURCES}/**/*.txt" if DOC_SOURCES.is_dir() else "")}
-
-
-def export(student: Student, recipe: DraftRecipe, out_dir: Path, record: dict[str, Any], tokenizer: Any) -> Path:
-    """Write the draft to out_dir/NAME: fp16 weights (only the trained tensors for an exit draft)."""
-    from safetensors.torch import save_file
-
-    path = out_dir / recipe.name
-    path.mkdir(parents=True, exist_ok=True)
-    if recipe.kind == "exit":
-        tensors = {f"layer.{k}": v.half().contiguous() for k, v in student.layer.state_dict().items()}
-        tensors |= {f"norm.{k}": v.half().contiguous() for k, v in student.norm.state_dict().items()}
-        save_file(tensors, str(path / "exit.safetensors"))
-        config = {"pipespec_draft": "exit", "exit_layer": recipe.layers, "base": "smollm2"}
-        (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    else:
-        student.model.half().save_pretrained(path)
-        student.model.float()
-    from .models import drafts_dir
-
-    if out_dir.resolve() != drafts_dir().resolve():  # elsewhere: a self-contained checkpoint folder
-        tokenizer.save_pretrained(path)
-    # in the repository's models/: the target's tokenizer, which `models.load_tokenizer` falls back to
-    (path / "build.json").write_text(json.dumps(provenance(recipe) | record, indent=2) + "\n")
-    return path
