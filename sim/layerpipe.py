@@ -103,66 +103,75 @@ def ppsd_controller(env: simpy.Environment, pipeline: LayerPipeline, pair: Pair,
     pipeline.submit(0)
 
 
+class _Levels:
+    """SpecPipe's token tree as the controller sees it: the position decided, the next level to submit, the levels
+    the draft has built and not yet submitted, and the controller's wake-up."""
+
+    def __init__(self, env: simpy.Environment, pipeline: LayerPipeline, draft: Stage, pair: Pair, num_tokens: int,
+                 done: simpy.Event) -> None:
+        self.pipeline, self.draft, self.pair, self.num_tokens, self.done = pipeline, draft, pair, num_tokens, done
+        self.last = len(pipeline.stages) - 1
+        self.decided, self.next_level, self.built = 0, 1, 0
+        self.wake = env.event()
+
+    def notify(self) -> None:
+        if not self.wake.triggered:
+            self.wake.succeed()
+
+    def try_submit(self) -> None:
+        """A built level enters stage 0 as soon as it is idle."""
+        pipeline = self.pipeline
+        if self.built > 0 and pipeline.current[0] is None and not pipeline.inboxes[0].items:
+            self.built -= 1
+            pipeline.submit(self.next_level)
+            self.next_level += 1
+            self.notify()
+
+    def on_exit(self, index: int, item: Item) -> None:
+        """An item left stage `index`; from the last stage it decides a token, verifying the level in flight."""
+        if index == 0:
+            self.try_submit()
+        if index != self.last:
+            return
+        self.decided = item.position + 1
+        if self.decided >= self.num_tokens:
+            if not self.done.triggered:
+                self.done.succeed()
+            return
+        if self.next_level > self.decided:  # the level for the next position is in flight
+            if self.pair.verify(item.position + 1, 1) == 1:
+                self.notify()
+                return
+            self.pair.stats.rollbacks += 1
+            self.pipeline.flush()
+            if self.draft.busy:
+                self.draft.process.interrupt("flush")
+        self.built = 0
+        self.next_level = self.decided + 1
+        self.pipeline.submit(self.decided)  # the target's token is the new root
+        self.notify()
+
+
 def specpipe_controller(env: simpy.Environment, pipeline: LayerPipeline, draft: Stage, pair: Pair,
                         tree_width: int, num_tokens: int, done: simpy.Event, depth: int | None = None) -> Generator:
     """The draft keeps one tree level built ahead of stage 0 (the tree spans at most depth + 1 levels
     beyond the decided token, depth = P by default); a level enters stage 0 as soon as both are ready.
     At depth 1 the draft is never consulted: plain pipeline parallelism, one token per pass."""
-    last = len(pipeline.stages) - 1
     depth = depth or len(pipeline.stages)
-    state = {"decided": 0, "next_level": 1, "built": 0}  # built: levels ready but not yet submitted
-    wake = {"event": env.event()}
-
-    def stage0_idle() -> bool:
-        return pipeline.current[0] is None and not pipeline.inboxes[0].items
-
-    def try_submit() -> None:
-        if state["built"] > 0 and stage0_idle():
-            state["built"] -= 1
-            pipeline.submit(state["next_level"])
-            state["next_level"] += 1
-            if not wake["event"].triggered:
-                wake["event"].succeed()
-
-    def on_exit(index: int, item: Item) -> None:
-        if index == 0:
-            try_submit()
-        if index != last:
-            return
-        state["decided"] = item.position + 1
-        if state["decided"] >= num_tokens:
-            if not done.triggered:
-                done.succeed()
-            return
-        if state["next_level"] > state["decided"]:  # the level for the next position is in flight
-            if pair.verify(item.position + 1, 1) == 1:
-                if not wake["event"].triggered:
-                    wake["event"].succeed()
-                return
-            pair.stats.rollbacks += 1
-            pipeline.flush()
-            if draft.busy:
-                draft.process.interrupt("flush")
-        state["built"] = 0
-        state["next_level"] = state["decided"] + 1
-        pipeline.submit(state["decided"])  # the target's token is the new root
-        if not wake["event"].triggered:
-            wake["event"].succeed()
-
-    pipeline.listeners.append(on_exit)
+    levels = _Levels(env, pipeline, draft, pair, num_tokens, done)
+    pipeline.listeners.append(levels.on_exit)
     pipeline.submit(0)
     if depth == 1:
         yield done
         return
     while not done.triggered:
-        ahead = state["next_level"] - state["decided"] + state["built"]
-        if state["built"] >= 1 or ahead > depth:
-            wake["event"] = env.event()
-            yield wake["event"]
+        if levels.built >= 1 or levels.next_level - levels.decided + levels.built > depth:
+            levels.wake = env.event()
+            yield levels.wake
             continue
         try:
             yield from draft.forward(tree_width, "generate")
         except simpy.Interrupt:
             continue
-        state["built"] += 1
-        try_submit()
+        levels.built += 1
+        levels.try_submit()
