@@ -34,6 +34,7 @@ import torch
 from goals import draft_goals, report
 from tqdm import tqdm
 
+from pipespec.acceptance import Bernoulli
 from pipespec.backend.loading import load_model
 from pipespec.backend.models import quiet_transformers, resolve
 from pipespec.commands.validate import built_draft
@@ -145,7 +146,7 @@ def main() -> None:
             row["alpha"] = alphas[name]
             if setup.scheme != "ar" and all(a is not None for a in alphas[name]):
                 inputs = planning_inputs(setup, profile_path, None, ngram_s, workload.context,
-                                         acceptance=[f"{a:.6g}" for a in alphas[name]])
+                                         acceptance=[Bernoulli(a) for a in alphas[name]])
                 row["predicted_decode_ms_per_token"] = closed_form_ms(setup, inputs, workload.max_lead)
                 row["prediction_error"] = row["predicted_decode_ms_per_token"] / row["decode_ms_per_token"] - 1
         rows[name] = row

@@ -30,6 +30,7 @@ from pathlib import Path
 import simpy
 from goals import Goal, report
 
+from pipespec.acceptance import Bernoulli
 from pipespec.interference import Watch, disturbed, warning
 from pipespec.io import result_document, write_json
 from pipespec.logs.build import import_runs, write_import
@@ -70,7 +71,7 @@ def runs(num_tokens: int, imported: dict[str, Path]) -> dict[str, SimConfig]:
     return {"calibrated": calibrated, "trace replay": replay, "time-sliced": sliced,
             "time-sliced, draft beside the middle stage": sliced.with_values(devices=("d0", "d0", "d1")),
             "layer pipeline (ppsd, 4 stages)": SimConfig(scheme="ppsd", latency=calibrated.latency[-1:],
-                                                         acceptance=("0.6",), num_layers=80, exit_layer=20,
+                                                         acceptance=(Bernoulli(0.6),), num_layers=80, exit_layer=20,
                                                          pp_stages=4, num_tokens=num_tokens)}
 
 
@@ -96,8 +97,8 @@ def measure(config: SimConfig, repeats: int) -> dict:
 
 def sweep_points(count: int) -> tuple[SimConfig, list[dict]]:
     """count points of the calibrated 3-stage pipeline: α × final-stage latency grid, 2,000 tokens each."""
-    base = preset("pipespec-a100").with_values(latency=("12", "28", "431"), acceptance=("0.9",), max_drafts=None,
-                                               num_tokens=2000)
+    base = preset("pipespec-a100").with_text(latency=("12", "28", "431"), acceptance=("0.9",), max_drafts=None,
+                                             num_tokens=2000)
     alphas = [f"{0.5 + 0.49 * i / 39:.4f}" for i in range(40)]
     finals = [str(200 + 25 * i) for i in range(max(1, count // 40))]
     grid = sweep.points([sweep.Axis("alpha", tuple(alphas)), sweep.Axis("latency[2]", tuple(finals))], 1)

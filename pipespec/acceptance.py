@@ -62,6 +62,7 @@ class Acceptance(Protocol):
 @dataclass(frozen=True)
 class Bernoulli:
     alpha: float
+    spec: str = field(default="", compare=False, repr=False)  # the text it was parsed from, if any
     _log_alpha: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -90,6 +91,7 @@ class Bernoulli:
 @dataclass(frozen=True)
 class Positional:
     alphas: tuple[float, ...]
+    spec: str = field(default="", compare=False, repr=False)
     _last: int = field(init=False, repr=False, compare=False)  # index of the value that repeats
 
     def __post_init__(self) -> None:
@@ -123,6 +125,7 @@ class Markov:
 
     p11: float
     p01: float
+    spec: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_probability("markov p11 (agree after agree)", self.p11)
@@ -163,6 +166,7 @@ class Trace:
     name: str = "trace"
     silent: tuple[int, ...] = ()  # 1 where the drafter proposes nothing (its bit is then 0); () = never
     starts: tuple[int, ...] = (0,)  # where each prompt's sequence begins in `bits` (they are concatenated)
+    spec: str = field(default="", compare=False, repr=False)
     _runs: list[int] = field(init=False, repr=False, compare=False)
     _alpha: float = field(init=False, repr=False, compare=False)
 
@@ -230,15 +234,15 @@ def parse_acceptance(spec: str, where: str) -> Acceptance:
     text = spec.strip()
     try:
         if text.startswith("pos:"):
-            return Positional(tuple(float(x) for x in text[4:].split(",")))
+            return Positional(tuple(float(x) for x in text[4:].split(",")), spec=text)
         if text.startswith("markov:"):
             values = [float(x) for x in text[len("markov:"):].split(",")]
             require(len(values) == 2, f"{where}: markov takes P11,P01 (agree after agree, after differ), got {spec!r}")
-            return Markov(*values)
+            return Markov(*values, spec=text)
         if text.startswith("trace:"):
             path, _, pair = text[6:].partition("#")
-            return load_trace(path, pair or None)
-        return Bernoulli(float(text))
+            return load_trace(path, pair or None, spec=text)
+        return Bernoulli(float(text), spec=text)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     except ValueError:

@@ -2,7 +2,9 @@
 
 Each field's default and help text exist once, in the dataclass: `option(...)` stores the help
 (and CLI hints) in the field metadata, `add_arguments` turns the fields into argparse options and
-`from_args` builds the validated dataclass back from the parsed namespace.
+`from_args` builds the validated dataclass back from the parsed namespace. A field whose values are
+typed models given as spec text (`option(..., parse=parse_latency, text=spec_text)`) is parsed here, at
+the edge, the same way from flags, config files and sweep grids; the dataclass holds the models.
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ import argparse
 import dataclasses
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: Sequence[Any] | None = None,
-           metavar: str | None = None) -> Any:
-    """A dataclass field carrying its CLI help text; tuples become multi-value options."""
-    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar}
+           metavar: str | None = None, parse: Callable[[str, str], Any] | None = None,
+           text: Callable[[Any], str] | None = None) -> Any:
+    """A dataclass field carrying its CLI help text; tuples become multi-value options. `parse(text, where)`
+    turns one value's text into the field's type (one-line ConfigError naming `where`); `text` turns it back
+    (for help and results)."""
+    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar, "parse": parse, "text": text}
     if isinstance(default, list | dict | set):
         raise TypeError("use tuples for multi-value defaults (config dataclasses are frozen)")
     return dataclasses.field(default=default, metadata=meta)
@@ -28,6 +33,25 @@ def option(default: Any, help: str, *, flag: str | None = None, choices: Sequenc
 
 def _flag(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def parsed_value(field: dataclasses.Field, value: Any, where: str) -> Any:
+    """A spec field's value with every text item parsed (`where[i]` names a bad item of a tuple); other fields'
+    values, and items already typed, as they are."""
+    parse = field.metadata.get("parse")
+    if parse is None:
+        return value
+    if isinstance(value, tuple | list):
+        return tuple(parse(v, f"{where}[{i}]") if isinstance(v, str) else v for i, v in enumerate(value))
+    return parse(value, where) if isinstance(value, str) else value
+
+
+def field_text(field: dataclasses.Field, value: Any) -> Any:
+    """A field's value as text goes into results and config files: spec fields as their spec text."""
+    text = field.metadata.get("text")
+    if text is None:
+        return value
+    return tuple(text(v) for v in value) if isinstance(value, tuple) else text(value)
 
 
 def _element_type(annotation: Any) -> tuple[type, bool, bool]:
@@ -60,6 +84,9 @@ def parse_value(cls: type, name: str, text: str, where: str) -> Any:
     from .errors import ConfigError
 
     scalar, is_tuple, optional = _element_type(typing.get_type_hints(cls)[name])
+    parse = {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("parse")
+    if parse is not None:
+        return (parse(text, where),) if is_tuple else parse(text, where)
     if optional and text.strip().lower() == "none":
         return None
     try:
@@ -87,7 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
         scalar, is_tuple, _ = _element_type(hints[field.name])
         default = field.default
         kwargs: dict[str, Any] = {"dest": field.name, "default": default}
-        shown = " ".join(map(str, default)) if is_tuple else default
+        shown = field_text(field, default)
+        shown = " ".join(map(str, shown)) if is_tuple else shown
         suffix = "" if default is None else f" (default: {shown})"
         kwargs["help"] = field.metadata["help"] + suffix
         if field.metadata.get("choices"):
@@ -98,7 +126,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
             kwargs["action"] = argparse.BooleanOptionalAction if default else "store_true"
             kwargs["help"] = field.metadata["help"]
         else:
-            kwargs["type"] = _parse_bool if scalar is bool else scalar
+            if not field.metadata.get("parse"):  # (spec text is parsed by from_args/given_values: their errors)
+                kwargs["type"] = _parse_bool if scalar is bool else scalar
             if is_tuple:
                 kwargs["nargs"] = "+"
         if only_given:
@@ -108,18 +137,15 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
 
 def from_args(cls: type[T], namespace: argparse.Namespace, **overrides: Any) -> T:
     """Build (and so validate) `cls` from the parsed options it declared."""
-    values = {}
-    for field in dataclasses.fields(cls):
-        if hasattr(namespace, field.name):
-            value = getattr(namespace, field.name)
-            values[field.name] = tuple(value) if isinstance(value, list) else value
+    values = given_values(cls, namespace)
     values.update(overrides)
     return cls(**values)
 
 
 def given_values(cls: type, namespace: argparse.Namespace) -> dict[str, Any]:
-    """The fields of `cls` present in `namespace` (with only_given: those typed on the command line)."""
-    return {f.name: (tuple(v) if isinstance(v := getattr(namespace, f.name), list) else v)
+    """The fields of `cls` present in `namespace` (with only_given: those typed on the command line), spec text
+    parsed."""
+    return {f.name: parsed_value(f, tuple(v) if isinstance(v := getattr(namespace, f.name), list) else v, _flag(f))
             for f in dataclasses.fields(cls) if hasattr(namespace, f.name)}
 
 
@@ -127,7 +153,8 @@ def mapping_values(cls: type, mapping: dict[str, Any], where: str) -> dict[str, 
     """Field values from a config-file mapping (lists become tuples); unknown keys are an error."""
     from .errors import ConfigError
 
-    names = {f.name for f in dataclasses.fields(cls)}
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(by_name)
     unknown = sorted(set(mapping) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
@@ -138,9 +165,12 @@ def mapping_values(cls: type, mapping: dict[str, Any], where: str) -> dict[str, 
         if is_tuple and not isinstance(value, list | tuple):
             value = (value,)
         items = value if is_tuple else (value,)
+        spec = by_name[key].metadata.get("parse") is not None
         for item in items:
-            _check_type(f"{where}: {key}", item, scalar, optional and not is_tuple)
-        values[key] = tuple(str(v) if hints[key] == tuple[str, ...] else v for v in value) if is_tuple else value
+            _check_type(f"{where}: {key}", item, str if spec else scalar, optional and not is_tuple)
+        if spec or hints[key] == tuple[str, ...]:
+            value = tuple(str(v) for v in value) if is_tuple else str(value)
+        values[key] = parsed_value(by_name[key], tuple(value) if is_tuple else value, f"{where}: {key}")
     return values
 
 

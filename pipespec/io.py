@@ -128,15 +128,5 @@ def result_document(kind: str, config: Any, results: Any, device: str | None = N
     return {"kind": kind, "config": config, "environment": environment(device), "results": results}
 
 
-def file_version(path: str | Path) -> tuple[int, int, int] | None:
-    """(inode, mtime in ns, size) of a file, None when it does not exist: a cache key that changes whenever
-    the file is rewritten (atomic writes replace the inode)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
 def write_json(path: str | Path, payload: Any) -> Path:
     return write_text_atomic(path, to_json(payload))

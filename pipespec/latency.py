@@ -54,6 +54,7 @@ class ConstantLatency(_NoJitter):
     """Every forward costs the same (the closed forms' assumption)."""
 
     latency_s: Seconds
+    spec: str = field(default="", compare=False, repr=False)  # the text it was parsed from, if any
     steady = True
 
     def __post_init__(self) -> None:
@@ -70,6 +71,7 @@ class AffineLatency(_NoJitter):
     base_s: Seconds
     per_token_s: Seconds = 0.0
     per_context_s: Seconds = 0.0
+    spec: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_positive("affine latency base", self.base_s)
@@ -117,6 +119,7 @@ class ProfileLatency:
     name: str = "profile"
     jitter: Literal["none", "quantiles"] = "none"
     jitter_tails: Literal["extend", "truncate"] = "extend"
+    spec: str = field(default="", compare=False, repr=False)
     _tables: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -194,15 +197,15 @@ def parse_latency(spec: str, where: str) -> LatencyModel:
             parts = [float(x) / 1e3 for x in text[len("affine:"):].split(",")]
             require(len(parts) == 3, f"affine takes A,B,C in ms (A + B·tokens + C·context; 0 for a term "
                                      f"you do not want), got {spec!r}")
-            return AffineLatency(*parts)
+            return AffineLatency(*parts, spec=text)
         if text.startswith("profile:"):
             body = text[len("profile:"):]
             jitter = "none"
             if body.endswith("@quantiles"):
                 body, jitter = body[: -len("@quantiles")], "quantiles"
             path, _, model = body.partition("#")
-            return load_profile(path, model or None, jitter=jitter)
-        return ConstantLatency(float(text.removesuffix("ms")) / 1e3)
+            return load_profile(path, model or None, jitter=jitter, spec=text)
+        return ConstantLatency(float(text.removesuffix("ms")) / 1e3, spec=text)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     except ValueError:

@@ -13,7 +13,6 @@ CSV (`.csv`): one row per point, columns model,num_tokens,context_len,median_s[,
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, require
-from .io import file_version, read_user_text, write_json, write_text_atomic
+from .io import read_user_text, write_json, write_text_atomic
 from .latency import ProfileLatency, ProfilePoint
 
 FORMAT = "pipespec.latency-profile"
@@ -121,31 +120,27 @@ def _read_csv(text: str, where: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_profile(path: str | Path, model: str | None = None, jitter: str = "none") -> ProfileLatency:
-    """One model's ProfileLatency; `model` may be omitted when the file holds exactly one. Parsed once per
-    version of the file: the simulator builds a configuration per prompt and seed from the same specs."""
-    return _load_profile(str(path), file_version(path), model, jitter)
-
-
-def profile_models(path: str | Path) -> tuple[str, ...]:
-    """The models a profile file holds (parsed once per version of the file, as for `load_profile`)."""
-    return tuple(_parsed(str(path), file_version(path)))
-
-
-@functools.lru_cache(maxsize=64)
-def _parsed(path: str, version: tuple[int, int, int] | None) -> dict[str, dict[str, Any]]:
-    return read_profiles(path)  # shared by the callers above, which only read it
-
-
-@functools.lru_cache(maxsize=256)
-def _load_profile(path: str, version: tuple[int, int, int] | None, model: str | None,
-                  jitter: str) -> ProfileLatency:
-    models = _parsed(path, version)
+def load_profile(path: str | Path, model: str | None = None, jitter: str = "none", spec: str = "") -> ProfileLatency:
+    """One model's ProfileLatency; `model` may be omitted when the file holds exactly one. `spec`: the text it
+    was named by (default: profile:PATH#MODEL, @quantiles with jitter)."""
+    models = read_profiles(path)
     if model is None:
         require(len(models) == 1, f"latency profile {str(path)!r} holds {', '.join(models)}: name one with #MODEL")
         model = next(iter(models))
     require(model in models, f"latency profile {str(path)!r} has no model {model!r} (has {', '.join(models)})")
-    return ProfileLatency(tuple(models[model]["points"]), name=model, jitter=jitter)  # type: ignore[arg-type]
+    return entry_latency(path, model, models[model], jitter, spec)
+
+
+def entry_latency(path: str | Path, model: str, entry: Mapping[str, Any], jitter: str = "none",
+                  spec: str = "") -> ProfileLatency:
+    """A model's entry of a profile file (as `read_profiles` returns it) as its ProfileLatency."""
+    spec = spec or f"profile:{path}#{model}" + ("@quantiles" if jitter == "quantiles" else "")
+    return ProfileLatency(tuple(entry["points"]), name=model, jitter=jitter, spec=spec)  # type: ignore[arg-type]
+
+
+def profile_models(path: str | Path) -> tuple[str, ...]:
+    """The models a profile file holds."""
+    return tuple(read_profiles(path))
 
 
 def profile_document(models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ positions where a model-free drafter proposes nothing at all (their bit is 0); a
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ from typing import Any
 
 from .acceptance import Trace
 from .errors import ConfigError, require
-from .io import file_version, read_user_text, write_json
+from .io import read_user_text, write_json
 
 FORMAT = "pipespec.acceptance-trace"
 VERSION = 1
@@ -49,29 +48,24 @@ def read_traces(path: str | Path) -> dict[str, dict[str, Any]]:
     return pairs
 
 
-def load_trace(path: str | Path, pair: str | None = None) -> Trace:
-    """One pair's Trace; `pair` may be omitted when the file holds exactly one. Parsed once per version of
-    the file (see `profiles.load_profile`)."""
-    return _load_trace(str(path), file_version(path), pair)
-
-
-@functools.lru_cache(maxsize=256)
-def _load_trace(path: str, version: tuple[int, int, int] | None, pair: str | None) -> Trace:
+def load_trace(path: str | Path, pair: str | None = None, spec: str = "") -> Trace:
+    """One pair's Trace; `pair` may be omitted when the file holds exactly one. `spec`: the text it was named by
+    (default: trace:PATH#PAIR)."""
     pairs = read_traces(path)
     if pair is None:
         require(len(pairs) == 1, f"acceptance trace {str(path)!r} holds {', '.join(pairs)}: name one with #PAIR")
         pair = next(iter(pairs))
     require(pair in pairs, f"acceptance trace {str(path)!r} has no pair {pair!r} (has {', '.join(pairs)})")
-    return entry_trace(pair, pairs[pair])
+    return entry_trace(pair, pairs[pair], spec or f"trace:{path}#{pair}")
 
 
-def entry_trace(name: str, entry: Mapping[str, Any]) -> Trace:
+def entry_trace(name: str, entry: Mapping[str, Any], spec: str = "") -> Trace:
     """A pair's entry as one replayable trace (its prompts' sequences concatenated)."""
     sequences = entry["sequences"]
     bits = tuple(int(b) for seq in sequences for b in seq)
     silent = tuple(int(b) for seq in entry.get("silent") or () for b in seq)
     starts = tuple(itertools.accumulate((len(seq) for seq in sequences[:-1]), initial=0))
-    return Trace(bits, name=name, silent=silent, starts=starts)
+    return Trace(bits, name=name, silent=silent, starts=starts, spec=spec)
 
 
 def pair_entry(draft: str, target: str, matches: Sequence[tuple[Sequence[int], Sequence[int]]],

@@ -22,9 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..acceptance import hazard_from_histogram
-from ..latency import ProfilePoint
-from ..profiles import write_profiles
+from ..acceptance import Acceptance, hazard_from_histogram, parse_acceptance
+from ..latency import LatencyModel, ProfilePoint
+from ..profiles import load_profile, write_profiles
 
 DATA = resources.files("pipespec") / "data"
 SOURCE_FILE = "pipespec-a100-humaneval.json"
@@ -66,14 +66,17 @@ def acceptance_hazards() -> dict[str, tuple[float, ...]]:
     return {pair: hazard_from_histogram(histograms[pair])[:RELIABLE_HAZARDS[pair]] for pair in RELIABLE_HAZARDS}
 
 
-def latency_specs() -> dict[str, str]:
-    """The simulator's --latency spec of each calibrated model."""
-    return {m: f"profile:{profile_path()}#{m}" for m in MODEL_NAMES}
+def latency_models() -> dict[str, LatencyModel]:
+    """Each calibrated model's latency: its profile in the committed file (spec profile:FILE#M0, ...)."""
+    path = profile_path()
+    return {m: load_profile(path, m) for m in MODEL_NAMES}
 
 
-def acceptance_specs() -> dict[str, str]:
-    """The simulator's --acceptance spec of each calibrated pair ("M0->M1": "pos:a1,a2,...")."""
-    return {pair: "pos:" + ",".join(f"{a:.4f}" for a in h) for pair, h in acceptance_hazards().items()}
+def acceptance_models() -> dict[str, Acceptance]:
+    """Each calibrated pair's acceptance ("M0->M1": positional, its hazards to 4 decimals as the spec writes
+    them: "pos:a1,a2,...")."""
+    return {pair: parse_acceptance("pos:" + ",".join(f"{a:.4f}" for a in h), f"calibration {pair}")
+            for pair, h in acceptance_hazards().items()}
 
 
 DEVICES_NEEDED = {"M0": 1, "M1": 1, "M2": 2}  # the 70B NF4 ran on two A100-40GB

@@ -6,27 +6,34 @@ from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from typing import Any
 
-from ..acceptance import Acceptance, parse_acceptance
-from ..config import option
+from ..acceptance import Acceptance, Trace, parse_acceptance
+from ..config import field_text, option, parsed_value
 from ..errors import MAX_WINDOW, check_int, require
 from ..latency import LatencyModel, parse_latency
 from ..schemes import SCHEMES, Scheme, get
+from ..specs import spec_text
+
+_LATENCY_SPECS = {"parse": parse_latency, "text": spec_text}
+
+
+def _latencies(*specs: str) -> tuple[LatencyModel, ...]:
+    return tuple(parse_latency(spec, "--latency") for spec in specs)
 
 
 @dataclass(frozen=True)
 class SimConfig:
     scheme: str = option("pipespec", " | ".join(SCHEMES), choices=SCHEMES)
-    latency: tuple[str, ...] = option(
-        ("12", "28", "431"),
+    latency: tuple[LatencyModel, ...] = option(
+        _latencies("12", "28", "431"),
         "forward latency per model, draft first, final verifier last: MS (constant, ms), affine:A,B,C "
         "(ms: A + B·tokens + C·context), or profile:FILE[#MODEL][@quantiles] (measured; @quantiles adds "
-        "jitter drawn from the measured quantiles). ppsd: one model. specpipe: draft, target")
-    acceptance: tuple[str, ...] = option(
-        ("0.9",),
+        "jitter drawn from the measured quantiles). ppsd: one model. specpipe: draft, target", **_LATENCY_SPECS)
+    acceptance: tuple[Acceptance, ...] = option(
+        (parse_acceptance("0.9", "--acceptance"),),
         "per adjacent pair, draft first: α (i.i.d.), pos:A1,A2,... (α_j by window position), "
         "markov:P11,P01 (agreement carried across windows), trace:FILE[#PAIR] (replayed matches); one value is "
         "used for every pair. ppsd: exit-head α; "
-        "specpipe: tree hit rate h")
+        "specpipe: tree hit rate h", parse=parse_acceptance, text=spec_text)
     names: tuple[str, ...] = option((), "model names (default M0, M1, ...)")
     gamma: int = option(8, "sd: drafts per round (initial window for --schedule dynamic)")
     schedule: str = option("fixed", "sd window: fixed, or dynamic (+2 after a full acceptance, -1 otherwise)",
@@ -61,9 +68,9 @@ class SimConfig:
     tree_width: int = option(1, "specpipe: tree nodes per level (tokens each pipeline step forwards)")
     tree_depth: int | None = option(None, "specpipe: tree levels in flight (default: P; 1 is plain pipeline "
                                     "parallelism, the draft never consulted)")
-    stage_latency: tuple[str, ...] = option((), "ppsd/specpipe: the latency of each layer stage, timed as it "
-                                            "runs (default: the model's, times its layers' share plus the "
-                                            "head's)")
+    stage_latency: tuple[LatencyModel, ...] = option((), "ppsd/specpipe: the latency of each layer stage, timed "
+                                                     "as it runs (default: the model's, times its layers' share "
+                                                     "plus the head's)", **_LATENCY_SPECS)
     head_share: float = option(0.0, "ppsd/specpipe: share of one forward spent in the output head (final norm "
                                "and vocabulary projection), paid by the stage holding it: the last, and in "
                                "ppsd also the exit's")
@@ -72,7 +79,21 @@ class SimConfig:
     timeline: bool = option(False, "record every forward (for the Chrome trace and timeline plot)")
     seed: int | None = option(0, "seed of the run's SeedSequence (one generator per random source)")
 
+    @classmethod
+    def from_text(cls, **values: Any) -> SimConfig:
+        """A configuration from values as a config file holds them, spec fields as text ("12", "trace:F#P"):
+        the edge for code and tests that write specs; the files they name are read here, once."""
+        return cls(**_parse_text(values))
+
+    def with_text(self, **values: Any) -> SimConfig:
+        """This configuration with `values` replaced, spec fields given as text (as for `from_text`)."""
+        return replace(self, **_parse_text(values))
+
     def __post_init__(self) -> None:
+        for name in ("latency", "acceptance", "stage_latency"):
+            if any(isinstance(v, str) for v in getattr(self, name)):
+                raise TypeError(f"SimConfig.{name} holds parsed models, not spec text: parse it at the edge "
+                                "(SimConfig.from_text, parse_latency, parse_acceptance)")
         for f in fields(self):  # the scheme first: the checks below depend on it
             allowed, value = f.metadata.get("choices"), getattr(self, f.name)
             require(not allowed or value in allowed,
@@ -119,15 +140,10 @@ class SimConfig:
             require(scheme.layer_stages, f"--stage-latency applies to {' and '.join(layered)}, not {self.scheme}")
             require(len(self.stage_latency) == self.pp_stages,
                     f"--stage-latency: give one per stage ({self.pp_stages}), got {len(self.stage_latency)}")
-        self.latency_models  # noqa: B018  (parse early: bad specs are config errors)
-        self.stage_latency_models  # noqa: B018
-        self.acceptance_models  # noqa: B018
         self._check_trace_replay()
 
     def _check_trace_replay(self) -> None:
         """--trace-sequence / --trace-position name a prompt and a position the replayed traces hold."""
-        from ..acceptance import Trace
-
         if self.trace_sequence is None and self.trace_position == 0:
             return
         traces = [m for m in self.acceptance_models[: max(self.num_pairs, 1)] if isinstance(m, Trace)]
@@ -158,19 +174,11 @@ class SimConfig:
     def model_names(self) -> tuple[str, ...]:
         return self.names or tuple(f"M{i}" for i in range(len(self.latency)))
 
-    @cached_property
-    def latency_models(self) -> tuple[LatencyModel, ...]:
-        return tuple(parse_latency(spec, f"--latency[{i}]") for i, spec in enumerate(self.latency))
-
-    @cached_property
-    def stage_latency_models(self) -> tuple[LatencyModel, ...]:
-        return tuple(parse_latency(spec, f"--stage-latency[{i}]") for i, spec in enumerate(self.stage_latency))
-
-    @cached_property
+    @property
     def acceptance_models(self) -> tuple[Acceptance, ...]:
-        specs = self.acceptance * max(self.num_pairs, 1) if len(self.acceptance) == 1 else self.acceptance
-        specs = specs[: max(self.num_pairs, 1)]
-        return tuple(parse_acceptance(spec, f"--acceptance[{i}]") for i, spec in enumerate(specs))
+        """One model per pair (a single --acceptance is every pair's)."""
+        models = self.acceptance * max(self.num_pairs, 1) if len(self.acceptance) == 1 else self.acceptance
+        return models[: max(self.num_pairs, 1)]
 
     @cached_property
     def ppsd_split(self) -> tuple[tuple[int, ...], int]:
@@ -187,7 +195,15 @@ class SimConfig:
         return replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The resolved configuration as results record it (spec fields as the text they were given as)."""
+        return {f.name: field_text(f, getattr(self, f.name)) for f in fields(self)}
+
+
+def _parse_text(values: dict[str, Any]) -> dict[str, Any]:
+    """Spec fields' text parsed (an unknown name is left for the dataclass to refuse)."""
+    by_name = {f.name: f for f in fields(SimConfig)}
+    return {k: parsed_value(by_name[k], v, "--" + k.replace("_", "-")) if k in by_name else v
+            for k, v in values.items()}
 
 
 def _even(total: int, parts: int) -> tuple[int, ...]:

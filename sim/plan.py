@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..acceptance import Acceptance
+from ..acceptance import Acceptance, Bernoulli
 from ..errors import require
 from ..latency import LatencyModel
 from ..schemes import get
@@ -59,26 +59,14 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Inputs:
-    """What planning reads: each model's latency (and its simulator spec), device needs, pairwise acceptance."""
+    """What planning reads: each model's latency, device needs, pairwise acceptance (typed models: whoever read
+    the specs or files parsed them)."""
 
     latency: Mapping[str, LatencyModel]
-    latency_spec: Mapping[str, str]
     acceptance: Mapping[tuple[str, str], Acceptance]
-    acceptance_spec: Mapping[tuple[str, str], str]
     target: str
     device_needs: Mapping[str, int]
     context: int = 128
-
-    @classmethod
-    def from_specs(cls, latency_spec: Mapping[str, str], acceptance_spec: Mapping[tuple[str, str], str], target: str,
-                   device_needs: Mapping[str, int], context: int = 128) -> Inputs:
-        """Parse the simulator's --latency/--acceptance specs of each model and pair (one-line errors)."""
-        from ..acceptance import parse_acceptance
-        from ..latency import parse_latency
-
-        return cls({m: parse_latency(spec, f"latency of {m}") for m, spec in latency_spec.items()}, latency_spec,
-                   {p: parse_acceptance(spec, f"acceptance of {p[0]}->{p[1]}") for p, spec in acceptance_spec.items()},
-                   acceptance_spec, target, device_needs, context)
 
     def t(self, model: str, num_tokens: int) -> float:
         return self.latency[model].median_s(num_tokens, self.context)
@@ -181,8 +169,8 @@ def sim_config(inputs: Inputs, candidate: Candidate, num_tokens: int, seed: int,
     """The simulator's configuration of one candidate (`sharing`: how stages on one device share it)."""
     pairs = list(itertools.pairwise(candidate.chain))
     values: dict[str, Any] = {
-        "scheme": candidate.scheme, "latency": tuple(inputs.latency_spec[m] for m in candidate.chain),
-        "acceptance": tuple(inputs.acceptance_spec[p] for p in pairs) or ("1",), "names": candidate.chain,
+        "scheme": candidate.scheme, "latency": tuple(inputs.latency[m] for m in candidate.chain),
+        "acceptance": tuple(inputs.acceptance[p] for p in pairs) or (Bernoulli(1.0),), "names": candidate.chain,
         "num_tokens": num_tokens, "prompt_len": inputs.context, "seed": seed, "rollback": rollback,
         "devices": tuple(f"dev{g}" for g in candidate.groups), "device_sharing": sharing}
     values |= get(candidate.scheme).window_values(candidate.window)

@@ -8,9 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import simpy
 
-from ..acceptance import Acceptance, Trace, may_be_silent
+from ..acceptance import Acceptance, Bernoulli, Trace, may_be_silent
 from ..errors import require
-from ..latency import LatencyModel
 from ..metrics import PairStats, RunResult, StageStats
 from .clock import Clock
 from .config import SimConfig
@@ -73,16 +72,16 @@ def _trace_offset(acceptance: Acceptance, config: SimConfig) -> int:
 
 def ar_elapsed_s(config: SimConfig) -> float:
     """The final model decoding alone (for ppsd/specpipe: the whole model on one device)."""
-    baseline = config.with_values(scheme="ar", latency=config.latency[-1:], acceptance=("1",), names=(),
+    baseline = config.with_values(scheme="ar", latency=config.latency[-1:], acceptance=(Bernoulli(1.0),), names=(),
                                   stage_latency=(), devices=(), timeline=False, trace_sequence=None,
                                   trace_position=0)
-    return _ar_elapsed_s(baseline, baseline.latency_models)
+    return _ar_elapsed_s(baseline)
 
 
 @functools.lru_cache(maxsize=256)
-def _ar_elapsed_s(baseline: SimConfig, latency: tuple[LatencyModel, ...]) -> float:
-    """One AR baseline per distinct configuration and latency (a profile file rewritten since is another key):
-    the points of a sweep over the other models' options share it."""
+def _ar_elapsed_s(baseline: SimConfig) -> float:
+    """One AR baseline per distinct configuration (its latency model by value): the points of a sweep over the
+    other models' options share it."""
     return simulate(baseline, with_ar_baseline=False).elapsed_s
 
 

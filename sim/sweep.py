@@ -20,13 +20,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import parse_value
+from ..config import parse_value, parsed_value
 from ..errors import ConfigError, require
 from .config import SimConfig
 
 Point = dict[str, Any]
 MAX_POINTS = 1_000_000  # a grid larger than this is a typo, not a sweep (its rows would not fit in memory)
 MAX_AXIS_VALUES = 100_000
+_FIELDS = {f.name: f for f in fields(SimConfig)}
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class Axis:
 
 
 def parse_axis(text: str) -> Axis:
-    """From `NAME=V1,V2,...`."""
+    """From `NAME=V1,V2,...`. Values are typed as the CLI types them; spec values (latency, acceptance, alpha,
+    a tuple's element) stay text, as rows record them, and are parsed per point (`apply`)."""
     name, sep, raw = text.partition("=")
     name = name.strip()
     require(bool(sep) and bool(raw.strip()), f"--grid expects NAME=V1,V2,..., got {text!r}")
@@ -50,30 +52,33 @@ def parse_axis(text: str) -> Axis:
     known = {f.name for f in fields(SimConfig)} | {"alpha"}
     allowed = ", ".join(sorted(known - {"alpha"}))
     require(base in known, f"--grid: unknown parameter {base!r}; allowed: alpha, {allowed}")
-    if base == "alpha" or "[" in name:  # acceptance and tuple elements stay spec text
+    if base == "alpha" or "[" in name:
         return Axis(name, values)
+    if _FIELDS[base].metadata.get("parse"):
+        return Axis(name, tuple((v,) for v in values))
     return Axis(name, tuple(parse_value(SimConfig, base, v, f"--grid {name}") for v in values))
 
 
 def apply(base: SimConfig, point: Point) -> SimConfig:
     """The point's configuration (validated: a bad grid value is a ConfigError naming it)."""
-    values = base.to_dict()
+    values: dict[str, Any] = {}
     for name, value in point.items():
         if name == "replicate":  # after any seed axis: a replicate offsets the point's own seed
             seed = point.get("seed", base.seed)
             values["seed"] = (seed or 0) + value
         elif name == "alpha":
-            values["acceptance"] = (str(value),)
+            values["acceptance"] = parsed_value(_FIELDS["acceptance"], (str(value),), "--grid alpha")
         elif "[" in name:
             field_name, index = name[:-1].split("[")
-            items = list(values[field_name])
+            require(field_name in _FIELDS, f"--grid {name}: alpha is one value for every pair; index acceptance")
+            items = list(getattr(base, field_name))
             require(index.isdigit() and int(index) < len(items),
                     f"--grid {name}: {field_name} has {len(items)} entries")
-            items[int(index)] = str(value)
+            items[int(index)] = parsed_value(_FIELDS[field_name], str(value), f"--grid {name}")
             values[field_name] = tuple(items)
         else:
-            values[name] = value
-    return SimConfig(**values)
+            values[name] = parsed_value(_FIELDS[name], value, f"--grid {name}")
+    return base.with_values(**values)
 
 
 def points(axes: Sequence[Axis], replicates: int) -> list[Point]:

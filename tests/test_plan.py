@@ -31,7 +31,7 @@ def test_groupings_and_devices():
 def test_pipespec_closed_form_uses_the_window_the_drafter_fills():
     """A drafter 10x faster than the verifier fills 10 drafts per verification (t(n) constant here)."""
     latency = {"d": ConstantLatency(0.01), "t": ConstantLatency(0.1)}
-    inputs = plan.Inputs(latency, {}, {("d", "t"): _Alpha(0.8)}, {}, "t", {})
+    inputs = plan.Inputs(latency, {("d", "t"): _Alpha(0.8)}, "t", {})
     seconds, gamma = plan.pipespec_seconds(inputs, ("d", "t"), None)
     assert gamma == 10
     assert seconds == pytest.approx(float(timing.pipeline_time(0.8, 10, 0.1, 0.1)))

@@ -58,23 +58,23 @@ def _fingerprint(result) -> tuple:
 
 
 _CAL = preset("pipespec-a100").with_values(num_tokens=400)
-_AFFINE = SimConfig(latency=("affine:2,0.1,0.001", "affine:10,0.2,0.002", "affine:50,1,0.01"), num_tokens=300)
+_AFFINE = SimConfig.from_text(latency=("affine:2,0.1,0.001", "affine:10,0.2,0.002", "affine:50,1,0.01"), num_tokens=300)
 CONFIGS = {
     "calibrated": _CAL,
     "calibrated, finish, reference": _CAL.with_values(rollback="finish", coordination="reference"),
     "calibrated, min drafts": _CAL.with_values(min_drafts=3, max_drafts=8),
-    "constant latencies (ties)": _CAL.with_values(latency=("12", "28", "431"), acceptance=("0.6",), max_drafts=None),
+    "constant latencies (ties)": _CAL.with_text(latency=("12", "28", "431"), acceptance=("0.6",), max_drafts=None),
     "time-sliced": _CAL.with_values(devices=("d0", "d1", "d1"), device_sharing="timeslice"),
     "time-sliced, one device": _CAL.with_values(devices=("d0",) * 3, device_sharing="timeslice"),
     "queued": _CAL.with_values(devices=("d0", "d1", "d1")),
     "toy, time-sliced": preset("toy").with_values(devices=("a", "b", "b"), device_sharing="timeslice"),
     "sd": preset("sd-a100").with_values(num_tokens=400),
-    "markov, finish": _AFFINE.with_values(acceptance=("markov:0.9,0.4",), rollback="finish"),
-    "4 stages": _AFFINE.with_values(latency=("1", *_AFFINE.latency), acceptance=("0.6", "0.8", "0.9")),
-    "ppsd": SimConfig(scheme="ppsd", latency=("affine:50,1,0.01",), acceptance=("0.6",), num_layers=32,
+    "markov, finish": _AFFINE.with_text(acceptance=("markov:0.9,0.4",), rollback="finish"),
+    "4 stages": _AFFINE.with_text(latency=("1", *_AFFINE.latency), acceptance=("0.6", "0.8", "0.9")),
+    "ppsd": SimConfig.from_text(scheme="ppsd", latency=("affine:50,1,0.01",), acceptance=("0.6",), num_layers=32,
                       exit_layer=8, pp_stages=4, num_tokens=300),
-    "specpipe": SimConfig(scheme="specpipe", latency=("affine:2,0.1,0", "affine:50,1,0.01"), acceptance=("0.8",),
-                          tree_width=4, pp_stages=3, num_tokens=300),
+    "specpipe": SimConfig.from_text(scheme="specpipe", latency=("affine:2,0.1,0", "affine:50,1,0.01"),
+                                    acceptance=("0.8",), tree_width=4, pp_stages=3, num_tokens=300),
 }
 
 

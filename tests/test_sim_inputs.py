@@ -133,7 +133,7 @@ def test_calibrated_profile_is_what_the_source_gives():
 
 
 def test_a_rewritten_profile_or_trace_is_read_again(tmp_path):
-    """load_profile and load_trace parse a file once per version of it, never serving a stale one."""
+    """load_profile and load_trace read the file as it is now, never a stale copy."""
     path, traces = tmp_path / "p.json", tmp_path / "t.json"
     for ms, bits in ((10.0, [1, 1, 0]), (20.0, [0, 0, 0, 0])):
         write_profiles(path, {"m": {"points": [{"num_tokens": 1, "context_len": 0, "median_s": ms / 1e3}]}})
@@ -152,7 +152,30 @@ def test_the_ar_baseline_follows_a_rewritten_profile(tmp_path):
     seen = []
     for ms in (10.0, 20.0):
         write_profiles(path, {"m": {"points": [{"num_tokens": 1, "context_len": 0, "median_s": ms / 1e3}]}})
-        config = SimConfig(scheme="pipespec", latency=("1", f"profile:{path}#m"), acceptance=("0.5",),
+        config = SimConfig.from_text(scheme="pipespec", latency=("1", f"profile:{path}#m"), acceptance=("0.5",),
                            num_tokens=50, prompt_len=0)
         seen.append(ar_elapsed_s(config))
     assert seen == [pytest.approx(50 * 10e-3), pytest.approx(50 * 20e-3)]
+
+
+def test_a_configuration_holds_parsed_models_and_reads_no_file(tmp_path):
+    """Spec text is parsed once, at the edge: the configuration holds the models (the files it named can go
+    away before it is copied, checked and simulated), records the text it was given, and refuses unparsed text."""
+    from pipespec.sim.config import SimConfig
+    from pipespec.sim.run import simulate
+
+    profile, traces = tmp_path / "p.json", tmp_path / "t.json"
+    write_profiles(profile, {"m": {"points": [{"num_tokens": n, "context_len": 0, "median_s": 0.01 + 0.001 * n}
+                                              for n in (1, 2, 8)]}})
+    write_traces(traces, {"a->b": {"sequences": [[1, 1, 0, 1] * 20, [0, 1, 1] * 20]}})
+    latency, acceptance = ("2ms", f"profile:{profile}#m"), (f"trace:{traces}#a->b",)
+    config = SimConfig.from_text(scheme="sd", latency=latency, acceptance=acceptance, gamma=3, num_tokens=30,
+                                 prompt_len=0)
+    assert config.latency[0] == ConstantLatency(0.002) and isinstance(config.acceptance[0], Trace)
+    profile.unlink()
+    traces.unlink()
+    moved = config.with_values(num_tokens=40, seed=2, trace_sequence=1)
+    assert simulate(moved).num_tokens >= 40
+    assert moved.to_dict()["latency"] == latency and moved.to_dict()["acceptance"] == acceptance
+    with pytest.raises(TypeError, match="parsed models, not spec text"):
+        SimConfig(latency=("12", "28", "431"))

@@ -11,7 +11,7 @@ from pipespec.traces import write_traces
 
 
 def _histogram(min_drafts):
-    config = SimConfig(scheme="pipespec", latency=("40", "100"), acceptance=("1",), num_tokens=400,
+    config = SimConfig.from_text(scheme="pipespec", latency=("40", "100"), acceptance=("1",), num_tokens=400,
                        min_drafts=min_drafts)
     result = simulate(config, with_ar_baseline=False)
     return result.pairs[0].tokens_added_histogram, result.stages[-1]
@@ -40,13 +40,13 @@ def test_min_drafts_reproduces_the_authors_window_of_four():
 
 def test_min_drafts_is_validated():
     with pytest.raises(ConfigError, match="--min-drafts must be"):
-        SimConfig(min_drafts=0)
+        SimConfig.from_text(min_drafts=0)
 
 
 def test_an_exit_head_costs_the_early_stage_a_head_share():
     """α = 0: every token passes the early stage (its layers + the exit head) then the late one (its layers +
     the head) in turn, so a token costs the whole forward plus one more head: t·(1 + h)."""
-    config = SimConfig(scheme="ppsd", latency=("100",), acceptance=("0",), num_layers=32, exit_layer=16,
+    config = SimConfig.from_text(scheme="ppsd", latency=("100",), acceptance=("0",), num_layers=32, exit_layer=16,
                        pp_stages=2, num_tokens=200, head_share=0.2)
     assert simulate(config, with_ar_baseline=False).ms_per_token == pytest.approx(120.0, rel=0.02)
     assert simulate(config.with_values(head_share=0.0), with_ar_baseline=False).ms_per_token == \
@@ -56,8 +56,8 @@ def test_an_exit_head_costs_the_early_stage_a_head_share():
 def test_tree_depth_one_is_plain_pipeline_parallelism():
     """One level in flight: one token per pass through the P stages, whatever the draft and its hit rate,
     which is never consulted."""
-    config = SimConfig(scheme="specpipe", latency=("50", "100"), acceptance=("0.9",), num_layers=32, pp_stages=4,
-                       num_tokens=200, tree_depth=1, head_share=0.2)
+    config = SimConfig.from_text(scheme="specpipe", latency=("50", "100"), acceptance=("0.9",), num_layers=32,
+                                 pp_stages=4, num_tokens=200, tree_depth=1, head_share=0.2)
     result = simulate(config, with_ar_baseline=False)
     assert result.ms_per_token == pytest.approx(100.0, rel=1e-6)
     assert result.stages[0].steps == 0
@@ -68,7 +68,7 @@ def test_tree_depth_one_is_plain_pipeline_parallelism():
                                              ({"tree_depth": 0}, "--tree-depth must be")])
 def test_layer_pipeline_options_are_validated(values, message):
     with pytest.raises(ConfigError, match=message):
-        SimConfig(scheme="specpipe", latency=("50", "100"), **values)
+        SimConfig.from_text(scheme="specpipe", latency=("50", "100"), **values)
 
 
 def _silent_trace(tmp_path, bits, silent):
@@ -83,7 +83,7 @@ def test_a_drafter_with_nothing_to_propose_leaves_the_target_decoding_alone(tmp_
     """Prompt lookup finding no earlier occurrence proposes nothing: the target generates one token per
     forward, as fast as AR, and the drafter does no work."""
     trace = _silent_trace(tmp_path, [0] * 50, [1] * 50)
-    config = SimConfig(scheme=scheme, latency=("1", "100"), acceptance=(trace,), gamma=4, num_tokens=200,
+    config = SimConfig.from_text(scheme=scheme, latency=("1", "100"), acceptance=(trace,), gamma=4, num_tokens=200,
                        lazy_drafter=lazy)
     result = simulate(config, with_ar_baseline=False)
     assert result.ms_per_token == pytest.approx(100.0)
@@ -97,7 +97,7 @@ def test_a_silent_drafter_proposes_again_once_the_sequence_changes(tmp_path):
     does not wait for proposals; they arrive while it generates its next token (which the draft's agrees
     with), and the verification that follows rejects the next draft: a generate and a verify per 2 tokens."""
     trace = _silent_trace(tmp_path, [0, 1] * 25, [1, 0] * 25)
-    config = SimConfig(scheme="sd", latency=("1", "100"), acceptance=(trace,), gamma=4, num_tokens=201)
+    config = SimConfig.from_text(scheme="sd", latency=("1", "100"), acceptance=(trace,), gamma=4, num_tokens=201)
     result = simulate(config, with_ar_baseline=False)
     assert result.stages[-1].generate_steps == 1
     assert result.pairs[0].verifications == 100 and result.pairs[0].accepted == 100
@@ -110,10 +110,10 @@ def test_a_stage_outrun_by_its_verifier_keeps_work_that_agrees_under_the_finish_
     """M1's forwards (30 ms) outlast the target's (20 ms), which decodes alone meanwhile. abort: every token the
     target decodes resets M1, which never completes a forward. finish: M1's forward ends, agrees with what the
     target decoded meanwhile (α = 1), and the target then verifies what M1 has beyond it."""
-    config = SimConfig(scheme="pipespec", latency=("1", "30", "20"), acceptance=("1", "1"), num_tokens=300)
+    config = SimConfig.from_text(scheme="pipespec", latency=("1", "30", "20"), acceptance=("1", "1"), num_tokens=300)
     abort = simulate(config, with_ar_baseline=False)
     assert abort.ms_per_token == pytest.approx(20.0) and abort.stages[1].steps == 0
     finish = simulate(config.with_values(rollback="finish"), with_ar_baseline=False)
     assert finish.stages[1].steps > 0 and finish.pairs[1].verifications > 0 and finish.ms_per_token < 15
-    disagreeing = simulate(config.with_values(rollback="finish", acceptance=("1", "0")), with_ar_baseline=False)
+    disagreeing = simulate(config.with_text(rollback="finish", acceptance=("1", "0")), with_ar_baseline=False)
     assert disagreeing.ms_per_token == pytest.approx(20.0) and disagreeing.pairs[1].rollbacks > 0

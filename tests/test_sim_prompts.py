@@ -24,7 +24,7 @@ def test_the_chosen_sequence_is_replayed(tmp_path):
     """Sequence 0 always matches, sequence 1 never: SD with γ = 4 accepts every window from the first and
     none from the second."""
     path = _traces(tmp_path, [[1] * 60, [0] * 60])
-    base = SimConfig(scheme="sd", latency=("1", "10"), acceptance=(f"trace:{path}",), gamma=4, num_tokens=50)
+    base = SimConfig.from_text(scheme="sd", latency=("1", "10"), acceptance=(f"trace:{path}",), gamma=4, num_tokens=50)
     accepted = {k: simulate(base.with_values(trace_sequence=k)).pairs[0].accepted for k in (0, 1)}
     assert accepted[1] == 0 and accepted[0] == 40  # 10 rounds of 4 drafts + a bonus token each
     skipped = simulate(base.with_values(trace_sequence=1, trace_position=55)).pairs[0]
@@ -34,7 +34,7 @@ def test_the_chosen_sequence_is_replayed(tmp_path):
 def test_each_prompt_is_priced_at_its_own_context():
     """AR at 10 ms + 0.1 ms per cached token: prompt k's forwards run over contexts len_k … len_k + n_k - 2
     (its first token is the prefill's), never over the concatenation's growing context."""
-    config = SimConfig(scheme="ar", latency=("affine:10,0,0.1",), acceptance=("1",))
+    config = SimConfig.from_text(scheme="ar", latency=("affine:10,0,0.1",), acceptance=("1",))
     prompts = [(100, 11), (300, 6)]
     (result,) = simulate_prompts(config, prompts, seeds=1)
     expected_s = sum(10 + 0.1 * (length + i) for length, n in prompts for i in range(n - 1)) / 1e3
@@ -46,6 +46,6 @@ def test_each_prompt_is_priced_at_its_own_context():
 
 def test_bad_trace_options_are_config_errors():
     with pytest.raises(ConfigError, match="--trace-sequence"):
-        SimConfig(trace_sequence=-1)
+        SimConfig.from_text(trace_sequence=-1)
     with pytest.raises(ConfigError, match="--trace-position"):
-        SimConfig(trace_position=-2)
+        SimConfig.from_text(trace_position=-2)

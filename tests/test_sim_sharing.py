@@ -61,7 +61,7 @@ def test_a_cancelled_forward_gives_its_share_back():
 def _specpipe(**values):
     base = dict(scheme="specpipe", latency=("40", "60"), acceptance=("0.9",), num_layers=30, pp_stages=2,
                 num_tokens=300, devices=("core0", "core0", "core1"), head_share=0.2, seed=1)
-    return SimConfig(**{**base, **values})
+    return SimConfig.from_text(**{**base, **values})
 
 
 def test_time_slicing_stretches_the_shared_stages_not_the_work():
@@ -108,9 +108,9 @@ def test_a_pipeline_on_a_time_sliced_core_never_overbooks_it(min_drafts):
     """PipeSpec's first two stages on one core (rollbacks interrupt forwards sharing it, waiting stages read
     an upstream forward's projected end): every forward there takes at least its own work in wall time, and
     the core's total work fits in the run's time."""
-    config = SimConfig(scheme="pipespec", latency=("5", "20", "60"), acceptance=("0.7", "0.8"), num_tokens=300,
-                       devices=("core0", "core0", "core1"), device_sharing="timeslice", rollback="finish",
-                       min_drafts=min_drafts, timeline=True)
+    config = SimConfig.from_text(scheme="pipespec", latency=("5", "20", "60"), acceptance=("0.7", "0.8"),
+                                 num_tokens=300, devices=("core0", "core0", "core1"), device_sharing="timeslice",
+                                 rollback="finish", min_drafts=min_drafts, timeline=True)
     result = simulate(config, with_ar_baseline=False)
     assert result.num_tokens >= 300
     work = {0: 0.005, 1: 0.020}

@@ -48,7 +48,7 @@ def within_ci(mean, se, expected, floor=1e-3):
 @pytest.mark.parametrize("alpha", [0.5, 0.8, 0.95])
 @pytest.mark.parametrize(("gamma", "c"), [(2, 0.1), (4, 0.05), (5, 0.3)])
 def test_sd_matches_leviathan_speedup(alpha, gamma, c):
-    config = SimConfig(scheme="sd", latency=(str(100 * c), "100"), acceptance=(str(alpha),), gamma=gamma,
+    config = SimConfig.from_text(scheme="sd", latency=(str(100 * c), "100"), acceptance=(str(alpha),), gamma=gamma,
                        num_tokens=1500)
     mean, se = replicate(config, lambda r: r.speedup)
     expected = float(sd.speedup(alpha, gamma, c))
@@ -61,7 +61,7 @@ def test_pipespec_matches_closed_form_when_drafter_refills_window(alpha, gamma, 
     """The chain behind ρ assumes the drafter refills a whole window within one verifier step:
     (γ + 1)·t_draft < t_verifier, with the window capped at γ and equal generate/verify costs."""
     assert (gamma + 1) * c < 1
-    config = SimConfig(scheme="pipespec", latency=(str(100 * c), "100"), acceptance=(str(alpha),),
+    config = SimConfig.from_text(scheme="pipespec", latency=(str(100 * c), "100"), acceptance=(str(alpha),),
                        max_drafts=gamma, num_tokens=2000)
     rho, rho_se = replicate(config, lambda r: r.rho(r.stages[-1]))
     tokens, tokens_se = replicate(config, lambda r: r.tokens_per_step(r.stages[-1]))
@@ -75,7 +75,8 @@ def test_pipespec_matches_closed_form_when_drafter_refills_window(alpha, gamma, 
 
 def test_pipespec_falls_below_closed_form_when_drafter_is_slow():
     """(γ + 1)·c > 1: windows are shorter than γ, so tokens per step fall below the closed form."""
-    config = SimConfig(scheme="pipespec", latency=("50", "100"), acceptance=("0.9",), max_drafts=4, num_tokens=2000)
+    config = SimConfig.from_text(scheme="pipespec", latency=("50", "100"), acceptance=("0.9",), max_drafts=4,
+                                 num_tokens=2000)
     tokens, se = replicate(config, lambda r: r.tokens_per_step(r.stages[-1]), seeds=range(4))
     assert tokens + Z99 * se < float(pipespec_theory.expected_tokens(0.9, 4))
 
@@ -83,7 +84,7 @@ def test_pipespec_falls_below_closed_form_when_drafter_is_slow():
 @pytest.mark.parametrize("alpha", [0.5, 0.8])
 @pytest.mark.parametrize(("layers", "exit_layer"), [(8, 2), (8, 4)])
 def test_ppsd_matches_closed_form_with_a_stage_per_layer(alpha, layers, exit_layer):
-    config = SimConfig(scheme="ppsd", latency=(str(layers),), acceptance=(str(alpha),), num_layers=layers,
+    config = SimConfig.from_text(scheme="ppsd", latency=(str(layers),), acceptance=(str(alpha),), num_layers=layers,
                        exit_layer=exit_layer, pp_stages=layers, num_tokens=1500)
     mean, se = replicate(config, lambda r: r.speedup)
     expected = float(ppsd.pipelined_speedup(alpha, exit_layer, layers))
@@ -93,7 +94,7 @@ def test_ppsd_matches_closed_form_with_a_stage_per_layer(alpha, layers, exit_lay
 @pytest.mark.parametrize("hit_rate", [0.5, 0.9])
 @pytest.mark.parametrize("stages", [2, 4, 8])
 def test_specpipe_matches_closed_form_with_a_fast_draft(hit_rate, stages):
-    config = SimConfig(scheme="specpipe", latency=("1", "100"), acceptance=(str(hit_rate),), pp_stages=stages,
+    config = SimConfig.from_text(scheme="specpipe", latency=("1", "100"), acceptance=(str(hit_rate),), pp_stages=stages,
                        num_tokens=1500)
     mean, se = replicate(config, lambda r: r.speedup)
     expected = float(specpipe.speedup(hit_rate, stages))
@@ -116,7 +117,7 @@ def test_lazy_drafter_equals_eager_with_jitter_and_finish_policy(tmp_path):
     from pipespec.sim import calibration
 
     latency = tuple(f"profile:{calibration.profile_path()}#{m}@quantiles" for m in calibration.MODEL_NAMES)
-    config = preset("pipespec-a100").with_values(latency=latency, rollback="finish", num_tokens=600)
+    config = preset("pipespec-a100").with_text(latency=latency, rollback="finish", num_tokens=600)
     lazy, eager = simulate(config), simulate(config.with_values(lazy_drafter=False))
     assert_same_summary(lazy.summary(), eager.summary())
 
@@ -126,14 +127,14 @@ def test_lazy_drafter_equals_eager_with_jitter_and_finish_policy(tmp_path):
 def test_sd_raising_alpha_never_lowers_throughput():
     """Common random numbers: each round's inverse-CDF draw accepts at least as many tokens at higher α."""
     for seed in range(3):
-        speeds = [simulate(SimConfig(scheme="sd", latency=("10", "100"), acceptance=(str(a),), gamma=4,
+        speeds = [simulate(SimConfig.from_text(scheme="sd", latency=("10", "100"), acceptance=(str(a),), gamma=4,
                                      num_tokens=500, seed=seed)).tokens_per_s for a in (0.3, 0.5, 0.7, 0.9, 1.0)]
         assert speeds == sorted(speeds), f"seed {seed}: tokens/s {speeds} fell as α rose"
 
 
 def test_sd_slowing_the_final_stage_never_speeds_up():
     for seed in range(3):
-        times = [simulate(SimConfig(scheme="sd", latency=("10", str(t)), acceptance=("0.8",), gamma=4,
+        times = [simulate(SimConfig.from_text(scheme="sd", latency=("10", str(t)), acceptance=("0.8",), gamma=4,
                                     num_tokens=500, seed=seed)).elapsed_s for t in (50, 100, 200)]
         assert times == sorted(times), f"seed {seed}: elapsed {times} fell as the final stage slowed"
 
@@ -142,7 +143,7 @@ def test_sd_slowing_the_final_stage_never_speeds_up():
 def test_three_stage_raising_alpha_never_lowers_throughput_on_average(scheme):
     means = []
     for alpha in (0.5, 0.7, 0.9):
-        config = SimConfig(scheme=scheme, latency=("5", "20", "100"), acceptance=(str(alpha),), gamma=4,
+        config = SimConfig.from_text(scheme=scheme, latency=("5", "20", "100"), acceptance=(str(alpha),), gamma=4,
                            num_tokens=1000)
         means.append(replicate(config, lambda r: r.tokens_per_s, seeds=range(4)))
     for (lo, lo_se), (hi, hi_se) in itertools.pairwise(means):
@@ -150,14 +151,14 @@ def test_three_stage_raising_alpha_never_lowers_throughput_on_average(scheme):
 
 
 def test_pipespec_slowing_the_final_stage_never_speeds_up_on_average():
-    means = [replicate(SimConfig(scheme="pipespec", latency=("5", "20", str(t)), acceptance=("0.8",),
+    means = [replicate(SimConfig.from_text(scheme="pipespec", latency=("5", "20", str(t)), acceptance=("0.8",),
                                  num_tokens=1000), lambda r: r.tokens_per_s, seeds=range(4)) for t in (80, 160)]
     (fast, fast_se), (slow, slow_se) = means
     assert slow - Z99 * slow_se <= fast + Z99 * fast_se, f"a slower final stage gave more tokens/s: {means}"
 
 
 def test_sharing_a_device_never_helps_and_caps_busy_time():
-    dedicated = SimConfig(scheme="pipespec", latency=("5", "20", "100"), acceptance=("0.8",), num_tokens=800)
+    dedicated = SimConfig.from_text(scheme="pipespec", latency=("5", "20", "100"), acceptance=("0.8",), num_tokens=800)
     shared = dedicated.with_values(devices=("cpu0", "cpu0", "cpu1"))
     a, b = simulate(dedicated), simulate(shared)
     assert b.elapsed_s >= a.elapsed_s
@@ -169,7 +170,7 @@ def test_trace_replay_gives_exact_accepted_lengths(tmp_path):
 
     path = tmp_path / "trace.json"
     write_traces(path, {"M0->M1": {"draft": "M0", "target": "M1", "sequences": [[1, 1, 1, 0] * 50]}})
-    result = simulate(SimConfig(scheme="sd", latency=("1", "10"), acceptance=(f"trace:{path}",), gamma=8,
+    result = simulate(SimConfig.from_text(scheme="sd", latency=("1", "10"), acceptance=(f"trace:{path}",), gamma=8,
                                 num_tokens=40, prompt_len=0))
     # every window starts right after a correction, sees 1, 1, 1, 0 → 3 accepted + correction
     assert dict(result.pairs[0].tokens_added_histogram) == {4: 10}

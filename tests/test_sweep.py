@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from pipespec.acceptance import Bernoulli
+from pipespec.latency import ConstantLatency
 from pipespec.sim import sweep
 from pipespec.sim.config import SimConfig
 
@@ -48,7 +50,7 @@ def test_same_results_whatever_the_number_of_workers(run_cli, tmp_path):
 
 
 def test_resume_skips_finished_points(tmp_path):
-    base = SimConfig(scheme="pipespec", latency=("5", "20", "100"), num_tokens=200)
+    base = SimConfig.from_text(scheme="pipespec", latency=("5", "20", "100"), num_tokens=200)
     axes = [sweep.parse_axis("alpha=0.6,0.9")]
     grid = sweep.points(axes, 1)
     resolved = {"base": base.to_dict(), "grid": {"alpha": ["0.6", "0.9"]}, "replicates": 1, "points": 2}
@@ -159,7 +161,7 @@ def test_grid_seed_is_honoured_and_typed_values(run_cli, tmp_path):
     assert code == 0, err
     rows = read_csv(out)
     assert len({r["ms_per_token"] for r in rows}) == 3, "the replicate overwrote the grid's seed"
-    assert sweep.apply(SimConfig(), {"seed": 7, "replicate": 2}).seed == 9
+    assert sweep.apply(SimConfig.from_text(), {"seed": 7, "replicate": 2}).seed == 9
     axis = sweep.parse_axis("head_share=0.1,0.25")
     assert axis.values == (0.1, 0.25) and sweep.parse_axis("gamma=2,4").values == (2, 4)
     assert sweep.parse_axis("lazy_drafter=true,false").values == (True, False)
@@ -193,7 +195,7 @@ def test_sweep_options_are_one_line_errors_before_any_file(run_cli, tmp_path, ar
 @pytest.mark.parametrize("content", ["garbage\n", '{"fingerprint": "FP"}\n{"row": {}}\n', "\udcff"])
 def test_corrupt_checkpoint_is_a_one_line_error(run_cli, tmp_path, content):
     out = tmp_path / "c.csv"
-    base = SimConfig(scheme="pipespec", latency=("5", "20", "100"), num_tokens=300)
+    base = SimConfig.from_text(scheme="pipespec", latency=("5", "20", "100"), num_tokens=300)
     axes = [sweep.parse_axis("seed=1")]
     resolved = {"base": base.to_dict(), "grid": {a.name: list(a.values) for a in axes}, "replicates": 1,
                 "points": 1}
@@ -232,9 +234,12 @@ def test_one_option_of_every_type_can_be_swept(run_cli, tmp_path):
     assert len(rows) == 2 ** len(axes)
     point = {"coordination": "reference", "min_drafts": 2, "max_drafts": None, "head_share": 0.1,
              "lazy_drafter": False, "latency[0]": "10", "acceptance": ("0.9",)}
-    config = sweep.apply(SimConfig(scheme="pipespec", latency=("5", "20", "100")), point)
+    config = sweep.apply(SimConfig.from_text(scheme="pipespec", latency=("5", "20", "100")), point)
+    recorded = config.to_dict()
     assert (config.coordination, config.min_drafts, config.max_drafts, config.head_share, config.lazy_drafter,
-            config.latency, config.acceptance) == ("reference", 2, None, 0.1, False, ("10", "20", "100"), ("0.9",))
+            recorded["latency"], recorded["acceptance"]) == ("reference", 2, None, 0.1, False, ("10", "20", "100"),
+                                                             ("0.9",))
+    assert config.latency[0] == ConstantLatency(0.010) and config.acceptance == (Bernoulli(0.9),)
     for name in ("coordination", "min_drafts", "max_drafts", "latency[0]", "acceptance"):
         by_value = {}
         for row in rows:

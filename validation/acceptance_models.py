@@ -18,23 +18,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..acceptance import hazard_from_histogram
+from ..acceptance import Acceptance, Positional, hazard_from_histogram
 from ..acceptance_fit import fit_bernoulli_histogram, fit_markov_histogram
+from ..profiles import load_profile
+from ..specs import spec_text
+from ..traces import load_trace
 
 RUN = Path("figures/out/validate-2026-12-01b")
 PAIRS = (("sd-int8", "pipespec-k2-int8"), ("sd-smollm2-small4", "pipespec-k2-smollm2-small4"))
 MODELS = ("iid", "positional", "markov", "trace")
 
 
-def specs_from_histogram(histogram: Mapping[Any, float], window: int) -> dict[str, str]:
-    """The histogram-fitted models as acceptance specs."""
+def models_from_histogram(histogram: Mapping[Any, float], window: int) -> dict[str, Acceptance]:
+    """The histogram-fitted acceptance models."""
     counts = {int(k): float(v) for k, v in histogram.items()}
-    iid = fit_bernoulli_histogram(counts, window)
     fractions = [counts.get(j, 0.0) for j in range(window + 2)]
-    hazards = hazard_from_histogram(fractions)
-    markov = fit_markov_histogram(counts, window)
-    return {"iid": f"{iid.alpha:.6g}", "positional": "pos:" + ",".join(f"{a:.6g}" for a in hazards),
-            "markov": f"markov:{markov.p11:.6g},{markov.p01:.6g}"}
+    return {"iid": fit_bernoulli_histogram(counts, window), "positional": Positional(hazard_from_histogram(fractions)),
+            "markov": fit_markov_histogram(counts, window)}
 
 
 def local(run: Path = RUN, seeds: int = 3) -> list[dict[str, Any]]:
@@ -52,16 +52,16 @@ def local(run: Path = RUN, seeds: int = 3) -> list[dict[str, Any]]:
     out = []
     for sync_name, async_name in PAIRS:
         sync, target = rows[sync_name], setups[async_name]
-        specs = specs_from_histogram(sync["measured_histograms"][0], config["gamma"])
+        models = models_from_histogram(sync["measured_histograms"][0], config["gamma"])
         draft, verifier, width = target.trace_pair()
-        specs["trace"] = f"trace:{run / 'traces.json'}#{trace_name(draft, verifier, width)}"
+        models["trace"] = load_trace(run / "traces.json", trace_name(draft, verifier, width))
         measured = rows[async_name]["measured_ms_per_token"]
         for model in MODELS:
             inputs = planning_inputs(target, run / "profile.json", run / "traces.json", results["ngram_cost_s"],
-                                     workload.context, acceptance=[specs[model]])
+                                     workload.context, acceptance=[models[model]])
             predicted = predict(target, inputs, workload, workload.prompt_shapes(lengths), seeds)["sim_ms_per_token"]
             out.append({"pipeline": rows[async_name]["chain"], "fitted_on": sync_name, "model": model,
-                        "acceptance": specs[model] if model != "trace" else "trace (recorded)",
+                        "acceptance": spec_text(models[model], digits=6) if model != "trace" else "trace (recorded)",
                         "measured_ms_per_token": measured, "predicted_ms_per_token": predicted,
                         "error": predicted / measured - 1})
     return out
@@ -81,15 +81,15 @@ def a100(out_dir: Path, fit_lookahead: int = 8) -> list[dict[str, Any]]:
     for req in fit_run.requests:
         for added in req.added[0]:
             histogram[added] = histogram.get(added, 0) + 1
-    specs = specs_from_histogram(histogram, fit_lookahead - 1)
-    specs["trace"] = f"trace:{files['traces']}#{pair_key(fit_run.models, 0)}"
-    latency = tuple(f"profile:{files['profile']}#{m.key}" for m in fit_run.models)
+    models = models_from_histogram(histogram, fit_lookahead - 1)
+    models["trace"] = load_trace(files["traces"], pair_key(fit_run.models, 0))
+    latency = tuple(load_profile(files["profile"], m.key) for m in fit_run.models)
     rows = []
     for run in sorted(runs, key=lambda r: r.lookahead):
         if run.lookahead < 2 or run.lookahead == fit_lookahead:
             continue
         for model in MODELS:
-            config = SimConfig(scheme="sd", latency=latency, acceptance=(specs[model],), gamma=run.lookahead - 1,
+            config = SimConfig(scheme="sd", latency=latency, acceptance=(models[model],), gamma=run.lookahead - 1,
                                coordination="reference")
             ms, _ = _predict(config, run)
             rows.append({"run": run.name, "lookahead": run.lookahead, "model": model,

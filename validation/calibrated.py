@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..acceptance import Bernoulli
 from ..schemes import get
 from ..sim import calibration
 from ..sim.config import SimConfig
@@ -25,9 +26,8 @@ NAMES = {"M0": "1B", "M1": "8B", "M2": "70B"}
 
 def inputs(context: int = 128) -> Inputs:
     """The calibration as planning inputs (latency models and pairwise acceptance), for the closed forms."""
-    latency_spec = calibration.latency_specs()
-    acceptance_spec = {tuple(k.split("->")): v for k, v in calibration.acceptance_specs().items()}
-    return Inputs.from_specs(latency_spec, acceptance_spec, "M2", calibration.DEVICES_NEEDED, context)  # type: ignore[arg-type]
+    acceptance = {tuple(k.split("->")): v for k, v in calibration.acceptance_models().items()}
+    return Inputs(calibration.latency_models(), acceptance, "M2", calibration.DEVICES_NEEDED, context)  # type: ignore[arg-type]
 
 
 def _config(scheme: str, chain: Sequence[str], **values: Any) -> SimConfig:
@@ -36,7 +36,7 @@ def _config(scheme: str, chain: Sequence[str], **values: Any) -> SimConfig:
     acceptance = {"M0": base.acceptance[0], "M1": base.acceptance[1]}
     return base.with_values(scheme=scheme, latency=tuple(base.latency[i] for i in index),
                             names=tuple(base.names[i] for i in index),
-                            acceptance=tuple(acceptance[m] for m in chain[:-1]) or ("1",), **values)
+                            acceptance=tuple(acceptance[m] for m in chain[:-1]) or (Bernoulli(1.0),), **values)
 
 
 def _median_ms(config: SimConfig, seeds: int) -> float:

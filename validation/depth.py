@@ -52,6 +52,7 @@ def two_core_setups() -> list[Setup]:
 def predict_depths(run: Path, workload: Workload, depths: Sequence[int] = (2, 4, 8),
                    seeds: int = 3) -> list[dict[str, Any]]:
     """Predicted ms/token and speedup over AR on one core (the same profile) for every depth setup."""
+    from ..acceptance import Bernoulli
     from ..sim.config import SimConfig
     from ..sim.run import simulate_prompts
 
@@ -65,7 +66,7 @@ def predict_depths(run: Path, workload: Workload, depths: Sequence[int] = (2, 4,
                                  processes=False)
         target = setup.profile_keys()[-1]
         if target not in ar_ms_by_target:
-            ar = SimConfig(scheme="ar", latency=(inputs.latency_spec[target],), acceptance=("1",))
+            ar = SimConfig(scheme="ar", latency=(inputs.latency[target],), acceptance=(Bernoulli(1.0),))
             ar_ms_by_target[target] = simulate_prompts(ar, prompts, 1)[0].ms_per_token
         ar_ms = ar_ms_by_target[target]
         got = predict(setup, inputs, workload, prompts, seeds)

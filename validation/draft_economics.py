@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import io
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..acceptance import parse_acceptance
+from ..acceptance import Bernoulli
 from ..errors import ConfigError, require
 from ..io import read_user_text, write_text_atomic
-from ..latency import LatencyModel, parse_latency
+from ..latency import ConstantLatency, LatencyModel
+from ..profiles import entry_latency, read_profiles
 from ..schemes import get
 from ..schemes.pipespec import PipeSpec
 from ..sim.plan import Inputs, pipespec_seconds, sd_seconds
@@ -43,32 +44,32 @@ CAPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # PipeSpec's --max-drafts, SD's γ: t
 GOAL = 1.5
 
 
-@functools.cache
-def _target(profile: Path, key: str) -> LatencyModel:
-    """A profiled model's latency, parsed once per (file, key): the grid prices thousands of points on it."""
-    return parse_latency(f"profile:{profile}#{key}", f"BENCH: {key}")
+Targets = Mapping[str, LatencyModel]  # the profiled models by profile key, read once: the grid prices thousands
 
 
-def _inputs(profile: Path, target_key: str, draft_ms: float, alpha: float) -> Inputs:
-    draft, pair = f"{draft_ms:.6g}", ("draft", target_key)
-    return Inputs({"draft": parse_latency(draft, "draft"), target_key: _target(profile, target_key)},
-                  {"draft": draft, target_key: f"profile:{profile}#{target_key}"},
-                  {pair: parse_acceptance(f"{alpha:.6g}", "alpha")}, {pair: f"{alpha:.6g}"}, target_key, {})
+def read_targets(profile: Path) -> Targets:
+    """Every model of a latency-profile file, read once."""
+    return {key: entry_latency(profile, key, entry) for key, entry in read_profiles(profile).items()}
 
 
-def speedups(profile: Path, target_1t: str, target_2t: str, ar_ms: float, alpha: float, cost: float,
+def _inputs(targets: Targets, target_key: str, draft_ms: float, alpha: float) -> Inputs:
+    return Inputs({"draft": ConstantLatency(draft_ms / 1e3), target_key: targets[target_key]},
+                  {("draft", target_key): Bernoulli(alpha)}, target_key, {})
+
+
+def speedups(targets: Targets, target_1t: str, target_2t: str, ar_ms: float, alpha: float, cost: float,
              max_lead: int) -> tuple[float, float, int, int]:
     """(PipeSpec speedup, SD speedup, PipeSpec's window, SD's γ) over AR's measured decode ms/token, each at
     its best cap on the window (verifying more tokens costs more on a CPU: the best window is a choice)."""
-    pipe = _inputs(profile, target_1t, cost * _t(profile, target_1t, 1) * 1e3, alpha)
+    pipe = _inputs(targets, target_1t, cost * _t(targets, target_1t, 1) * 1e3, alpha)
     pipe_s, window = min(pipespec_seconds(pipe, ("draft", target_1t), cap) for cap in CAPS if cap <= max_lead)
-    sd = _inputs(profile, target_2t, cost * _t(profile, target_2t, 1) * 1e3, alpha)
+    sd = _inputs(targets, target_2t, cost * _t(targets, target_2t, 1) * 1e3, alpha)
     sd_s, gamma = min((sd_seconds(sd, ("draft", target_2t), g), g) for g in CAPS if g <= 8)
     return ar_ms / (pipe_s * 1e3), ar_ms / (sd_s * 1e3), window, gamma
 
 
-def _t(profile: Path, key: str, n: int) -> float:
-    return _target(profile, key).median_s(n, Inputs.context)
+def _t(targets: Targets, key: str, n: int) -> float:
+    return targets[key].median_s(n, Inputs.context)
 
 
 def analyse(bench_path: Path) -> dict[str, Any]:
@@ -82,6 +83,7 @@ def analyse(bench_path: Path) -> dict[str, Any]:
         raise ConfigError(f"BENCH: {bench_path} is not a bench_backend.py result") from None
     profile = bench_path.with_suffix(".profile.json")
     require(profile.is_file(), f"BENCH: its latency profile {profile} is missing")
+    targets = read_targets(profile)
     pipelines = [s for s in setups if isinstance(get(s.scheme), PipeSpec) and len(s.chain) == 2]
     require(bool(pipelines), "BENCH: no two-stage pipespec run to price drafts against")
     # the grid prices the target as it runs beside a trained draft (the memory system the cores share slows it)
@@ -90,23 +92,23 @@ def analyse(bench_path: Path) -> dict[str, Any]:
     target_2t = next(s for s in setups if s.name == "ar").profile_keys()[0]
     ar_ms = rows["ar"]["decode_ms_per_token"]
     max_lead = config.get("max_lead", 32)
-    grid = [(a, c, *speedups(profile, target_1t, target_2t, ar_ms, a, c, max_lead))
+    grid = [(a, c, *speedups(targets, target_1t, target_2t, ar_ms, a, c, max_lead))
             for a in ALPHAS for c in COSTS]
-    t1 = _t(profile, target_1t, 1)
-    best = max(range(1, max_lead + 2), key=lambda n: n / _t(profile, target_1t, n))
-    limit = ar_ms / (_t(profile, target_1t, best) / best * 1e3)
+    t1 = _t(targets, target_1t, 1)
+    best = max(range(1, max_lead + 2), key=lambda n: n / _t(targets, target_1t, n))
+    limit = ar_ms / (_t(targets, target_1t, best) / best * 1e3)
     drafts = []
     for setup in pipelines:
         draft, alpha = setup.chain[0], rows[setup.name]["alpha"][0]
         if alpha is None:
             continue
         key, beside = setup.profile_keys()
-        own = _t(profile, beside, 1)
+        own = _t(targets, beside, 1)
         cost = (config.get("ngram_cost_s", {}).get(draft, 0.0) if draft.startswith("ngram")
-                else _t(profile, key, 1)) / own
-        predicted = speedups(profile, beside, target_2t, ar_ms, alpha, cost, max_lead)
+                else _t(targets, key, 1)) / own
+        predicted = speedups(targets, beside, target_2t, ar_ms, alpha, cost, max_lead)
         need = next((float(a) for a in ALPHAS
-                     if speedups(profile, beside, target_2t, ar_ms, a, cost, max_lead)[0] >= GOAL), None)
+                     if speedups(targets, beside, target_2t, ar_ms, a, cost, max_lead)[0] >= GOAL), None)
         drafts.append({"draft": draft, "alpha": alpha, "cost": cost, "draft_ms": cost * own * 1e3,
                        "closed_pipespec_speedup": predicted[0], "closed_sd_speedup": predicted[1],
                        "best_max_drafts": predicted[2], "best_sd_gamma": predicted[3],
@@ -114,7 +116,7 @@ def analyse(bench_path: Path) -> dict[str, Any]:
                        "alpha_for_goal": need})
     return {"grid": grid, "drafts": drafts, "ar_decode_ms": ar_ms, "target_1t_ms": t1 * 1e3,
             "target_key": target_1t, "limit_speedup": limit, "limit_window": best - 1,
-            "t_n_ms": {n: _t(profile, target_1t, n) * 1e3 for n in (1, 2, 3, 4, 5, 8, 16, 33)}}
+            "t_n_ms": {n: _t(targets, target_1t, n) * 1e3 for n in (1, 2, 3, 4, 5, 8, 16, 33)}}
 
 
 def write(result: dict[str, Any], out: Path) -> list[Path]:

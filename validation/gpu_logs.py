@@ -28,8 +28,10 @@ from typing import Any
 
 from ..logs.build import import_runs, pair_key, write_import
 from ..logs.records import RunLog, read_logs
+from ..profiles import load_profile
 from ..sim.config import SimConfig
 from ..sim.run import prompt_replay, simulate
+from ..traces import load_trace
 
 LOGS = "pipespec-humaneval-logs"
 COORDINATIONS = ("lockfree", "reference")
@@ -88,8 +90,8 @@ def _predict(config: SimConfig, run: RunLog) -> tuple[float, float]:
 
 def base_config(files: dict[str, Path], run: RunLog, scheme: str, **values: Any) -> SimConfig:
     """The simulator's configuration for `run`'s models, reading the imported files."""
-    latency = tuple(f"profile:{files['profile']}#{m.key}" for m in run.models)
-    acceptance = tuple(f"trace:{files['traces']}#{pair_key(run.models, p)}" for p in range(len(run.models) - 1))
+    latency = tuple(load_profile(files["profile"], m.key) for m in run.models)
+    acceptance = tuple(load_trace(files["traces"], pair_key(run.models, p)) for p in range(len(run.models) - 1))
     return SimConfig(scheme=scheme, latency=latency, acceptance=acceptance,
                      names=tuple(SHORT.get(m, m) for m in run.model_names), **values)
 

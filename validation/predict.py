@@ -9,36 +9,41 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import require
 from ..schemes import get
 from .setups import ROLLBACK, Setup, Workload, trace_name, window
 
 if TYPE_CHECKING:
+    from ..acceptance import Acceptance
     from ..metrics import RunResult
     from ..sim.plan import Inputs
 
 
 def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, ngram_s: dict[str, float],
-                    context: int, processes: bool = True, acceptance: Sequence[str] | None = None) -> Inputs:
+                    context: int, processes: bool = True, acceptance: Sequence[Acceptance] | None = None) -> Inputs:
     """The setup's stages as `sim.plan.Inputs`: latency by profile key (with `processes`, also of each
     SpecPipe process as it runs, where the profile has it); acceptance replayed from the traces, or (given
-    `acceptance`) one acceptance spec per pair (an i.i.d. α as "0.85")."""
-    from ..profiles import profile_models
+    `acceptance`) one model per pair."""
+    from ..latency import ConstantLatency
+    from ..profiles import load_profile, profile_models
     from ..sim.plan import Inputs
+    from ..traces import load_trace
 
     keys = setup.profile_keys()
-    latency_spec = {k: (f"{ngram_s[m] * 1e3:.6g}" if m in ngram_s else f"profile:{profile_path}#{k}")
-                    for k, m in zip(keys, setup.chain, strict=True)}
+    latency = {k: (ConstantLatency(ngram_s[m]) if m in ngram_s else load_profile(profile_path, k))
+               for k, m in zip(keys, setup.chain, strict=True)}
     profiled = profile_models(profile_path) if processes and setup.process_parts() else ()
     # a run from before processes were profiled as they run has none: its stages are priced by share
-    latency_spec |= {k: f"profile:{profile_path}#{k}" for k in setup.process_keys() if k in profiled}
+    latency |= {k: load_profile(profile_path, k) for k in setup.process_keys() if k in profiled}
     pairs = list(zip(itertools.pairwise(keys), itertools.pairwise(setup.chain), strict=True))
     if acceptance is not None:
-        acceptance_spec = {p: spec for (p, _), spec in zip(pairs, acceptance, strict=True)}
+        models = {p: model for (p, _), model in zip(pairs, acceptance, strict=True)}
     else:
+        require(traces_path is not None or not pairs, "planning_inputs: a chain's acceptance needs traces")
         width = setup.trace_pair()[2] if pairs else 1
-        acceptance_spec = {p: f"trace:{traces_path}#{trace_name(ma, mb, width if i == len(pairs) - 1 else 1)}"
-                           for i, (p, (ma, mb)) in enumerate(pairs)}
-    return Inputs.from_specs(latency_spec, acceptance_spec, keys[-1], {}, context)
+        models = {p: load_trace(traces_path, trace_name(ma, mb, width if i == len(pairs) - 1 else 1))  # type: ignore[arg-type]
+                  for i, (p, (ma, mb)) in enumerate(pairs)}
+    return Inputs(latency, models, keys[-1], {}, context)
 
 
 def closed_form_ms(setup: Setup, inputs: Inputs, max_lead: int) -> float:

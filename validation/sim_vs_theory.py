@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..acceptance import Bernoulli
+from ..latency import ConstantLatency
 from ..sim.config import SimConfig
 from ..sim.run import simulate_seeds
 from ..theory import pipespec as pipespec_theory
@@ -30,7 +32,11 @@ def grid(alphas: Sequence[float] = (0.6, 0.8, 0.95), gammas: Sequence[int] = (2,
     points = list(itertools.product(alphas, gammas, fill_ratios))
     for alpha, gamma, fill in progress(points):
         c = fill / (gamma + 1)
-        config = SimConfig(scheme="pipespec", latency=(f"{100 * c:.6g}", "100"), acceptance=(str(alpha),),
+        # the draft's ms to 6 significant digits: at (γ+1)·c = 2 its steps would otherwise end at the verifier's
+        # instants, and floating-point rounding, not the model, would decide which comes first
+        draft_s = float(f"{100 * c:.6g}") / 1e3
+        config = SimConfig(scheme="pipespec", latency=(ConstantLatency(draft_s), ConstantLatency(0.1)),
+                           acceptance=(Bernoulli(alpha),),
                            max_drafts=gamma, num_tokens=num_tokens)
         runs = simulate_seeds(config, seeds)
         rho = np.array([r.rho(r.stages[-1]) for r in runs])

@@ -6,13 +6,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import add_arguments, from_args, option
 from ..errors import check_int, require
 from ..schemes import get
 from ..table import format_table
 from .common import OutputConfig, emit, subparser
+
+if TYPE_CHECKING:
+    from ..acceptance import Acceptance
+    from ..latency import LatencyModel
+    from ..sim.plan import Inputs
 
 PRESETS = ("a100",)
 
@@ -78,77 +83,77 @@ def _pair(name: str, item: str | None = None) -> tuple[str, str]:
     return draft, target
 
 
-def _trace_acceptance(paths: Sequence[str], profiled: dict[str, str]) -> dict[tuple[str, str], str]:
-    """Acceptance specs of every pair the trace files hold (a tree's hit-rate traces left out), keyed by profile
+def _trace_acceptance(paths: Sequence[str], profiled: dict[str, str]) -> dict[tuple[str, str], Acceptance]:
+    """The acceptance of every pair the trace files hold (a tree's hit-rate traces left out), keyed by profile
     entry: `profiled` maps each to the model it times, and a model profiled at several thread counts (NAME@2t,
     as `pipespec validate` writes) shares its trace."""
-    from ..traces import read_traces
+    from ..traces import entry_trace, read_traces
 
-    out: dict[tuple[str, str], str] = {}
+    out: dict[tuple[str, str], Acceptance] = {}
     for path in paths:
         for name, entry in read_traces(path).items():
             if entry.get("top_k", 1) != 1:
                 continue
             draft, target = _pair(name)
             draft, target = entry.get("draft", draft), entry.get("target", target)
+            trace = entry_trace(name, entry, f"trace:{path}#{name}")
             for a in [m for m, model in profiled.items() if model == draft] or [draft]:
                 for b in [m for m, model in profiled.items() if model == target] or [target]:
-                    out[(a, b)] = f"trace:{path}#{name}"
+                    out[(a, b)] = trace
     return out
 
 
-def resolve_inputs(config: PlanConfig) -> tuple[Any, list[str]]:
-    """(planning Inputs, notes) from presets, profile and trace files and --acceptance items."""
-    from ..latency import parse_latency
-    from ..profiles import ProfileKey, read_profiles
+def resolve_inputs(config: PlanConfig) -> tuple[Inputs, list[str]]:
+    """(planning Inputs, notes) from presets, profile and trace files and --acceptance items: each spec and file
+    parsed here, once."""
+    from ..acceptance import parse_acceptance
+    from ..profiles import ProfileKey, entry_latency, read_profiles
     from ..sim.plan import Inputs
 
-    latency_spec: dict[str, str] = {}
-    acceptance_spec: dict[tuple[str, str], str] = {}
+    latency: dict[str, LatencyModel] = {}
+    acceptance: dict[tuple[str, str], Acceptance] = {}
     needs: dict[str, int] = {}
     tokenizers: dict[str, str] = {}
     if config.preset:
         from ..sim import calibration
 
-        latency_spec = calibration.latency_specs()
-        acceptance_spec = {_pair(name): spec for name, spec in calibration.acceptance_specs().items()}
+        latency = calibration.latency_models()
+        acceptance = {_pair(name): model for name, model in calibration.acceptance_models().items()}
         needs = dict(calibration.DEVICES_NEEDED)
     for path in config.profile:
         for name, entry in read_profiles(path).items():
-            latency_spec[name] = f"profile:{path}#{name}"
+            latency[name] = entry_latency(path, name, entry)
             if entry.get("tokenizer"):
                 tokenizers[name] = entry["tokenizer"]
-    acceptance_spec |= _trace_acceptance(config.traces, {m: ProfileKey.parse(m).model for m in latency_spec})
+    acceptance |= _trace_acceptance(config.traces, {m: ProfileKey.parse(m).model for m in latency})
     for item in config.acceptance:
         pair, _, spec = item.partition("=")
-        acceptance_spec[_pair(pair, item)] = spec
+        acceptance[_pair(pair, item)] = parse_acceptance(spec, f"--acceptance {item}")
     for item in config.device_count:
         name, _, n = item.partition("=")
-        require(name in latency_spec, f"--device-count: no profile for model {name!r} "
-                                      f"(profiled: {', '.join(latency_spec)})")
+        require(name in latency, f"--device-count: no profile for model {name!r} (profiled: {', '.join(latency)})")
         needs[name] = int(n)
     if config.models:
         for name in config.models:
-            require(name in latency_spec, f"--models: no latency profile for {name!r} (profiled: "
-                                          f"{', '.join(latency_spec) or 'none'})")
-        latency_spec = {m: latency_spec[m] for m in config.models}
-    latency = {m: parse_latency(spec, f"latency of {m}") for m, spec in latency_spec.items()}
+            require(name in latency, f"--models: no latency profile for {name!r} (profiled: "
+                                     f"{', '.join(latency) or 'none'})")
+        latency = {m: latency[m] for m in config.models}
     target = config.target or max(latency, key=lambda m: latency[m].median_s(1, config.context))
     require(target in latency, f"--target: no latency profile for {target!r} (profiled: {', '.join(latency)})")
     notes = []
+    profiled = dict(latency)  # (the pairs named on the command line are checked against every profiled model)
     if target in tokenizers:
         mismatched = [m for m in latency if m in tokenizers and tokenizers[m] != tokenizers[target]]
         require(not (config.models and mismatched),
                 f"--models: {', '.join(mismatched)} and the target {target} do not share a tokenizer")
         notes += [f"{m} left out: its tokenizer differs from {target}'s" for m in mismatched]
-        latency_spec = {m: v for m, v in latency_spec.items() if m not in mismatched}
+        latency = {m: v for m, v in latency.items() if m not in mismatched}
     for item in config.acceptance:  # (the pair's models, not the target's name: it is the planned chain's)
         for model in _pair(item.partition("=")[0], item):
-            require(model in latency or model in latency_spec,
-                    f"--acceptance {item}: no latency profile for {model!r} (profiled: {', '.join(latency)})")
-    acceptance_spec = {p: v for p, v in acceptance_spec.items() if p[0] in latency_spec and p[1] in latency_spec}
-    inputs = Inputs.from_specs(latency_spec, acceptance_spec, target, needs, config.context)
-    return inputs, notes
+            require(model in profiled,
+                    f"--acceptance {item}: no latency profile for {model!r} (profiled: {', '.join(profiled)})")
+    acceptance = {p: v for p, v in acceptance.items() if p[0] in latency and p[1] in latency}
+    return Inputs(latency, acceptance, target, needs, config.context), notes
 
 
 def run(args: argparse.Namespace) -> int:

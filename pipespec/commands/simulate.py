@@ -19,14 +19,14 @@ def resolve_config(args: argparse.Namespace) -> Any:
     from ..sim.presets import preset
 
     base = preset(args.preset) if args.preset else SimConfig()
-    values = base.to_dict()
+    values = {}
     if args.config:
         values.update(mapping_values(SimConfig, load_config_file(args.config), f"--config {args.config}"))
     values.update(given_values(SimConfig, args))
     if args.trace or args.plot:
         values["timeline"] = True
     try:
-        return SimConfig(**values)
+        return base.with_values(**values)
     except TypeError as exc:
         raise ConfigError(f"configuration: {exc}") from None
 

@@ -30,7 +30,7 @@ class AR(Scheme):
         return 1
 
     def stage_plan(self, config: SimConfig) -> list[tuple[str, LatencyModel]]:
-        return [(config.model_names[-1], config.latency_models[-1])]
+        return [(config.model_names[-1], config.latency[-1])]
 
     def start(self, config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
               done: simpy.Event) -> None:

@@ -56,7 +56,7 @@ class Scheme(ABC):
 
     def stage_plan(self, config: SimConfig) -> list[tuple[str, LatencyModel]]:
         """(name, latency) of each simulated stage, in pipeline order."""
-        return list(zip(config.model_names, config.latency_models, strict=True))
+        return list(zip(config.model_names, config.latency, strict=True))
 
     def pair_names(self, config: SimConfig) -> list[str]:
         names = config.model_names
@@ -168,7 +168,7 @@ def layer_latency(config: SimConfig, model: LatencyModel, index: int, layers: in
     body, plus the output head if it holds one."""
     from ..latency import ScaledLatency
 
-    if config.stage_latency_models:
-        return config.stage_latency_models[index]
+    if config.stage_latency:
+        return config.stage_latency[index]
     h = config.head_share
     return ScaledLatency(model, (1 - h) * layers / config.num_layers + (h if head else 0.0))

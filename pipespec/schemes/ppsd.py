@@ -48,7 +48,7 @@ class PPSD(Scheme):
         return config.pp_stages
 
     def stage_plan(self, config: SimConfig) -> list[tuple[str, LatencyModel]]:
-        name, model = config.model_names[0], config.latency_models[0]
+        name, model = config.model_names[0], config.latency[0]
         layers, last_early = config.ppsd_split
         heads = {last_early, len(layers) - 1}  # the exit head, the model's head
         return [(f"{name}[{sum(layers[:i]) + 1}-{sum(layers[: i + 1])}]",
@@ -120,8 +120,8 @@ class PPSD(Scheme):
         exit_key, target_key = setup.profile_keys()
         target = resolve(setup.chain[-1])
         layers = num_layers(target)
-        config = SimConfig(scheme="ppsd", latency=(inputs.latency_spec[target_key],),
-                           acceptance=(inputs.acceptance_spec[(exit_key, target_key)],), names=(setup.chain[-1],),
+        config = SimConfig(scheme="ppsd", latency=(inputs.latency[target_key],),
+                           acceptance=(inputs.acceptance[(exit_key, target_key)],), names=(setup.chain[-1],),
                            num_layers=layers, exit_layer=setup.exit_layer, pp_stages=setup.pp_stages,
                            rollback=ROLLBACK, head_share=head_share(target), device_sharing=device_sharing(workload),
                            devices=(workload.device,) * setup.pp_stages if on_accelerator(workload) else ())

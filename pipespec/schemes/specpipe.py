@@ -42,7 +42,7 @@ class SpecPipe(Scheme):
         return config.pp_stages + 1
 
     def stage_plan(self, config: SimConfig) -> list[tuple[str, LatencyModel]]:
-        names, models = config.model_names, config.latency_models
+        names, models = config.model_names, config.latency
         layers = [config.num_layers // config.pp_stages + (1 if i < config.num_layers % config.pp_stages else 0)
                   for i in range(config.pp_stages)]
         return [(names[0], models[0])] + [(f"{names[1]}[stage {i}]",
@@ -115,6 +115,7 @@ class SpecPipe(Scheme):
         parallelism at h = 0."""
         import statistics
 
+        from ..acceptance import Bernoulli
         from ..backend.models import head_share, num_layers, resolve
         from ..sim.config import SimConfig
         from ..sim.run import simulate_prompts
@@ -126,12 +127,12 @@ class SpecPipe(Scheme):
         target = resolve(setup.chain[-1])
         plain = setup.tree_depth == 1
         # each process as it runs (Setup.process_parts) where profiled; else the whole models' forwards, by share
-        timed = [inputs.latency_spec.get(k) for k in setup.process_keys()]
+        timed = [inputs.latency.get(k) for k in setup.process_keys()]
         drafts, stages = timed[:-setup.pp_stages], timed[-setup.pp_stages:]  # no draft process in plain PP
-        stage_latency = tuple(stages) if all(stages) else ()
-        draft_latency = drafts[0] if drafts and drafts[0] else inputs.latency_spec[draft_key]
-        acceptance = "0" if plain else inputs.acceptance_spec[(draft_key, target_key)]
-        config = SimConfig(scheme="specpipe", latency=(draft_latency, inputs.latency_spec[target_key]),
+        stage_latency = tuple(stages) if all(s is not None for s in stages) else ()
+        draft_latency = drafts[0] if drafts and drafts[0] is not None else inputs.latency[draft_key]
+        acceptance = Bernoulli(0.0) if plain else inputs.acceptance[(draft_key, target_key)]
+        config = SimConfig(scheme="specpipe", latency=(draft_latency, inputs.latency[target_key]),
                            stage_latency=stage_latency,
                            acceptance=(acceptance,), names=setup.chain, num_layers=num_layers(target),
                            pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,
