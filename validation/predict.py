@@ -7,7 +7,7 @@ import itertools
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..errors import require
 from ..schemes import get
@@ -15,7 +15,7 @@ from .setups import ROLLBACK, Setup, Workload, trace_name, window
 
 if TYPE_CHECKING:
     from ..acceptance import Acceptance
-    from ..metrics import RunResult
+    from ..metrics import PairStats, RunResult
     from ..sim.plan import Inputs
 
 
@@ -54,13 +54,23 @@ def closed_form_ms(setup: Setup, inputs: Inputs, max_lead: int) -> float:
 Prompts = Sequence[tuple[int, int]]  # (prompt length, output tokens) per prompt: Workload.prompt_shapes()
 
 
-def predict(setup: Setup, inputs: Inputs, workload: Workload, prompts: Prompts, seeds: int) -> dict[str, Any]:
+class Prediction(TypedDict):
+    """One setup's predicted decode ms/token and what the first seed's simulation counted (validate's columns)."""
+
+    sim_ms_per_token: float  # median over seeds
+    closed_ms_per_token: float
+    trace_alpha: dict[str, float]  # the acceptance replayed, by pair "A->B"
+    sim_pairs: list[PairStats]
+    sim_stages: list[dict[str, Any]]  # RunResult.summary()'s stage rows
+
+
+def predict(setup: Setup, inputs: Inputs, workload: Workload, prompts: Prompts, seeds: int) -> Prediction:
     """Simulated (median over seeds, each prompt of `prompts` simulated from its own context and its own
     trace sequence) and closed-form decode ms/token for one setup, as its scheme predicts it."""
     return get(setup.scheme).predict(setup, inputs, workload, prompts, seeds)
 
 
-def predict_chain(setup: Setup, inputs: Inputs, workload: Workload, prompts: Prompts, seeds: int) -> dict[str, Any]:
+def predict_chain(setup: Setup, inputs: Inputs, workload: Workload, prompts: Prompts, seeds: int) -> Prediction:
     """A chain of whole models (AR, SD, PipeSpec): the simulator with the planner's configuration of the
     setup (models on one device share it: `stage_groups`) and the chain's closed form."""
     from ..sim.plan import Candidate, sim_config
@@ -73,9 +83,9 @@ def predict_chain(setup: Setup, inputs: Inputs, workload: Workload, prompts: Pro
     config = sim_config(inputs, candidate, num_tokens, 0, ROLLBACK, device_sharing(workload))
     runs = simulate_prompts(config, prompts, seeds)
     alphas = {f"{a}->{b}": inputs.alpha(a, b) for a, b in itertools.pairwise(keys)}
-    return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs),
-            "closed_ms_per_token": closed_form_ms(setup, inputs, workload.max_lead), "trace_alpha": alphas,
-            **sim_counters(runs)}
+    return Prediction(sim_ms_per_token=statistics.median(r.ms_per_token for r in runs),
+                      closed_ms_per_token=closed_form_ms(setup, inputs, workload.max_lead), trace_alpha=alphas,
+                      **sim_counters(runs))
 
 
 def stage_groups(setup: Setup, workload: Workload) -> tuple[int, ...]:
@@ -94,10 +104,15 @@ def stage_groups(setup: Setup, workload: Workload) -> tuple[int, ...]:
     return tuple(offset + i if m.startswith("ngram") else g for i, (m, g) in enumerate(zip(chain, groups, strict=True)))
 
 
-def sim_counters(runs: Sequence[RunResult]) -> dict[str, Any]:
+class SimCounters(TypedDict):
+    sim_pairs: list[PairStats]
+    sim_stages: list[dict[str, Any]]
+
+
+def sim_counters(runs: Sequence[RunResult]) -> SimCounters:
     """The first seed's pair statistics and per-stage counters (steps, verifications, busy time), to set
     beside the backend's."""
-    return {"sim_pairs": runs[0].pairs, "sim_stages": runs[0].summary()["stages"]}
+    return SimCounters(sim_pairs=runs[0].pairs, sim_stages=runs[0].summary()["stages"])
 
 
 def on_accelerator(workload: Workload) -> bool:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..sim.engine import Stage
     from ..sim.pairs import Pair
     from ..sim.plan import Inputs
+    from ..validation.predict import Prediction
     from ..validation.setups import Process, Setup, Workload
 
 
@@ -150,7 +151,7 @@ class Scheme(ABC):
         return str(setup.max_drafts or "all")
 
     def predict(self, setup: Setup, inputs: Inputs, workload: Workload, prompts: Sequence[tuple[int, int]],
-                seeds: int) -> dict[str, Any]:
+                seeds: int) -> Prediction:
         """Simulated and closed-form decode ms/token of a setup, from a profile and traces alone."""
         from ..validation.predict import predict_chain
 

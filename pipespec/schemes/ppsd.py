@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..sim.engine import Stage
     from ..sim.pairs import Pair
     from ..sim.plan import Inputs
+    from ..validation.predict import Prediction
     from ..validation.setups import Setup, Workload
 
 
@@ -105,7 +106,7 @@ class PPSD(Scheme):
         return "-"
 
     def predict(self, setup: Setup, inputs: Inputs, workload: Workload, prompts: Sequence[tuple[int, int]],
-                seeds: int) -> dict[str, Any]:
+                seeds: int) -> Prediction:
         """The simulator's layer pipeline over the target's profiled latency (P stages, exit after E)
         replaying the exit's trace, and the derived closed form t_AR / (1 − α(1 − E/N))."""
         import statistics
@@ -114,7 +115,7 @@ class PPSD(Scheme):
         from ..sim.config import SimConfig
         from ..sim.run import simulate_prompts
         from ..theory import ppsd
-        from ..validation.predict import device_sharing, on_accelerator, sim_counters
+        from ..validation.predict import Prediction, device_sharing, on_accelerator, sim_counters
         from ..validation.setups import ROLLBACK
 
         exit_key, target_key = setup.profile_keys()
@@ -128,8 +129,9 @@ class PPSD(Scheme):
         runs = simulate_prompts(config, prompts, seeds)
         alpha = inputs.alpha(exit_key, target_key)
         closed_ms = inputs.t(target_key, 1) * 1e3 / float(ppsd.pipelined_speedup(alpha, setup.exit_layer, layers))
-        return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs), "closed_ms_per_token": closed_ms,
-                "trace_alpha": {f"{exit_key}->{target_key}": alpha}, **sim_counters(runs)}
+        return Prediction(sim_ms_per_token=statistics.median(r.ms_per_token for r in runs),
+                          closed_ms_per_token=closed_ms, trace_alpha={f"{exit_key}->{target_key}": alpha},
+                          **sim_counters(runs))
 
 
 SCHEME = PPSD()

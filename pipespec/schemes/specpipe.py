@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..sim.engine import Stage
     from ..sim.pairs import Pair
     from ..sim.plan import Inputs
+    from ..validation.predict import Prediction
     from ..validation.setups import Process, Setup, Workload
 
 
@@ -107,7 +108,7 @@ class SpecPipe(Scheme):
         return f"w{setup.tree_width} d{setup.tree_depth or setup.pp_stages}"
 
     def predict(self, setup: Setup, inputs: Inputs, workload: Workload, prompts: Sequence[tuple[int, int]],
-                seeds: int) -> dict[str, Any]:
+                seeds: int) -> Prediction:
         """The simulator's layer pipeline over the profiled draft and target (P target stages, the draft
         growing a level per step, the tree's hit rate replayed from the top-width trace; processes pinned to
         one core share a simulated device, time-sliced on a CPU; each process priced by its own profile
@@ -120,7 +121,7 @@ class SpecPipe(Scheme):
         from ..sim.config import SimConfig
         from ..sim.run import simulate_prompts
         from ..theory import specpipe
-        from ..validation.predict import device_sharing, layer_stage_devices, sim_counters
+        from ..validation.predict import Prediction, device_sharing, layer_stage_devices, sim_counters
         from ..validation.setups import ROLLBACK
 
         draft_key, target_key = setup.profile_keys()
@@ -142,8 +143,9 @@ class SpecPipe(Scheme):
         runs = simulate_prompts(config, prompts, seeds)
         h = 0.0 if plain else inputs.alpha(draft_key, target_key)
         closed_ms = inputs.t(target_key, 1) * 1e3 / float(specpipe.speedup(h, setup.pp_stages))
-        return {"sim_ms_per_token": statistics.median(r.ms_per_token for r in runs), "closed_ms_per_token": closed_ms,
-                "trace_alpha": {f"{draft_key}->{target_key}": h}, **sim_counters(runs)}
+        return Prediction(sim_ms_per_token=statistics.median(r.ms_per_token for r in runs),
+                          closed_ms_per_token=closed_ms, trace_alpha={f"{draft_key}->{target_key}": h},
+                          **sim_counters(runs))
 
 
 SCHEME = SpecPipe()
