@@ -138,6 +138,21 @@ def entry_latency(path: str | Path, model: str, entry: Mapping[str, Any], jitter
     return ProfileLatency(tuple(entry["points"]), name=model, jitter=jitter, spec=spec)  # type: ignore[arg-type]
 
 
+_DEVICE = re.compile(r"(cpu|cuda(:\d+)?)(,cuda(:\d+)?)*")
+
+
+def devices_needed(entry: Mapping[str, Any]) -> int | None:
+    """How many devices one copy of the profiled model ran on: the imported logs' `devices`, or the device group
+    `pipespec profile --device cuda:0,cuda:1` timed it on as one stage; None when the entry does not say."""
+    devices = entry.get("devices")
+    if isinstance(devices, list) and devices:
+        return len(devices)
+    device = entry.get("device")
+    if isinstance(device, str) and _DEVICE.fullmatch(device.replace(" ", "")):
+        return device.count(",") + 1
+    return None
+
+
 def profile_models(path: str | Path) -> tuple[str, ...]:
     """The models a profile file holds."""
     return tuple(read_profiles(path))

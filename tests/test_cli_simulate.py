@@ -88,3 +88,27 @@ def test_malformed_trace_file(run_cli, tmp_path):
     bad.write_text(json.dumps({"format": "pipespec.acceptance-trace", "version": 1, "pairs": {"a->b": {}}}))
     code, _, err = run_cli("simulate", "--scheme", "sd", "--latency", "1", "10", "--acceptance", f"trace:{bad}")
     assert code == 2 and "malformed sequences" in err
+
+
+def test_a_results_recorded_configuration_reproduces_it(run_cli, tmp_path):
+    """The config block of a result (spec fields as the text given: a profile, a trace), written back as a
+    config file (YAML reads the JSON), runs the same simulation again."""
+    from pipespec.profiles import write_profiles
+    from pipespec.traces import write_traces
+
+    profile, traces = tmp_path / "p.json", tmp_path / "t.json"
+    write_profiles(profile, {"big": {"points": [{"num_tokens": n, "context_len": 0, "median_s": 0.05 + 0.004 * n}
+                                                for n in (1, 4, 9)]}})
+    write_traces(traces, {"small->big": {"sequences": [[1, 1, 1, 0] * 40]}})
+    code, out, err = run_cli("simulate", "--scheme", "pipespec", "--latency", "4", f"profile:{profile}#big",
+                             "--acceptance", f"trace:{traces}#small->big", "--num-tokens", "120", "--seed", "3",
+                             "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["config"]["latency"] == ["4", f"profile:{profile}#big"]
+    again = tmp_path / "again.yaml"
+    again.write_text(json.dumps(first["config"]))
+    code, out, err = run_cli("simulate", "--config", str(again), "--json")
+    assert code == 0, err
+    second = json.loads(out)
+    assert second["config"] == first["config"] and second["results"] == first["results"]

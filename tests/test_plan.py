@@ -12,11 +12,12 @@ from pipespec.sim.run import simulate
 from pipespec.theory import timing
 
 
-def _profile(path, latencies_ms, tokenizers=None):
+def _profile(path, latencies_ms, tokenizers=None, devices=None):
     models = {}
     for name, ms in latencies_ms.items():
         points = [{"num_tokens": n, "context_len": 0, "median_s": ms / 1e3 * (1 + 0.01 * (n - 1))} for n in (1, 64)]
-        models[name] = {"points": points, **({"tokenizer": tokenizers[name]} if tokenizers else {})}
+        models[name] = {"points": points, **({"tokenizer": tokenizers[name]} if tokenizers else {}),
+                        **({"device": devices[name]} if devices else {})}
     write_profiles(path, models)
     return str(path)
 
@@ -113,3 +114,22 @@ def test_the_target_is_the_slowest_model_whatever_the_order_of_the_acceptance_it
     # an item naming another pair last once renamed the target after that pair's verifier
     inputs, _ = resolve_inputs(PlanConfig(profile=(profile,), acceptance=("mid->big=0.9", "small->mid=0.8")))
     assert inputs.target == "big"
+
+
+def test_a_model_profiled_on_a_device_group_needs_the_whole_group(tmp_path):
+    """`pipespec profile --device cuda:0,cuda:1` records the group: planning counts both devices for that model
+    (one stage), and --device-count still overrides it."""
+    from pipespec.commands.plan import PlanConfig, resolve_inputs
+
+    devices = {"small": "cpu", "mid": "cuda:0", "big": "cuda:1,cuda:2,cuda:3"}
+    profile = _profile(tmp_path / "p.json", {"small": 5, "mid": 20, "big": 100}, devices=devices)
+    grouped, _ = resolve_inputs(PlanConfig(profile=(profile,), acceptance=("mid->big=0.9",)))
+    assert dict(grouped.device_needs) == {"small": 1, "mid": 1, "big": 3}
+    ranked = plan.enumerate_candidates(grouped, (2,), 4, (4,), [None], False)
+    assert ranked and all(c.devices_used == 4 for c in ranked)  # mid on one device, big on the group of three
+    assert not plan.enumerate_candidates(grouped, (2,), 3, (4,), [None], False)  # 3 devices do not fit them
+    given, _ = resolve_inputs(PlanConfig(profile=(profile,), acceptance=("mid->big=0.9",), device_count=("big=2",)))
+    assert given.device_needs["big"] == 2
+    from pipespec.profiles import devices_needed  # an imported log's GPUs count too; a description does not
+
+    assert devices_needed({"devices": ["cuda:1", "cuda:2"]}) == 2 and devices_needed({"device": "2x A100"}) is None

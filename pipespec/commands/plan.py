@@ -36,7 +36,8 @@ class PlanConfig:
     models: tuple[str, ...] = option((), "restrict the candidates to these models (default: all profiled)")
     target: str | None = option(None, "the model whose output is wanted (default: the slowest per token)")
     devices: int | None = option(None, "devices available (default: one per candidate model)")
-    device_count: tuple[str, ...] = option((), "devices one copy of a model needs, MODEL=N (default 1)",
+    device_count: tuple[str, ...] = option((), "devices one copy of a model needs, MODEL=N (default: as many as its "
+                                           "profile was measured on, a device group or an imported log's, else 1)",
                                            metavar="MODEL=N")
     allow_sharing: bool = option(False, "let stages share devices (synchronous chains share one set; "
                                  "pipelines group neighbouring stages)")
@@ -107,7 +108,7 @@ def resolve_inputs(config: PlanConfig) -> tuple[Inputs, list[str]]:
     """(planning Inputs, notes) from presets, profile and trace files and --acceptance items: each spec and file
     parsed here, once."""
     from ..acceptance import parse_acceptance
-    from ..profiles import ProfileKey, entry_latency, read_profiles
+    from ..profiles import ProfileKey, devices_needed, entry_latency, read_profiles
     from ..sim.plan import Inputs
 
     latency: dict[str, LatencyModel] = {}
@@ -125,6 +126,8 @@ def resolve_inputs(config: PlanConfig) -> tuple[Inputs, list[str]]:
             latency[name] = entry_latency(path, name, entry)
             if entry.get("tokenizer"):
                 tokenizers[name] = entry["tokenizer"]
+            if (count := devices_needed(entry)) is not None:  # a device group: one stage over all of it
+                needs[name] = count
     acceptance |= _trace_acceptance(config.traces, {m: ProfileKey.parse(m).model for m in latency})
     for item in config.acceptance:
         pair, _, spec = item.partition("=")

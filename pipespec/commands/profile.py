@@ -20,7 +20,9 @@ class ProfileConfig:
     contexts: tuple[int, ...] = option((64, 512), "cached context lengths to time at")
     repeats: int = option(7, "timed repeats per point (median and p10/p50/p90 reported)")
     warmup: int = option(2, "untimed passes before each point")
-    device: str = option("cpu", "device: cpu or cuda:N")
+    device: str = option("cpu", "device: cpu, cuda:N, or a device group cuda:N,cuda:M,... (each model split over "
+                                "it and timed as one stage; the profile records the group, and `plan` counts "
+                                "its devices)")
     threads: int | None = option(None, "torch threads (default: torch's choice)")
     output: str = option("results/profile.json", "latency profile file (.json or .csv)")
     traces: str | None = option("results/traces.json", "acceptance-trace file for adjacent pairs ('' to skip)")
