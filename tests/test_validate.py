@@ -120,6 +120,14 @@ def test_validate_end_to_end(run_cli, tmp_path):
         assert after["lossless"] == before["lossless"]
         for key in ("measured_ms_per_token", "repeats_ms_per_token", "sim_ms_per_token", "sim_error"):
             assert after[key] == pytest.approx(before[key]), (before["config"], key)
+    # what the run measured (prompts, limit, tokens, configurations, exits, widths) is read from the run itself
+    code, out, err = run_cli("validate", "--seeds", "1", "--draft", "none", "--out", str(tmp_path), "--json",
+                             "--repredict")
+    assert code == 0, err
+    recorded = json.loads(out)
+    assert recorded["config"]["configs"] == configs and recorded["config"]["max_new_tokens"] == 12
+    for before, after in zip(again, recorded["results"]["rows"], strict=True):
+        assert after["config"] == before["config"] and after["sim_ms_per_token"] == before["sim_ms_per_token"]
     for args, message in ((["--configs", "sd-int8", "--max-new-tokens", "12"], "has no measurement of sd-int8"),
                           (["--configs", *configs, "--max-new-tokens", "16"], "measured --max-new-tokens 12, not 16")):
         code, _, err = run_cli("validate", *args, "--ppsd-exits", "24", "--specpipe-widths", "2", "--limit", "1",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backend.devices import TRANSPORTS
-from ..config import add_arguments, from_args, option
+from ..config import add_arguments, from_args, given_values, mapping_values, option
 from ..errors import MAX_WINDOW, ConfigError, check_int, require
 from ..table import csv_text, format_table, markdown_table
 from .common import OutputConfig, emit, subparser
@@ -57,8 +57,8 @@ class ValidateConfig:
     out: str = option("results/validate", "output folder: table (CSV, markdown), plots, profile, traces, JSON")
     repredict: bool = option(False, "predict again from the profile, traces and measurements a finished run left "
                              "in --out, without profiling or measuring (after a change to the simulator or the "
-                             "closed forms); give the prompts, --limit, --max-new-tokens and configurations it "
-                             "measured")
+                             "closed forms); what it measured (prompts, --limit, --max-new-tokens, --repeats, "
+                             "configurations, --device) defaults to what the run recorded")
 
     @property
     def builtin(self) -> bool:
@@ -100,6 +100,25 @@ class ValidateConfig:
         finished = all((Path(self.out) / f).is_file() for f in ("validate.json", "profile.json", "traces.json"))
         require(not self.repredict or finished,
                 f"--repredict: {self.out} holds no finished run (validate.json, profile.json, traces.json)")
+
+
+# what a run measured, taken from its validate.json by --repredict unless given again
+MEASURED_OPTIONS = ("prompts", "limit", "max_new_tokens", "repeats", "gamma", "lookahead", "ppsd_exits",
+                    "specpipe_widths", "configs", "contended", "device")
+
+
+def resolve_config(args: argparse.Namespace) -> ValidateConfig:
+    """The options given; with --repredict, what the run in --out measured fills the measured ones not given."""
+    given = given_values(ValidateConfig, args)
+    out = Path(given.get("out", ValidateConfig.out))
+    if given.get("repredict") and (out / "validate.json").is_file():
+        try:
+            recorded = json.loads((out / "validate.json").read_text(encoding="utf-8"))["config"]
+            recorded = {k: recorded[k] for k in MEASURED_OPTIONS if k in recorded and k not in given}
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"--repredict: {out}/validate.json is not a validate result") from None
+        given = mapping_values(ValidateConfig, recorded, f"--repredict: {out}/validate.json") | given
+    return ValidateConfig(**given)
 
 
 def built_drafts(kind: str) -> list[str]:
@@ -198,7 +217,7 @@ def _write_report(results: dict[str, Any], out: Path, config: ValidateConfig, dr
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    config = from_args(ValidateConfig, args)
+    config = resolve_config(args)
     output = from_args(OutputConfig, args)
     started = time.perf_counter()
 
@@ -238,6 +257,6 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "(CSV, markdown), plots, and JSON with the wall time and peak memory.",
         examples="  pipespec validate\n  pipespec validate --limit 4 --max-new-tokens 48 --repeats 1 "
                  "--lookahead 1 2 4 8\n")
-    add_arguments(parser, ValidateConfig, "validate")
+    add_arguments(parser, ValidateConfig, "validate", only_given=True)
     add_arguments(parser, OutputConfig, "output")
     parser.set_defaults(handler=run)
