@@ -64,9 +64,9 @@ def runs(num_tokens: int, imported: dict[str, Path]) -> dict[str, SimConfig]:
     calibrated = preset("pipespec-a100").with_values(num_tokens=num_tokens)
     chain = next(t for t in gpu_logs.targets(read_logs("reference", [gpu_logs.logs_folder()]))
                  if len(t.sync.model_names) == 3)
-    replay = gpu_logs.base_config(imported, chain.sync, "pipespec", coordination="reference", rollback="finish",
-                                  min_drafts=max(chain.lookahead - 1, 1), max_drafts=chain.max_drafts,
-                                  num_tokens=num_tokens)
+    replay = gpu_logs.base_config(gpu_logs.Imported.read(imported), chain.sync, "pipespec",
+                                  coordination="reference", rollback="finish", min_drafts=max(chain.lookahead - 1, 1),
+                                  max_drafts=chain.max_drafts, num_tokens=num_tokens)
     sliced = calibrated.with_values(devices=("d0", "d1", "d1"), device_sharing="timeslice")
     return {"calibrated": calibrated, "trace replay": replay, "time-sliced": sliced,
             "time-sliced, draft beside the middle stage": sliced.with_values(devices=("d0", "d0", "d1")),

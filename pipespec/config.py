@@ -46,6 +46,13 @@ def parsed_value(field: dataclasses.Field, value: Any, where: str) -> Any:
     return parse(value, where) if isinstance(value, str) else value
 
 
+def parsed_values(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` for `cls` with every spec field's text parsed, each named by its flag (a name that is not a field
+    is left for the dataclass to refuse)."""
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    return {k: parsed_value(by_name[k], v, _flag(by_name[k])) if k in by_name else v for k, v in values.items()}
+
+
 def field_text(field: dataclasses.Field, value: Any) -> Any:
     """A field's value as text goes into results and config files: spec fields as their spec text."""
     text = field.metadata.get("text")

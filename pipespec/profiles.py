@@ -123,7 +123,17 @@ def _read_csv(text: str, where: str) -> dict[str, dict[str, Any]]:
 def load_profile(path: str | Path, model: str | None = None, jitter: str = "none", spec: str = "") -> ProfileLatency:
     """One model's ProfileLatency; `model` may be omitted when the file holds exactly one. `spec`: the text it
     was named by (default: profile:PATH#MODEL, @quantiles with jitter)."""
-    models = read_profiles(path)
+    return pick_profile(read_profiles(path), path, model, jitter, spec)
+
+
+def load_profiles(path: str | Path) -> dict[str, ProfileLatency]:
+    """Every model of a profile file as its ProfileLatency (the file read once)."""
+    return {name: entry_latency(path, name, entry) for name, entry in read_profiles(path).items()}
+
+
+def pick_profile(models: Mapping[str, Mapping[str, Any]], path: str | Path, model: str | None = None,
+                 jitter: str = "none", spec: str = "") -> ProfileLatency:
+    """`load_profile` from the file's entries as `read_profiles` returned them (for a caller taking several)."""
     if model is None:
         require(len(models) == 1, f"latency profile {str(path)!r} holds {', '.join(models)}: name one with #MODEL")
         model = next(iter(models))
@@ -151,11 +161,6 @@ def devices_needed(entry: Mapping[str, Any]) -> int | None:
     if isinstance(device, str) and _DEVICE.fullmatch(device.replace(" ", "")):
         return device.count(",") + 1
     return None
-
-
-def profile_models(path: str | Path) -> tuple[str, ...]:
-    """The models a profile file holds."""
-    return tuple(read_profiles(path))
 
 
 def profile_document(models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

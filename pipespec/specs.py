@@ -6,10 +6,8 @@ those models and read no file, and a result records each model's `spec_text`: th
 
 from __future__ import annotations
 
-from .acceptance import Acceptance, Bernoulli, Markov, Positional, parse_acceptance
-from .latency import AffineLatency, ConstantLatency, LatencyModel, ProfileLatency, parse_latency
-
-__all__ = ["parse_acceptance", "parse_latency", "spec_text"]
+from .acceptance import Acceptance, Bernoulli, Markov, Positional
+from .latency import AffineLatency, ConstantLatency, LatencyModel, ProfileLatency
 
 
 def spec_text(model: LatencyModel | Acceptance, digits: int = 12) -> str:

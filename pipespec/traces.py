@@ -59,6 +59,11 @@ def load_trace(path: str | Path, pair: str | None = None, spec: str = "") -> Tra
     return entry_trace(pair, pairs[pair], spec or f"trace:{path}#{pair}")
 
 
+def load_traces(path: str | Path) -> dict[str, Trace]:
+    """Every pair of a trace file as its Trace (the file read once)."""
+    return {name: entry_trace(name, entry, f"trace:{path}#{name}") for name, entry in read_traces(path).items()}
+
+
 def entry_trace(name: str, entry: Mapping[str, Any], spec: str = "") -> Trace:
     """A pair's entry as one replayable trace (its prompts' sequences concatenated)."""
     sequences = entry["sequences"]

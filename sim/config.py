@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from ..acceptance import Acceptance, Trace, parse_acceptance
-from ..config import field_text, option, parsed_value
+from ..config import field_text, option, parsed_values
 from ..errors import MAX_WINDOW, check_int, require
 from ..latency import LatencyModel, parse_latency
 from ..schemes import SCHEMES, Scheme, get
@@ -16,15 +16,11 @@ from ..specs import spec_text
 _LATENCY_SPECS = {"parse": parse_latency, "text": spec_text}
 
 
-def _latencies(*specs: str) -> tuple[LatencyModel, ...]:
-    return tuple(parse_latency(spec, "--latency") for spec in specs)
-
-
 @dataclass(frozen=True)
 class SimConfig:
     scheme: str = option("pipespec", " | ".join(SCHEMES), choices=SCHEMES)
     latency: tuple[LatencyModel, ...] = option(
-        _latencies("12", "28", "431"),
+        tuple(parse_latency(spec, "--latency") for spec in ("12", "28", "431")),
         "forward latency per model, draft first, final verifier last: MS (constant, ms), affine:A,B,C "
         "(ms: A + B·tokens + C·context), or profile:FILE[#MODEL][@quantiles] (measured; @quantiles adds "
         "jitter drawn from the measured quantiles). ppsd: one model. specpipe: draft, target", **_LATENCY_SPECS)
@@ -83,11 +79,11 @@ class SimConfig:
     def from_text(cls, **values: Any) -> SimConfig:
         """A configuration from values as a config file holds them, spec fields as text ("12", "trace:F#P"):
         the edge for code and tests that write specs; the files they name are read here, once."""
-        return cls(**_parse_text(values))
+        return cls(**parsed_values(cls, values))
 
     def with_text(self, **values: Any) -> SimConfig:
         """This configuration with `values` replaced, spec fields given as text (as for `from_text`)."""
-        return replace(self, **_parse_text(values))
+        return replace(self, **parsed_values(SimConfig, values))
 
     def __post_init__(self) -> None:
         for name in ("latency", "acceptance", "stage_latency"):
@@ -197,13 +193,6 @@ class SimConfig:
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as results record it (spec fields as the text they were given as)."""
         return {f.name: field_text(f, getattr(self, f.name)) for f in fields(self)}
-
-
-def _parse_text(values: dict[str, Any]) -> dict[str, Any]:
-    """Spec fields' text parsed (an unknown name is left for the dataclass to refuse)."""
-    by_name = {f.name: f for f in fields(SimConfig)}
-    return {k: parsed_value(by_name[k], v, "--" + k.replace("_", "-")) if k in by_name else v
-            for k, v in values.items()}
 
 
 def _even(total: int, parts: int) -> tuple[int, ...]:

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import pytest
 
-from pipespec.profiles import write_profiles
+from pipespec.profiles import load_profiles, write_profiles
 from pipespec.validation import draft_economics
 from pipespec.validation.setups import builtin_setups
 
@@ -48,7 +48,7 @@ def test_each_draft_gets_its_point_and_the_acceptance_it_would_need(tmp_path):
     assert chat["cost"] == pytest.approx(6 / 55)
     need = chat["alpha_for_goal"]
     assert need is not None and need > 0.7  # α = 0.7 does not reach 1.5x here, a higher one does
-    probe = draft_economics.speedups(draft_economics.read_targets(tmp_path / "bench.profile.json"),
+    probe = draft_economics.speedups(load_profiles(tmp_path / "bench.profile.json"),
                                      "smollm2@1t~draft:smollm2-chat4",
                                      "smollm2@2t", 40.0, need, chat["cost"], 32)
     assert probe[0] >= draft_economics.GOAL

@@ -32,7 +32,7 @@ from ..acceptance import Bernoulli
 from ..errors import ConfigError, require
 from ..io import read_user_text, write_text_atomic
 from ..latency import ConstantLatency, LatencyModel
-from ..profiles import entry_latency, read_profiles
+from ..profiles import load_profiles
 from ..schemes import get
 from ..schemes.pipespec import PipeSpec
 from ..sim.plan import Inputs, pipespec_seconds, sd_seconds
@@ -45,11 +45,6 @@ GOAL = 1.5
 
 
 Targets = Mapping[str, LatencyModel]  # the profiled models by profile key, read once: the grid prices thousands
-
-
-def read_targets(profile: Path) -> Targets:
-    """Every model of a latency-profile file, read once."""
-    return {key: entry_latency(profile, key, entry) for key, entry in read_profiles(profile).items()}
 
 
 def _inputs(targets: Targets, target_key: str, draft_ms: float, alpha: float) -> Inputs:
@@ -83,7 +78,7 @@ def analyse(bench_path: Path) -> dict[str, Any]:
         raise ConfigError(f"BENCH: {bench_path} is not a bench_backend.py result") from None
     profile = bench_path.with_suffix(".profile.json")
     require(profile.is_file(), f"BENCH: its latency profile {profile} is missing")
-    targets = read_targets(profile)
+    targets = load_profiles(profile)
     pipelines = [s for s in setups if isinstance(get(s.scheme), PipeSpec) and len(s.chain) == 2]
     require(bool(pipelines), "BENCH: no two-stage pipespec run to price drafts against")
     # the grid prices the target as it runs beside a trained draft (the memory system the cores share slows it)

@@ -24,14 +24,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..logs.build import import_runs, pair_key, write_import
 from ..logs.records import RunLog, read_logs
-from ..profiles import load_profile
+from ..profiles import load_profiles
 from ..sim.config import SimConfig
 from ..sim.run import prompt_replay, simulate
-from ..traces import load_trace
+from ..traces import load_traces
+
+if TYPE_CHECKING:
+    from ..acceptance import Trace
+    from ..latency import LatencyModel
 
 LOGS = "pipespec-humaneval-logs"
 COORDINATIONS = ("lockfree", "reference")
@@ -88,10 +92,22 @@ def _predict(config: SimConfig, run: RunLog) -> tuple[float, float]:
     return 1e3 * total_s / tokens, added / verifications if verifications else float("nan")
 
 
-def base_config(files: dict[str, Path], run: RunLog, scheme: str, **values: Any) -> SimConfig:
-    """The simulator's configuration for `run`'s models, reading the imported files."""
-    latency = tuple(load_profile(files["profile"], m.key) for m in run.models)
-    acceptance = tuple(load_trace(files["traces"], pair_key(run.models, p)) for p in range(len(run.models) - 1))
+@dataclass(frozen=True)
+class Imported:
+    """An import's profile and traces as models (`read`: each file read once), keyed as the import keys them."""
+
+    latency: dict[str, LatencyModel]
+    acceptance: dict[str, Trace]
+
+    @classmethod
+    def read(cls, files: dict[str, Path]) -> Imported:
+        return cls(load_profiles(files["profile"]), load_traces(files["traces"]))
+
+
+def base_config(imported: Imported, run: RunLog, scheme: str, **values: Any) -> SimConfig:
+    """The simulator's configuration for `run`'s models, from the imported profile and traces."""
+    latency = tuple(imported.latency[m.key] for m in run.models)
+    acceptance = tuple(imported.acceptance[pair_key(run.models, p)] for p in range(len(run.models) - 1))
     return SimConfig(scheme=scheme, latency=latency, acceptance=acceptance,
                      names=tuple(SHORT.get(m, m) for m in run.model_names), **values)
 
@@ -102,10 +118,11 @@ def predict_all(out: str | Path, progress: Callable[[Any], Any] = lambda it: it,
     under each coordination model, and every synchronous run as a check of the imported inputs."""
     runs = read_logs("reference", [logs or logs_folder()])
     files = write_import(import_runs(runs), out)
+    imported = Imported.read(files)
     rows = []
     for target in progress(targets(runs)):
         for coordination in COORDINATIONS:
-            config = base_config(files, target.sync, "pipespec", coordination=coordination, rollback="finish",
+            config = base_config(imported, target.sync, "pipespec", coordination=coordination, rollback="finish",
                                   min_drafts=max(target.lookahead - 1, 1), max_drafts=target.max_drafts)
             ms, per_verification = _predict(config, target.sync)
             rows.append({"run": target.run, "models": target.models, "lookahead": target.lookahead,
@@ -116,7 +133,7 @@ def predict_all(out: str | Path, progress: Callable[[Any], Any] = lambda it: it,
     for run in runs:
         if run.strategy != "chain" or run.lookahead < 2:
             continue
-        ms, per_verification = _predict(base_config(files, run, "sd", gamma=run.lookahead - 1,
+        ms, per_verification = _predict(base_config(imported, run, "sd", gamma=run.lookahead - 1,
                                                     coordination="reference"), run)
         measured = run.ms_per_token or float("nan")
         logged = [a for req in run.requests for a in req.added[-1]]

@@ -25,16 +25,17 @@ def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, 
     SpecPipe process as it runs, where the profile has it); acceptance replayed from the traces, or (given
     `acceptance`) one model per pair."""
     from ..latency import ConstantLatency
-    from ..profiles import load_profile, profile_models
+    from ..profiles import pick_profile, read_profiles
     from ..sim.plan import Inputs
     from ..traces import load_trace
 
     keys = setup.profile_keys()
-    latency = {k: (ConstantLatency(ngram_s[m]) if m in ngram_s else load_profile(profile_path, k))
+    profiled = read_profiles(profile_path)
+    latency = {k: (ConstantLatency(ngram_s[m]) if m in ngram_s else pick_profile(profiled, profile_path, k))
                for k, m in zip(keys, setup.chain, strict=True)}
-    profiled = profile_models(profile_path) if processes and setup.process_parts() else ()
-    # a run from before processes were profiled as they run has none: its stages are priced by share
-    latency |= {k: load_profile(profile_path, k) for k in setup.process_keys() if k in profiled}
+    if processes and setup.process_parts():
+        # a run from before processes were profiled as they run has none: its stages are priced by share
+        latency |= {k: pick_profile(profiled, profile_path, k) for k in setup.process_keys() if k in profiled}
     pairs = list(zip(itertools.pairwise(keys), itertools.pairwise(setup.chain), strict=True))
     if acceptance is not None:
         models = {p: model for (p, _), model in zip(pairs, acceptance, strict=True)}

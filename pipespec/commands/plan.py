@@ -144,7 +144,7 @@ def resolve_inputs(config: PlanConfig) -> tuple[Inputs, list[str]]:
     target = config.target or max(latency, key=lambda m: latency[m].median_s(1, config.context))
     require(target in latency, f"--target: no latency profile for {target!r} (profiled: {', '.join(latency)})")
     notes = []
-    profiled = dict(latency)  # (the pairs named on the command line are checked against every profiled model)
+    profiled = list(latency)  # (the pairs named on the command line are checked against every profiled model)
     if target in tokenizers:
         mismatched = [m for m in latency if m in tokenizers and tokenizers[m] != tokenizers[target]]
         require(not (config.models and mismatched),
