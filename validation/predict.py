@@ -55,14 +55,19 @@ def closed_form_ms(setup: Setup, inputs: Inputs, max_lead: int) -> float:
 Prompts = Sequence[tuple[int, int]]  # (prompt length, output tokens) per prompt: Workload.prompt_shapes()
 
 
-class Prediction(TypedDict):
+class SimCounters(TypedDict):
+    """The first seed's pair statistics and stage rows (RunResult.summary()'s), beside the backend's."""
+
+    sim_pairs: list[PairStats]
+    sim_stages: list[dict[str, Any]]
+
+
+class Prediction(SimCounters):
     """One setup's predicted decode ms/token and what the first seed's simulation counted (validate's columns)."""
 
     sim_ms_per_token: float  # median over seeds
     closed_ms_per_token: float
     trace_alpha: dict[str, float]  # the acceptance replayed, by pair "A->B"
-    sim_pairs: list[PairStats]
-    sim_stages: list[dict[str, Any]]  # RunResult.summary()'s stage rows
 
 
 def predict(setup: Setup, inputs: Inputs, workload: Workload, prompts: Prompts, seeds: int) -> Prediction:
@@ -103,11 +108,6 @@ def stage_groups(setup: Setup, workload: Workload) -> tuple[int, ...]:
         return tuple(range(len(chain)))
     offset = max(groups) + 1
     return tuple(offset + i if m.startswith("ngram") else g for i, (m, g) in enumerate(zip(chain, groups, strict=True)))
-
-
-class SimCounters(TypedDict):
-    sim_pairs: list[PairStats]
-    sim_stages: list[dict[str, Any]]
 
 
 def sim_counters(runs: Sequence[RunResult]) -> SimCounters:
