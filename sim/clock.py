@@ -10,7 +10,10 @@ class Clock(simpy.Environment):
     """A SimPy environment in which a process may move time forward itself (`skip_to`) when nothing is scheduled
     before the instant it would wait for. Processing that timeout as an event would pop it next, set the clock to
     it and resume the same process: skipping it computes the same thing, in the same order, without the event.
-    (Only the event ids of later events shift, all by the same amount, so their order is unchanged.)"""
+    (Only the event ids of later events shift, all by the same amount, so their order is unchanged.)
+
+    The simulator's hot paths read the clock as `env._now`, SimPy's own field that its `now` property returns:
+    a property call costs as much as several of the operations a stage's step is made of."""
 
     def __init__(self) -> None:
         super().__init__()

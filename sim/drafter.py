@@ -67,7 +67,7 @@ class LazyDrafter(Stage):
 
     def step_boundary_s(self, at: float) -> float:
         """Its steps run back to back: the end of the one in flight at `at` (computed, not advanced to)."""
-        self._advance(self.env.now)
+        self._advance(self.env._now)
         if self.phase is _IDLE:
             return at
         end = self._end
@@ -76,7 +76,7 @@ class LazyDrafter(Stage):
         return end
 
     def adopt(self, new_length: int) -> None:
-        now = self.env.now
+        now = self.env._now
         if self._end <= now:
             self._advance(now)
         self._take(new_length)

@@ -101,7 +101,7 @@ class Stage:
     def forward_end(self) -> float:
         """When the forward in flight ends (on a time-sliced device: if no other forward starts or ends first)."""
         if self._slice is not None:
-            return self.env.now if self._slice.done.triggered else self.device.end_s(self._slice)
+            return self.env._now if self._slice.done.triggered else self.device.end_s(self._slice)
         return self._end
 
     def silent(self) -> bool:
@@ -153,7 +153,7 @@ class Stage:
         anything else is scheduled: the clock has then been moved to its end (Clock.skip_to)."""
         env = self.env
         self.phase = _RUNNING
-        start = self.forward_start = env.now
+        start = self.forward_start = env._now
         duration = self.duration_s(num_tokens)
         end = self._end = start + duration
         self.forward_kind, self.forward_tokens = kind, num_tokens
@@ -180,7 +180,7 @@ class Stage:
                 yield request
             if self.phase is _QUEUED:
                 self.phase = _RUNNING
-            start = self.forward_start = env.now
+            start = self.forward_start = env._now
             duration = self.duration_s(num_tokens)
             if self._sliced:
                 job = self._slice = device.start(duration)
@@ -204,7 +204,7 @@ class Stage:
                     device.release(request)
                 else:
                     request.cancel()  # interrupted while queued: leave the queue
-        self._count_step(start, env.now, kind, num_tokens)
+        self._count_step(start, env._now, kind, num_tokens)
 
     def _cut(self, finished: simpy.Event) -> Generator:
         """Generator body of an interrupted forward: unless adopt() counted it (COUNTED) it is CUT, runs to its
@@ -290,7 +290,7 @@ class Stage:
         flight is for a superseded position: it is cut (see Phase)."""
         phase = self.phase
         if (phase is _RUNNING or phase is _QUEUED) and self.process is not None and self.process.is_alive:
-            if (phase is _RUNNING and self.forward_kind == "generate" and self.forward_end <= self.env.now):
+            if (phase is _RUNNING and self.forward_kind == "generate" and self.forward_end <= self.env._now):
                 self._count_step(self.forward_start, self.forward_end, "generate", self.forward_tokens)
                 self.after_forward(0, 0)
                 self.phase = _COUNTED

@@ -171,9 +171,10 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
     read_after_peers = upstream is not None and upstream.process is not None  # an eager upstream
     may_be_silent = stage.proposes is not None
     alone, after_forward = stage.device is None, stage.after_forward
-    while not done.triggered:
+    last = stages[-1]  # it never rolls back, and fires `done` in the step that reaches num_tokens: so
+    while last.length < num_tokens:  # `not done.triggered`, without the property's call
         num_drafts = 0
-        now = env.now
+        now = env._now
         if reference and stage.blocked_until > now:  # only the reference protocol blocks a stage
             yield from _hold(env, stage.blocked_until)
             continue
@@ -212,7 +213,7 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
         else:
             accepted = pair.verify(position, num_drafts) if num_drafts else 0
             after_forward(num_drafts, accepted)
-            settle_upstream(stages, pair, index, position + accepted, accepted < num_drafts, env.now)
+            settle_upstream(stages, pair, index, position + accepted, accepted < num_drafts, env._now)
         if stage.pending_resync is not None:
             settle_deferred_resync(stages, pairs[index], index)
         if final and stage.length >= num_tokens:

@@ -37,7 +37,7 @@ class TimeSlicedDevice:
 
     def _settle(self) -> None:
         """Charge the time since the last change to every forward in flight."""
-        now = self.env.now
+        now = self.env._now
         if now != self._settled:  # (at the same instant there is nothing to charge)
             done = (now - self._settled) * self._rate
             for job in self.running:
@@ -101,4 +101,4 @@ class TimeSlicedDevice:
         if self._deferred is not None:
             self._schedule()
         self._settle()
-        return self.env.now + max(job.work_s, 0.0) / self._rate
+        return self.env._now + max(job.work_s, 0.0) / self._rate
