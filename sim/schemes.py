@@ -22,6 +22,7 @@ from collections.abc import Generator, Sequence
 import simpy
 
 from ..schedule import Window
+from .clock import Clock
 from .engine import Stage
 from .pairs import Pair
 
@@ -156,7 +157,7 @@ def _wait_for_upstream(env: simpy.Environment, stage: Stage, upstream: Stage) ->
     return True
 
 
-def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Sequence[Pair], index: int,
+def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair], index: int,
                      max_drafts: int | None, num_tokens: int, done: simpy.Event, min_drafts: int = 1,
                      coordination: str = "lockfree") -> Generator:
     """Stage `index` of an asynchronous pipeline, looping until the final stage has num_tokens. With
@@ -166,13 +167,13 @@ def pipespec_process(env: simpy.Environment, stages: Sequence[Stage], pairs: Seq
     stage = stages[index]
     upstream = stages[index - 1] if index > 0 else None
     pair = pairs[index - 1] if index > 0 else None
-    final = index == len(stages) - 1
+    last = stages[-1]  # it never rolls back, and fires `done` in the step that reaches num_tokens
+    final = stage is last
     reference = coordination == "reference"
     read_after_peers = upstream is not None and upstream.process is not None  # an eager upstream
     may_be_silent = stage.proposes is not None
     alone, after_forward = stage.device is None, stage.after_forward
-    last = stages[-1]  # it never rolls back, and fires `done` in the step that reaches num_tokens: so
-    while last.length < num_tokens:  # `not done.triggered`, without the property's call
+    while last.length < num_tokens:  # `not done.triggered` (see `last`), without the property's call
         num_drafts = 0
         now = env._now
         if reference and stage.blocked_until > now:  # only the reference protocol blocks a stage
