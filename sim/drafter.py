@@ -21,12 +21,12 @@ class LazyDrafter(Stage):
         self._unbooked = 0  # batched steps not yet in the statistics' counters
         self._start_step(0.0)
 
-    def _advance(self, now: float) -> None:
-        """Complete every step that has ended by `now`. With a steady latency (and no timeline to record) the
-        step in flight and every later one-token step ending by `now` complete at once, their durations all
-        equal: `count` steps of _count_step and after_forward."""
+    def _advance(self, now: float) -> int:
+        """Complete every step that has ended by `now`; returns its length then. With a steady latency (and no
+        timeline to record) the step in flight and every later one-token step ending by `now` complete at once,
+        their durations all equal: `count` steps of _count_step and after_forward."""
         if self._end > now:
-            return
+            return self.length
         if self._batches and self.phase is _RUNNING and self.forward_tokens == 1:
             step_s = self.duration_s(1)
             count = int((now - self._end) // step_s) + 1
@@ -46,6 +46,7 @@ class LazyDrafter(Stage):
                 self._count_step(start, end, "generate", tokens)
                 self.after_forward(0, 0)
             self._start_step(end)
+        return self.length
 
     def _start_step(self, at: float) -> None:
         self.forward_start = at
@@ -56,10 +57,7 @@ class LazyDrafter(Stage):
         self.forward_tokens = self.uncached()
         self._end = at + self.duration_s(self.forward_tokens)
 
-    def visible_length(self, now: float) -> int:
-        if self._end <= now:
-            self._advance(now)
-        return self.length
+    visible_length = _advance  # what a downstream stage reads at `now`: every step ended by then completed
 
     def next_progress_s(self, now: float) -> float | None:
         self._advance(now)
