@@ -16,10 +16,19 @@ class Goal:
     target: float
     unit: str  # how value and target print: "s", "ms", "x" (a ratio), "" (a plain number)
     higher_is_better: bool = False
+    spread: tuple[float, float] | None = None  # (lowest, highest) of the repeats `value` is the median of
 
     @property
     def met(self) -> bool:
-        return self.value >= self.target if self.higher_is_better else self.value < self.target
+        return self._meets(self.value)
+
+    @property
+    def straddled(self) -> bool:
+        """Some repeats meet the goal and some miss it: the verdict is the median's, within the machine's noise."""
+        return self.spread is not None and self._meets(self.spread[0]) != self._meets(self.spread[1])
+
+    def _meets(self, number: float) -> bool:
+        return number >= self.target if self.higher_is_better else number < self.target
 
     def text(self, number: float) -> str:
         if self.unit == "ms":
@@ -30,14 +39,21 @@ class Goal:
             return f"{number:.2f}x"
         return f"{number:,.3f}" if abs(number) < 10 else f"{number:,.0f}"
 
+    def value_text(self) -> str:
+        """The value, with the range of its repeats where it is a median."""
+        if self.spread is None:
+            return self.text(self.value)
+        return f"{self.text(self.value)} ({self.text(self.spread[0])}–{self.text(self.spread[1])})"
+
     def line(self) -> str:
         sign = ">=" if self.higher_is_better else "<"
-        return f"{self.what}: {self.text(self.value)} (goal {sign} {self.text(self.target)})"
+        noise = "; its repeats straddle the goal" if self.straddled else ""
+        return f"{self.what}: {self.value_text()} (goal {sign} {self.text(self.target)}{noise})"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "met": self.met, "goal_text": f"{'>=' if self.higher_is_better else '<'} "
-                                                             f"{self.text(self.target)}",
-                "value_text": self.text(self.value), "line": self.line()}
+        return {**asdict(self), "met": self.met, "straddled": self.straddled,
+                "goal_text": f"{'>=' if self.higher_is_better else '<'} {self.text(self.target)}",
+                "value_text": self.value_text(), "line": self.line()}
 
 
 def report(script: str, goals: list[Goal]) -> list[dict]:

@@ -40,7 +40,7 @@ def rows(results: Path) -> tuple[list[str], list[str]]:
         date = document.get("environment", {}).get("created_at", "")[:10]
         disturbed = any(v.get("disturbed") for v in _entries(document.get("results")))
         for goal in goals_of(document):
-            met = "yes" if goal["met"] else "**no**"
+            met = ("yes" if goal["met"] else "**no**") + (", within noise" if goal.get("straddled") else "")
             note = " (disturbed)" if disturbed else ""
             lines.append(f"| `benchmarks/{script}.py` | {goal['what']} | {goal['value_text']}{note} | "
                          f"{goal['goal_text']} | {met} | {date} |")

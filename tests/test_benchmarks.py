@@ -42,7 +42,8 @@ def test_draft_goals_compare_the_fastest_pipespec_with_the_draft_against_each_ba
 def test_readme_table_is_written_between_its_markers_and_warns_of_each_missed_goal(tmp_path):
     results = tmp_path / "bench"
     results.mkdir()
-    goals = [Goal("fast", 2.0, 1.0, "s").to_dict(), Goal("ratio", 0.2, 0.1, "", higher_is_better=True).to_dict()]
+    goals = [Goal("fast", 2.0, 1.0, "s").to_dict(), Goal("ratio", 0.2, 0.1, "", higher_is_better=True).to_dict(),
+             Goal("noisy", 0.11, 0.1, "", higher_is_better=True, spread=(0.09, 0.12)).to_dict()]
     (results / "bench_sim.json").write_text(json.dumps({
         "kind": "bench_sim", "environment": {"created_at": "2026-12-02T10:00:00+00:00"},
         "results": {"runs": {"a": {"disturbed": False}}}, "goals": goals}), encoding="utf-8")
@@ -55,4 +56,15 @@ def test_readme_table_is_written_between_its_markers_and_warns_of_each_missed_go
     assert text.startswith("intro\n") and text.endswith("<!-- /bench-table -->\nafter\n") and "old" not in text
     assert "| `benchmarks/bench_sim.py` | fast | 2.0 s | < 1.0 s | **no** | 2026-12-02 |" in text
     assert "| ratio | 0.200 | >= 0.100 | yes |" in text
+    assert "| noisy | 0.110 (0.090–0.120) | >= 0.100 | yes, within noise |" in text
     assert done.stderr.count("goal missed") == 1 and "fast" in done.stderr
+
+
+def test_a_goal_whose_repeats_straddle_it_says_so_and_keeps_the_median_verdict():
+    noisy = Goal("ratio", 0.106, 0.1, "", higher_is_better=True, spread=(0.071, 0.139))
+    assert noisy.met and noisy.straddled
+    assert noisy.line() == "ratio: 0.106 (0.071–0.139) (goal >= 0.100; its repeats straddle the goal)"
+    clear = Goal("ratio", 0.2, 0.1, "", higher_is_better=True, spread=(0.15, 0.25))
+    assert clear.met and not clear.straddled and clear.to_dict()["value_text"] == "0.200 (0.150–0.250)"
+    missed = Goal("sweep", 46.0, 30.0, "s", spread=(29.0, 50.0))
+    assert not missed.met and missed.straddled
