@@ -132,10 +132,15 @@ class Stage:
     def forward(self, num_tokens: int, kind: Kind) -> Generator:
         """Generator: hold the device for one forward of `num_tokens`; raises simpy.Interrupt if it is cut
         (see Phase)."""
-        return self._forward_alone(num_tokens, kind) if self.device is None else self._forward_shared(num_tokens, kind)
+        return self._forward_now(num_tokens, kind) if self.starts_at_once else self._forward_queued(num_tokens, kind)
 
-    def _forward_alone(self, num_tokens: int, kind: Kind) -> Generator:
-        """forward() on a device of its own: it starts at once."""
+    @property
+    def starts_at_once(self) -> bool:
+        """Its forwards start when asked: on a device of its own, or time-sliced on a shared one (not queued)."""
+        return self.device is None or self._sliced
+
+    def _forward_now(self, num_tokens: int, kind: Kind) -> Generator:
+        """forward() of a stage whose forwards start at once."""
         finished = self.begin(num_tokens, kind)
         if finished is not None:
             try:
@@ -145,49 +150,49 @@ class Stage:
                 raise
         self.complete()
 
-    # forward() on a device of its own in three calls, for a scheme's hot loop: `finished = stage.begin(...)`,
-    # then, unless it is None, `yield finished`, then `stage.complete()`, or on an interrupt
-    # `yield from stage.cut(finished)`.
-    def begin(self, num_tokens: int, kind: Kind) -> simpy.Timeout | None:
-        """Start a forward on a device of its own; returns the event of its end, or None when it ends before
-        anything else is scheduled: the clock has then been moved to its end (Clock.skip_to)."""
+    def begin(self, num_tokens: int, kind: Kind) -> simpy.Event | None:
+        """Start a forward that starts at once; returns the event of its end, or None when it ends on a device of
+        its own before anything else is scheduled: the clock has then been moved to its end (Clock.skip_to).
+        _forward_now in three calls, for a scheme's hot loop: `finished = stage.begin(...)`, then, unless it is
+        None, `yield finished`, then `stage.complete()`, or on an interrupt `yield from stage.cut(finished)`."""
         env = self.env
         self.phase = _RUNNING
         start = self.forward_start = env._now
         duration = self.duration_s(num_tokens)
-        end = self._end = start + duration
         self.forward_kind, self.forward_tokens = kind, num_tokens
+        if self._sliced:
+            job = self._slice = self.device.start(duration)
+            return job.done
+        end = self._end = start + duration
         return None if env.skip_to(end) else env.timeout(duration)
 
     def complete(self) -> None:
-        """The forward begun has ended (now: at `_end`, the very float its timeout was scheduled at): count it."""
-        start, self.phase, self.forward_start = self.forward_start, _IDLE, None
-        self._count_step(start, self._end, self.forward_kind, self.forward_tokens)
+        """The forward begun has ended (now: on a device of its own at `_end`, the very float its timeout was
+        scheduled at): count it."""
+        start, self.phase, self.forward_start, self._slice = self.forward_start, _IDLE, None, None
+        self._count_step(start, self.env._now, self.forward_kind, self.forward_tokens)
 
     def cut(self, finished: simpy.Event) -> Generator:
-        """Generator: the forward begun was interrupted (see Phase)."""
+        """Generator: the forward begun was interrupted (see Phase); on a time-sliced device the device's other
+        forwards speed up (once it has ended, under "finish", there is nothing to stop)."""
         yield from self._cut(finished)
-        self.phase, self.forward_start = _IDLE, None
+        job, self.phase, self.forward_start, self._slice = self._slice, _IDLE, None, None
+        if job is not None:
+            self.device.cancel(job)
 
-    def _forward_shared(self, num_tokens: int, kind: Kind) -> Generator:
-        """forward() on a shared device: queued for it, or time-sliced on it."""
+    def _forward_queued(self, num_tokens: int, kind: Kind) -> Generator:
+        """forward() on a device whose stages queue for it (an interrupt while queued leaves the queue)."""
         env, device = self.env, self.device
-        request = job = None
         self.phase = _QUEUED
+        request = device.request()
         try:
-            if not self._sliced:  # queue for it (an interrupt while queued cancels it)
-                request = device.request()
-                yield request
+            yield request
             if self.phase is _QUEUED:
                 self.phase = _RUNNING
             start = self.forward_start = env._now
             duration = self.duration_s(num_tokens)
-            if self._sliced:
-                job = self._slice = device.start(duration)
-                finished = job.done
-            else:
-                finished = env.timeout(duration)
-                self._end = start + duration
+            finished = env.timeout(duration)
+            self._end = start + duration
             self.forward_kind, self.forward_tokens = kind, num_tokens
             try:
                 yield finished
@@ -196,14 +201,11 @@ class Stage:
                 raise
         finally:
             self.phase = _IDLE
-            self.forward_start = self._slice = None
-            if job is not None:
-                device.cancel(job)  # aborted: the device's other forwards speed up (a no-op once done)
-            if request is not None:
-                if request.triggered:
-                    device.release(request)
-                else:
-                    request.cancel()  # interrupted while queued: leave the queue
+            self.forward_start = None
+            if request.triggered:
+                device.release(request)
+            else:
+                request.cancel()
         self._count_step(start, env._now, kind, num_tokens)
 
     def _cut(self, finished: simpy.Event) -> Generator:

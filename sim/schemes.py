@@ -172,7 +172,7 @@ def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair],
     reference = coordination == "reference"
     read_after_peers = upstream is not None and upstream.process is not None  # an eager upstream
     may_be_silent = stage.proposes is not None
-    alone, after_forward = stage.device is None, stage.after_forward
+    at_once, after_forward = stage.starts_at_once, stage.after_forward
     while last.length < num_tokens:  # `not done.triggered` (see `last`), without the property's call
         num_drafts = 0
         now = env._now
@@ -195,7 +195,7 @@ def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair],
                 num_drafts = max_drafts
         position = stage.length
         kind = "verify" if num_drafts else "generate"
-        if alone:  # stage.forward(), unrolled: the simulator's hot path
+        if at_once:  # stage.forward(), unrolled: the simulator's hot path
             finished = stage.begin(stage.uncached() + num_drafts, kind)
             if finished is not None:
                 try:
