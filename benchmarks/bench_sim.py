@@ -14,14 +14,23 @@ each, one core:
 Then a 1,000-point sweep of 3-stage pipelines at 2,000 tokens each on 2 local worker processes (goal < 30 s)
 and, unless --skip-dask, through a Dask LocalCluster of 2 single-threaded workers on 127.0.0.1.
 
+With --instructions, each run is also counted in CPU instructions per simulated token (valgrind's callgrind,
+--instruction-tokens tokens per run, the cost of starting Python and building the configuration subtracted):
+no goal, but the same on every machine load, so a change of a few percent shows where wall-clock figures on a
+shared machine cannot tell it from noise.
+
     .venv/bin/python benchmarks/bench_sim.py [--tokens 20000] [--repeats 5] [--points 1000] [--skip-dask]
-                                             [--output FILE]
+                                             [--instructions] [--instruction-tokens 5000] [--output FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,6 +104,28 @@ def measure(config: SimConfig, repeats: int) -> dict:
             "disturbed": disturbed(shares)}
 
 
+# simulate the configuration in sys.argv[1] (its config block, as a result records it) sys.argv[2] times
+_ONE_RUN = ("import json, sys\n"
+            "from pipespec.sim.config import SimConfig\n"
+            "from pipespec.sim.run import simulate\n"
+            "config = SimConfig.from_text(**json.load(open(sys.argv[1], encoding='utf-8')))\n"
+            "for _ in range(int(sys.argv[2])):\n"
+            "    simulate(config, with_ar_baseline=False)\n")
+
+
+def instructions_per_token(config: SimConfig, folder: Path) -> float:
+    """CPU instructions per simulated token of one run (callgrind), less those of the same process not running it."""
+    path = folder / "config.json"
+    path.write_text(json.dumps(config.to_dict()), encoding="utf-8")
+
+    def counted(runs: int) -> int:
+        done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                               "-P", "-c", _ONE_RUN, str(path), str(runs)], capture_output=True, text=True, check=True)
+        return int(re.search(r"Collected : (\d+)", done.stderr).group(1))
+
+    return (counted(1) - counted(0)) / config.num_tokens
+
+
 def sweep_points(count: int) -> tuple[SimConfig, list[dict]]:
     """count points of the calibrated 3-stage pipeline: α × final-stage latency grid, 2,000 tokens each."""
     base = preset("pipespec-a100").with_text(latency=("12", "28", "431"), acceptance=("0.9",), max_drafts=None,
@@ -132,11 +163,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--instructions", action="store_true", help="also count instructions per token (valgrind)")
+    parser.add_argument("--instruction-tokens", type=int, default=5000)
     parser.add_argument("--output", default="results/bench_sim.json")
     args = parser.parse_args()
+    if args.instructions and shutil.which("valgrind") is None:
+        sys.exit("bench_sim: --instructions needs valgrind on the PATH (Debian: apt install valgrind)")
     with tempfile.TemporaryDirectory() as tmp:
         imported = write_import(import_runs(read_logs("reference", [gpu_logs.logs_folder()])), Path(tmp))
-        measured = {name: measure(config, args.repeats) for name, config in runs(args.tokens, imported).items()}
+        configs = runs(args.tokens, imported)
+        measured = {name: measure(config, args.repeats) for name, config in configs.items()}
+        if args.instructions:
+            for name, config in configs.items():
+                counted = instructions_per_token(config.with_values(num_tokens=args.instruction_tokens), Path(tmp))
+                measured[name]["instructions_per_token"] = counted
+                print(f"{name}: {counted:,.0f} instructions per simulated token ({args.instruction_tokens:,} tokens)")
     sweeps = [timed_sweep(args.points, "local")]
     if not args.skip_dask:
         sweeps.append(timed_sweep(args.points, "dask"))
