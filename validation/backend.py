@@ -25,23 +25,24 @@ import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import require
 from ..interference import disturbed
 from ..schemes import get
 from .predict import planning_inputs, predict
 from .profiling import Profiling, record_traces, time_ngram
+from .rows import Measured, MeasuredRow, Row
 from .setups import Progress, Setup, Workload, placement, prepare
 
 
 def measure_interleaved(setups: Sequence[Setup], workload: Workload, progress: Progress,
-                        profiling: Profiling | None = None) -> dict[str, dict[str, Any]]:
+                        profiling: Profiling | None = None) -> dict[str, Measured]:
     """Every configuration `repeats` times in rounds (each round runs every configuration once), so that
     drift and bursts of interference on a shared machine spread over configurations, where the medians
     reject them, instead of biasing the one measured while they lasted; with `profiling`, a round of the
     latency profile before each round of measurements."""
-    runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in setups}
+    runs: dict[str, list[Measured]] = {s.name: [] for s in setups}
     for r in range(workload.repeats):
         if profiling is not None:
             profiling.round(progress)
@@ -50,7 +51,7 @@ def measure_interleaved(setups: Sequence[Setup], workload: Workload, progress: P
     return {name: combine(records) for name, records in runs.items()}
 
 
-def measure_once(setup: Setup, workload: Workload) -> dict[str, Any]:
+def measure_once(setup: Setup, workload: Workload) -> Measured:
     """One run of a configuration over the prompts: decode and overall ms/token, outputs, pair and stage stats."""
     from ..backend.runner import RunConfig, run
 
@@ -77,7 +78,7 @@ def decode_ms_per_token(rows: Sequence[dict[str, Any]]) -> float:
     return sum(r["elapsed_s"] - r["ttft_s"] for r in rows) / (tokens - len(rows)) * 1e3
 
 
-def combine(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def combine(runs: Sequence[Measured]) -> Measured:
     """Repeated runs of one configuration: medians of decode and overall ms/token, the last run's outputs
     (None unless every run produced the same) and statistics."""
     last = runs[-1]
@@ -94,7 +95,7 @@ def spread(repeats_ms: Sequence[float]) -> float:
     return (max(repeats_ms) - min(repeats_ms)) / statistics.median(repeats_ms)
 
 
-def measured_row(setup: Setup, measured: dict[str, Any], reference: list[list[int]] | None) -> dict[str, Any]:
+def measured_row(setup: Setup, measured: Measured, reference: list[list[int]] | None) -> MeasuredRow:
     """A table row's measured half: what the backend did for one setup (medians over its repeats)."""
     return {
         "config": setup.name, "scheme": setup.scheme, "chain": " -> ".join(setup.chain),
@@ -121,7 +122,7 @@ MEASURED_KEYS = ("config", "scheme", "chain", "placement", "window", "measured_m
 
 
 def previous_measurements(out: Path, setups: Sequence[Setup],
-                          workload: Workload) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+                          workload: Workload) -> tuple[dict[str, MeasuredRow], dict[str, Any]]:
     """The measured halves of the rows a finished run left in `out` (on the same prompts and limits as
     `workload`), and what else of that run a prediction keeps: the n-gram drafter's cost, and the measuring
     run's wall time, peak memory and environment."""
@@ -139,7 +140,7 @@ def previous_measurements(out: Path, setups: Sequence[Setup],
     for setup in setups:
         require(setup.name in rows and all(k in rows[setup.name] for k in MEASURED_KEYS),
                 f"--repredict: {path} has no measurement of {setup.name} (run it without --repredict)")
-    measured = {}
+    measured: dict[str, MeasuredRow] = {}
     for setup in setups:
         row = rows[setup.name]
         measured[setup.name] = {**{k: row[k] for k in MEASURED_KEYS}, "output_lengths": row.get("output_lengths"),
@@ -188,9 +189,9 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
         reference = measurements[setups[0].name]["outputs"]
         measured = {s.name: measured_row(s, measurements[s.name], reference) for s in setups}
     lengths = measured[setups[0].name]["output_lengths"] or _target_output_lengths(traces_path, target)
-    rows = []
+    rows: list[Row] = []
     for setup in setups:
-        row = dict(measured[setup.name])
+        row = cast(Row, dict(measured[setup.name]))  # its prediction is added below
         inputs = planning_inputs(setup, profile_path, traces_path, ngram_s, workload.context)
         predicted = predict(setup, inputs, workload, workload.prompt_shapes(lengths), seeds)
         print(f"{setup.name}: measured {row['measured_ms_per_token']:.1f} ms/token, simulated "
@@ -205,8 +206,9 @@ def validate(setups: Sequence[Setup], workload: Workload, out: Path, seeds: int 
         rows.append(row)
     ar = rows[0]
     for row in rows:
-        for kind in ("measured", "sim", "closed"):
-            row[f"{kind}_speedup"] = ar[f"{kind}_ms_per_token"] / row[f"{kind}_ms_per_token"]
+        row["measured_speedup"] = ar["measured_ms_per_token"] / row["measured_ms_per_token"]
+        row["sim_speedup"] = ar["sim_ms_per_token"] / row["sim_ms_per_token"]
+        row["closed_speedup"] = ar["closed_ms_per_token"] / row["closed_ms_per_token"]
         row["measured_spread"] = spread(row["repeats_ms_per_token"])
         row["sim_error"] = row["sim_ms_per_token"] / row["measured_ms_per_token"] - 1
         row["closed_error"] = row["closed_ms_per_token"] / row["measured_ms_per_token"] - 1
