@@ -3,6 +3,8 @@ scheduling it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import simpy
 
 
@@ -11,6 +13,10 @@ class Clock(simpy.Environment):
     before the instant it would wait for. Processing that timeout as an event would pop it next, set the clock to
     it and resume the same process: skipping it computes the same thing, in the same order, without the event.
     (Only the event ids of later events shift, all by the same amount, so their order is unchanged.)
+
+    A time-sliced device runs a forward through the same way (`TimeSlicedDevice._run_through`); what its timer's
+    event would have done after the stage's process yielded it does at the end of the event being processed
+    (`after_step`).
 
     The simulator's hot paths read the clock as `env._now`, SimPy's own field that its `now` property returns:
     a property call costs as much as several of the operations a stage's step is made of."""
@@ -22,6 +28,13 @@ class Clock(simpy.Environment):
         for name, attribute in vars(simpy.Environment).items():
             if type(attribute) is simpy.core.BoundClass:
                 setattr(self, name, getattr(self, name))
+        self.after_step: Callable[[], None] | None = None  # run once the event being processed is done
+
+    def step(self) -> None:
+        super().step()
+        if self.after_step is not None:
+            after, self.after_step = self.after_step, None
+            after()
 
     def skip_to(self, at: float) -> bool:
         """Move the clock to `at` if every scheduled event comes strictly after it (one at the same instant was

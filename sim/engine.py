@@ -161,8 +161,8 @@ class Stage:
         duration = self.duration_s(num_tokens)
         self.forward_kind, self.forward_tokens = kind, num_tokens
         if self._sliced:
-            job = self._slice = self.device.start(duration)
-            return job.done
+            job = self._slice = self.device.start(duration, run_through=True)
+            return None if job is None else job.done  # (None: it ran through at once)
         end = self._end = start + duration
         return None if env.skip_to(end) else env.timeout(duration)
 

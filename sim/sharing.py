@@ -30,6 +30,7 @@ class TimeSlicedDevice:
         self._settled = env.now
         self._version = 0
         self._deferred: int | None = None  # the version whose completion timer is still to be scheduled
+        self._flush_version = -1  # that version, when a forward run through deferred it (see _run_through)
 
     def _set_running(self, running: list[_Slice]) -> None:
         self.running = running
@@ -51,12 +52,15 @@ class TimeSlicedDevice:
         if not running:
             return
         version = self._version
-        least = running[0].work_s
-        for job in running:
+        self.env.timeout(self._delay()).callbacks.append(lambda _: self._complete(version))
+
+    def _delay(self) -> float:
+        """From now until the first of the forwards in flight ends, if none starts or stops before."""
+        least = self.running[0].work_s
+        for job in self.running:
             if job.work_s < least:
                 least = job.work_s
-        delay = (least if least > 0.0 else 0.0) / self._rate
-        self.env.timeout(delay).callbacks.append(lambda _: self._complete(version))
+        return (least if least > 0.0 else 0.0) / self._rate
 
     def _complete(self, version: int) -> None:
         if version != self._version:  # the set of forwards changed since: superseded
@@ -81,13 +85,50 @@ class TimeSlicedDevice:
         for job in finished:
             job.done.succeed()
 
-    def start(self, work_s: float) -> _Slice:
-        """Begin a forward of `work_s` seconds at full speed; its `done` fires when it has run them."""
+    def start(self, work_s: float, run_through: bool = False) -> _Slice | None:
+        """Begin a forward of `work_s` seconds at full speed; its `done` fires when it has run them. With
+        `run_through` (a caller whose process goes on at once, as the done event's callback would resume it),
+        returns None instead when it has run them already (`_run_through`)."""
         self._settle()
         job = _Slice(work_s, self.env.event())
         self._set_running([*self.running, job])
+        if run_through and self._run_through(job):
+            return None
         self._schedule()
         return job
+
+    def _run_through(self, job: _Slice) -> bool:
+        """If `job` is the one forward to end first, before anything else is scheduled, move the clock to its end
+        and complete it at once: what its completion timer would do when processed next (_schedule, then
+        _complete with one forward finished and its done event processed at once by the stage's own process,
+        which goes on as it would on being resumed), without the timer's event. The timer for the forwards left
+        is deferred as _complete defers it, here to the end of the event being processed (Clock.after_step):
+        the stage's process runs until it yields within that event, as the done event's callbacks would have."""
+        env, running, rate = self.env, self.running, self._rate
+        if env.after_step is not None and env.after_step != self._flush:  # another device's timer is to be made
+            return False
+        at = env._now + self._delay()  # (the timer's instant, as Timeout computes it)
+        queue = env._queue
+        if queue and queue[0][0] <= at:
+            return False
+        done = (at - self._settled) * rate  # (_settle's charge at that instant)
+        for other in running:
+            if (other.work_s - done <= 1e-12) is not (other is job):
+                return False  # another forward ends with it, or it does not end first
+        env._now = self._settled = at
+        left = [other for other in running if other is not job]
+        for other in left:
+            other.work_s -= done
+        self._set_running(left)
+        self._version += 2  # _schedule's, then _complete's
+        self._deferred = self._flush_version = self._version
+        env.after_step = self._flush
+        return True
+
+    def _flush(self) -> None:
+        """The deferred timer of the last forward run through, unless the device was read or changed since."""
+        if self._deferred == self._flush_version:
+            self._schedule()
 
     def cancel(self, job: _Slice) -> None:
         """Stop a forward in flight (an aborted one): the others speed up."""
