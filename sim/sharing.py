@@ -31,6 +31,7 @@ class TimeSlicedDevice:
         self._version = 0
         self._deferred: int | None = None  # the version whose completion timer is still to be scheduled
         self._flush_version = -1  # that version, when a forward run through deferred it (see _run_through)
+        self._flush_bound = self._flush  # (one bound method, which Clock.after_step holds and is compared with)
 
     def _set_running(self, running: list[_Slice]) -> None:
         self.running = running
@@ -104,25 +105,23 @@ class TimeSlicedDevice:
         which goes on as it would on being resumed), without the timer's event. The timer for the forwards left
         is deferred as _complete defers it, here to the end of the event being processed (Clock.after_step):
         the stage's process runs until it yields within that event, as the done event's callbacks would have."""
-        env, running, rate = self.env, self.running, self._rate
-        if env.after_step is not None and env.after_step != self._flush:  # another device's timer is to be made
+        env = self.env
+        if env.after_step is not None and env.after_step is not self._flush_bound:  # another device's timer is due
             return False
         at = env._now + self._delay()  # (the timer's instant, as Timeout computes it)
         queue = env._queue
         if queue and queue[0][0] <= at:
             return False
-        done = (at - self._settled) * rate  # (_settle's charge at that instant)
-        for other in running:
+        done = (at - self._settled) * self._rate  # (what _settle will charge at that instant)
+        for other in self.running:
             if (other.work_s - done <= 1e-12) is not (other is job):
                 return False  # another forward ends with it, or it does not end first
-        env._now = self._settled = at
-        left = [other for other in running if other is not job]
-        for other in left:
-            other.work_s -= done
-        self._set_running(left)
+        env._now = at
+        self._settle()
+        self._set_running([other for other in self.running if other is not job])
         self._version += 2  # _schedule's, then _complete's
         self._deferred = self._flush_version = self._version
-        env.after_step = self._flush
+        env.after_step = self._flush_bound
         return True
 
     def _flush(self) -> None:
