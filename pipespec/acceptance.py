@@ -75,7 +75,8 @@ class Bernoulli:
         if self.alpha <= 0.0 or num_drafts == 0:
             return 0
         # P(accepted >= k) = α^k  ⇔  accepted = ⌊log u / log α⌋ (inverse CDF of a geometric)
-        accepted = int(math.log(1.0 - draws.uniform()) / self._log_alpha)
+        # (the quotient is >= 0: floor truncates as int() would, without a call to the int type)
+        accepted = math.floor(math.log(1.0 - draws.uniform()) / self._log_alpha)
         return accepted if accepted < num_drafts else num_drafts
 
     def mean_alpha(self) -> float:
@@ -102,10 +103,10 @@ class Positional:
 
     def accepted(self, position: int, num_drafts: int, draws: Draws) -> int:
         alphas, uniform, last = self.alphas, draws.uniform, self._last
-        for j in range(num_drafts):
-            if uniform() >= alphas[j if j < last else last]:
-                return j
-        return num_drafts
+        j = 0  # (a while loop: a range object per call costs more than the loop it drives)
+        while j < num_drafts and uniform() < alphas[j if j < last else last]:
+            j += 1
+        return j
 
     def mean_alpha(self) -> float:
         return float(np.mean(self.alphas))
@@ -145,10 +146,10 @@ class Markov:
         return bits[position]
 
     def accepted(self, position: int, num_drafts: int, draws: Draws) -> int:
-        for j in range(num_drafts):
-            if not self._bit(position + j, draws):
-                return j
-        return num_drafts
+        j = 0  # (a while loop: a range object per call costs more than the loop it drives)
+        while j < num_drafts and self._bit(position + j, draws):
+            j += 1
+        return j
 
     def mean_alpha(self) -> float:
         return self.stationary

@@ -13,11 +13,12 @@ class LazyDrafter(Stage):
     through the same phases, counters and sequence updates as an eager stage's forwards; a cut step under
     "finish" runs to its end as CUT."""
 
-    __slots__ = ("_batches", "_unbooked")
+    __slots__ = ("_batches", "_step_s", "_unbooked")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._batches = self.latency.steady and self.timeline is None  # see _advance
+        self._step_s = self.duration_s(1) if self._batches else 0.0  # a batched step's duration
         self._unbooked = 0  # batched steps not yet in the statistics' counters
         self._start_step(0.0)
 
@@ -28,8 +29,8 @@ class LazyDrafter(Stage):
         if self._end > now:
             return self.length
         if self._batches and self.phase is _RUNNING and self.forward_tokens == 1:
-            step_s = self.duration_s(1)
-            count = int((now - self._end) // step_s) + 1
+            step_s = self._step_s
+            count = math.floor((now - self._end) // step_s) + 1  # (an integral float: floor is int, and cheaper)
             self.verified = False
             self._unbooked += count  # each one generate step forwarding and adding one token: see finish()
             self.stats.busy_s += count * step_s  # (a float sum: added batch by batch, in the same order)

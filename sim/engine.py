@@ -158,7 +158,8 @@ class Stage:
         env = self.env
         self.phase = _RUNNING
         start = self.forward_start = env._now
-        duration = self.duration_s(num_tokens)
+        durations = self.duration_s  # (read, then called: see Pair.__init__)
+        duration = durations(num_tokens)
         self.forward_kind, self.forward_tokens = kind, num_tokens
         if self._sliced:
             job = self._slice = self.device.start(duration, run_through=True)
@@ -169,7 +170,8 @@ class Stage:
     def complete(self) -> None:
         """The forward begun has ended (now: on a device of its own at `_end`, the very float its timeout was
         scheduled at): count it."""
-        start, self.phase, self.forward_start, self._slice = self.forward_start, _IDLE, None, None
+        start = self.forward_start
+        self.phase, self.forward_start, self._slice = _IDLE, None, None  # (no more than 3: a 4-tuple is built)
         self._count_step(start, self.env._now, self.forward_kind, self.forward_tokens)
 
     def cut(self, finished: simpy.Event) -> Generator:

@@ -18,12 +18,16 @@ class Pair:
         self.name, self.acceptance, self.offset = name, acceptance, offset
         self.draws = Draws(rng)
         self.stats = PairStats(name)
+        # the hot calls' bound methods, held once; read into a local before each call (`self._accepted(...)` is
+        # a generic method lookup: CPython 3.11 specialises it for methods of the class, not for a callable held in an
+        # attribute)
         self._accepted, self._record = acceptance.accepted, self.stats.record
 
     def verify(self, position: int, num_drafts: int) -> int:
         """Accepted prefix length of `num_drafts` drafts for positions position…; records the statistics."""
-        accepted = self._accepted(self.offset + position, num_drafts, self.draws)
-        self._record(num_drafts, accepted)
+        count, record = self._accepted, self._record  # (see __init__)
+        accepted = count(self.offset + position, num_drafts, self.draws)
+        record(num_drafts, accepted)
         return accepted
 
     def proposes(self, position: int) -> bool:
@@ -32,4 +36,5 @@ class Pair:
 
     def agrees(self, position: int) -> bool:
         """Does the draft's own token at `position` match the verifier's (a window of one, unrecorded)?"""
-        return self._accepted(self.offset + position, 1, self.draws) == 1
+        count = self._accepted  # (see __init__)
+        return count(self.offset + position, 1, self.draws) == 1

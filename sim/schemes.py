@@ -196,7 +196,8 @@ def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair],
         position = stage.length
         kind = "verify" if num_drafts else "generate"
         if at_once:  # stage.forward(), unrolled: the simulator's hot path
-            finished = stage.begin(stage.uncached() + num_drafts, kind)
+            uncached = stage.length - stage.kv_len  # (stage.uncached(), inline)
+            finished = stage.begin((uncached if uncached > 1 else 1) + num_drafts, kind)
             if finished is not None:
                 try:
                     yield finished
