@@ -190,7 +190,8 @@ class Trace:
         object.__setattr__(self, "_alpha", float(np.mean(proposed)) if proposed else 0.0)
 
     def accepted(self, position: int, num_drafts: int, draws: Draws) -> int:
-        return min(num_drafts, self._runs[position % len(self.bits)])
+        run = self._runs[position % len(self._runs)]  # (len(_runs) == len(bits))
+        return run if run < num_drafts else num_drafts
 
     def start(self, sequence: int) -> int:
         """Position in the trace of output position 0 of prompt `sequence` (cyclically)."""

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Generator, Sequence
 
 import simpy
@@ -29,8 +28,10 @@ from .pairs import Pair
 
 def rollback_upstream(stages: Sequence[Stage], verifier: int, new_length: int) -> None:
     """Downstream-first: stages verifier-1, …, 0 adopt the verifier's first `new_length` tokens."""
-    for j in range(verifier - 1, -1, -1):
+    j = verifier - 1
+    while j >= 0:  # (not a range object per rollback)
         stages[j].adopt(new_length)
+        j -= 1
 
 
 def settle_upstream(stages: Sequence[Stage], pair: Pair, verifier: int, own_position: int, rejected: bool,
@@ -130,29 +131,36 @@ def answer_time_s(stages: Sequence[Stage], index: int, now: float) -> float:
     two of its own steps: once its forward in flight (if any) has ended and it is no longer waiting for its
     own upstream. A middle stage that answers then posts its own request and is blocked until that is answered."""
     stage = stages[index]
-    at = stage.step_boundary_s(max(now, stage.blocked_until))
+    blocked = stage.blocked_until
+    at = stage.step_boundary_s(blocked if blocked > now else now)  # (max(), without the builtin's call)
     if index > 0:
-        stage.blocked_until = max(stage.blocked_until, answer_time_s(stages, index - 1, at))
+        answer = answer_time_s(stages, index - 1, at)
+        if answer > stage.blocked_until:
+            stage.blocked_until = answer
     return at
 
 
-def _hold(env: simpy.Environment, until: float) -> Generator:
+def _hold(env: Clock, until: float) -> Generator:
     """Wait until `until`; a rollback meanwhile does not cut the wait short (the protocol polls)."""
-    while env.now < until:
-        with contextlib.suppress(simpy.Interrupt):
-            yield env.timeout(until - env.now)
+    while env._now < until:
+        try:  # noqa: SIM105 (contextlib.suppress is an object and two calls per wait, on the hot path)
+            yield env.timeout(until - env._now)
+        except simpy.Interrupt:
+            pass
 
 
-def _wait_for_upstream(env: simpy.Environment, stage: Stage, upstream: Stage) -> Generator:
+def _wait_for_upstream(env: Clock, stage: Stage, upstream: Stage) -> Generator:
     """pipespec --min-drafts, too few drafts: wait for the upstream's next progress (its forward in flight
     ending, or what it waits for itself) and return True to look again; False when it is idle (generate)."""
-    now = env.now
+    now = env._now
     until = upstream.next_progress_s(now)
     if until is None or until <= now:
         return False
     stage.waiting_until = until
-    with contextlib.suppress(simpy.Interrupt):  # rolled back meanwhile: look again
+    try:  # noqa: SIM105 (as in _hold)
         yield env.timeout(until - now)
+    except simpy.Interrupt:  # rolled back meanwhile: look again
+        pass
     stage.waiting_until = None
     return True
 
@@ -221,5 +229,7 @@ def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair],
         if final and stage.length >= num_tokens:
             done.succeed()
         elif reference and upstream is not None:  # post a sync request, wait for the answer
-            stage.blocked_until = max(stage.blocked_until, answer_time_s(stages, index - 1, env.now))
+            answer = answer_time_s(stages, index - 1, env._now)
+            if answer > stage.blocked_until:
+                stage.blocked_until = answer
             yield from _hold(env, stage.blocked_until)

@@ -35,7 +35,15 @@ class TimeSlicedDevice:
 
     def _set_running(self, running: list[_Slice]) -> None:
         self.running = running
-        self._rate = min(1.0, self.capacity / len(running)) if running else 1.0
+        n = len(running)  # (min(1.0, capacity / n), without the builtin's call)
+        self._rate = 1.0 if n <= self.capacity else self.capacity / n
+
+    def _without(self, job: _Slice) -> list[_Slice]:
+        """The forwards in flight but `job` (one of them), in order: list.remove finds it by identity first (a
+        _Slice equals only itself), without a comprehension's function call."""
+        running = self.running.copy()
+        running.remove(job)
+        return running
 
     def _settle(self) -> None:
         """Charge the time since the last change to every forward in flight."""
@@ -67,11 +75,13 @@ class TimeSlicedDevice:
         if version != self._version:  # the set of forwards changed since: superseded
             return
         self._settle()
-        finished = [job for job in self.running if job.work_s <= 1e-12]
+        finished, left = [], []
+        for job in self.running:
+            (finished if job.work_s <= 1e-12 else left).append(job)
         if not finished:
             self._schedule()
             return
-        self._set_running([job for job in self.running if job.work_s > 1e-12])
+        self._set_running(left)
         # Their stages mostly start their next forward at this instant, which reschedules: the timer for the
         # forwards left is made once their resumptions are done (the last done event's callbacks run after
         # them), unless the device is read (end_s) or changed first, so that a timer made from its state is
@@ -118,7 +128,7 @@ class TimeSlicedDevice:
                 return False  # another forward ends with it, or it does not end first
         env._now = at
         self._settle()
-        self._set_running([other for other in self.running if other is not job])
+        self._set_running(self._without(job))
         self._version += 2  # _schedule's, then _complete's
         self._deferred = self._flush_version = self._version
         env.after_step = self._flush_bound
@@ -133,7 +143,7 @@ class TimeSlicedDevice:
         """Stop a forward in flight (an aborted one): the others speed up."""
         if job in self.running:
             self._settle()
-            self._set_running([other for other in self.running if other is not job])
+            self._set_running(self._without(job))
             self._schedule()
 
     def end_s(self, job: _Slice) -> float:
@@ -141,4 +151,5 @@ class TimeSlicedDevice:
         if self._deferred is not None:
             self._schedule()
         self._settle()
-        return self.env._now + max(job.work_s, 0.0) / self._rate
+        work = job.work_s
+        return self.env._now + (work if work > 0.0 else 0.0) / self._rate
