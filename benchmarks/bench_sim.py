@@ -15,7 +15,8 @@ Then a 1,000-point sweep of 3-stage pipelines at 2,000 tokens each on 2 local wo
 and, unless --skip-dask, through a Dask LocalCluster of 2 single-threaded workers on 127.0.0.1.
 
 With --instructions, each run is also counted in CPU instructions per simulated token (valgrind's callgrind,
---instruction-tokens tokens per run, the cost of starting Python and building the configuration subtracted):
+--instruction-tokens tokens per run after a 50-token warm-up, the cost of starting Python, building the
+configuration and warming up subtracted; one BLAS thread, a fixed hash seed):
 no goal, but the same on every machine load, so a change of a few percent shows where wall-clock figures on a
 shared machine cannot tell it from noise.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -105,23 +107,31 @@ def measure(config: SimConfig, repeats: int) -> dict:
             "disturbed": disturbed(shares)}
 
 
-# simulate the configuration in sys.argv[1] (its config block, as a result records it) sys.argv[2] times
+# simulate the configuration in sys.argv[1] (its config block, as a result records it) sys.argv[2] times, after a
+# 50-token warm-up (the first run's one-time costs: lazy imports, memoised durations, the interpreter's warm-up)
 _ONE_RUN = ("import json, sys\n"
             "from pipespec.sim.config import SimConfig\n"
             "from pipespec.sim.run import simulate\n"
             "config = SimConfig.from_text(**json.load(open(sys.argv[1], encoding='utf-8')))\n"
+            "simulate(config.with_values(num_tokens=50), with_ar_baseline=False)\n"
             "for _ in range(int(sys.argv[2])):\n"
             "    simulate(config, with_ar_baseline=False)\n")
 
 
 def instructions_per_token(config: SimConfig, folder: Path) -> float:
-    """CPU instructions per simulated token of one run (callgrind), less those of the same process not running it."""
+    """CPU instructions per simulated token of one run (callgrind), less those of the same process not running it
+    (both warmed up by a short run first)."""
     path = folder / "config.json"
     path.write_text(json.dumps(config.to_dict()), encoding="utf-8")
 
+    # one BLAS thread: OpenBLAS's idle pool threads spin for a while, and callgrind counts their instructions too
+    # (a few percent, differing run to run); a fixed hash seed makes every dict and set the same each time
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
     def counted(runs: int) -> int:
         done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-                               "-P", "-c", _ONE_RUN, str(path), str(runs)], capture_output=True, text=True, check=True)
+                               "-P", "-c", _ONE_RUN, str(path), str(runs)], capture_output=True, text=True, check=True,
+                              env=env)
         return int(re.search(r"Collected : (\d+)", done.stderr).group(1))
 
     return (counted(1) - counted(0)) / config.num_tokens
