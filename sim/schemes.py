@@ -140,6 +140,16 @@ def answer_time_s(stages: Sequence[Stage], index: int, now: float) -> float:
     return at
 
 
+def _sync_request(env: Clock, stages: Sequence[Stage], index: int) -> Generator:
+    """Coordination "reference", after a step of verifier `index`: post a sync request to its upstream and wait
+    until it is answered (`answer_time_s`)."""
+    stage = stages[index]
+    answer = answer_time_s(stages, index - 1, env._now)
+    if answer > stage.blocked_until:
+        stage.blocked_until = answer
+    yield from _hold(env, stage.blocked_until)
+
+
 def _hold(env: Clock, until: float) -> Generator:
     """Wait until `until`; a rollback meanwhile does not cut the wait short (the protocol polls)."""
     while env._now < until:
@@ -171,10 +181,9 @@ def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair],
     """Stage `index` of an asynchronous pipeline, looping until the final stage has num_tokens. With
     min_drafts > 1 a stage that finds fewer drafts waits for its upstream's forward in flight instead
     of generating (it generates when the upstream is idle). With coordination "reference" every step of a
-    verifier ends with a sync request it waits on (`answer_time_s`)."""
+    verifier ends with a sync request it waits on (`_sync_request`)."""
     stage = stages[index]
-    upstream = stages[index - 1] if index > 0 else None
-    pair = pairs[index - 1] if index > 0 else None
+    upstream, pair = (stages[index - 1], pairs[index - 1]) if index > 0 else (None, None)
     last = stages[-1]  # it never rolls back, and fires `done` in the step that reaches num_tokens
     final = stage is last
     reference = coordination == "reference"
@@ -228,8 +237,5 @@ def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair],
             settle_deferred_resync(stages, pairs[index], index)
         if final and stage.length >= num_tokens:
             done.succeed()
-        elif reference and upstream is not None:  # post a sync request, wait for the answer
-            answer = answer_time_s(stages, index - 1, env._now)
-            if answer > stage.blocked_until:
-                stage.blocked_until = answer
-            yield from _hold(env, stage.blocked_until)
+        elif reference and upstream is not None:
+            yield from _sync_request(env, stages, index)
