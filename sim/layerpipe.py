@@ -1,5 +1,5 @@
 """Layer pipelines: one model's layers split over P stages, each stage a SimPy process on its own
-device, items (tokens or token-tree levels) flowing stage to stage through stores. A miss flushes
+device, items (tokens or token-tree levels) flowing stage to stage through inboxes. A miss flushes
 every item younger than the decided one: queued items are dropped, in-flight work is interrupted.
 
 - ppsd: the early layers end in an exit head; when token t leaves the last early stage, the next
@@ -23,6 +23,36 @@ from .engine import Stage
 from .pairs import Pair
 
 
+class Inbox:
+    """A stage's queue of items: what simpy.Store(env) computes, event for event, without its request objects and
+    queues (an unbounded store never holds a put back). A put appends its item at once and schedules its event,
+    whose processing hands the oldest item to the oldest waiting get; a get takes an item at once if there is one
+    (its event scheduled), else waits."""
+
+    __slots__ = ("_getters", "_serve_bound", "env", "items")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env, self.items = env, []
+        self._getters: list[simpy.Event] = []
+        self._serve_bound = self._serve
+
+    def put(self, item: Item) -> None:
+        self.items.append(item)
+        event = self.env.event()
+        event.callbacks.append(self._serve_bound)
+        event.succeed()
+
+    def get(self) -> simpy.Event:
+        event = self.env.event()
+        self._getters.append(event)
+        self._serve()
+        return event
+
+    def _serve(self, _: simpy.Event | None = None) -> None:
+        if self._getters and self.items:
+            self._getters.pop(0).succeed(self.items.pop(0))
+
+
 @dataclass
 class Item:
     position: int  # output position this item computes for
@@ -30,11 +60,11 @@ class Item:
 
 
 class LayerPipeline:
-    """Stages 0..P-1 connected by stores; `on_exit(stage_index, item)` is called as items leave stages."""
+    """Stages 0..P-1 connected by inboxes; `on_exit(stage_index, item)` is called as items leave stages."""
 
     def __init__(self, env: simpy.Environment, stages: Sequence[Stage], tokens_per_item: int) -> None:
         self.env, self.stages, self.tokens_per_item = env, stages, tokens_per_item
-        self.inboxes = [simpy.Store(env) for _ in stages]
+        self.inboxes = [Inbox(env) for _ in stages]
         self.current: list[Item | None] = [None] * len(stages)
         self.epoch = 0
         self.listeners: list = []
