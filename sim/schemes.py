@@ -185,10 +185,8 @@ def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair],
     stage = stages[index]
     upstream, pair = (stages[index - 1], pairs[index - 1]) if index > 0 else (None, None)
     last = stages[-1]  # it never rolls back, and fires `done` in the step that reaches num_tokens
-    final = stage is last
     reference = coordination == "reference"
     read_after_peers = upstream is not None and upstream.process is not None  # an eager upstream
-    may_be_silent = stage.proposes is not None
     at_once, after_forward = stage.starts_at_once, stage.after_forward
     while last.length < num_tokens:  # `not done.triggered` (see `last`), without the property's call
         num_drafts = 0
@@ -196,7 +194,7 @@ def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair],
         if reference and stage.blocked_until > now:  # only the reference protocol blocks a stage
             yield from _hold(env, stage.blocked_until)
             continue
-        if may_be_silent and stage.silent():
+        if stage.proposes is not None and stage.silent():  # a model-free drafter with nothing to propose
             yield from stage.wait_for_change()
             continue
         if upstream is not None:
@@ -204,8 +202,7 @@ def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair],
                 yield env.timeout(0)  # see every forward that completes at this same instant first
             num_drafts = upstream.visible_length(now) - stage.length
             if num_drafts < min_drafts:
-                if num_drafts < 0:
-                    num_drafts = 0
+                num_drafts = num_drafts if num_drafts > 0 else 0  # (an upstream rolled back behind it: none)
                 if min_drafts > 1 and (yield from _wait_for_upstream(env, stage, upstream)):
                     continue
             if max_drafts is not None and num_drafts > max_drafts:
@@ -235,7 +232,7 @@ def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair],
             settle_upstream(stages, pair, index, position + accepted, accepted < num_drafts, env._now)
         if stage.pending_resync is not None:
             settle_deferred_resync(stages, pairs[index], index)
-        if final and stage.length >= num_tokens:
+        if stage is last and stage.length >= num_tokens:
             done.succeed()
         elif reference and upstream is not None:
             yield from _sync_request(env, stages, index)
