@@ -189,8 +189,7 @@ def pipespec_process(env: Clock, stages: Sequence[Stage], pairs: Sequence[Pair],
     read_after_peers = upstream is not None and upstream.process is not None  # an eager upstream
     at_once, after_forward = stage.starts_at_once, stage.after_forward
     while last.length < num_tokens:  # `not done.triggered` (see `last`), without the property's call
-        num_drafts = 0
-        now = env._now
+        num_drafts, now = 0, env._now
         if reference and stage.blocked_until > now:  # only the reference protocol blocks a stage
             yield from _hold(env, stage.blocked_until)
             continue
