@@ -18,9 +18,9 @@ class Pair:
         self.name, self.acceptance, self.offset = name, acceptance, offset
         self.draws = Draws(rng)
         self.stats = PairStats(name)
-        # the hot calls' bound methods, held once; read into a local before each call (`self._accepted(...)` is
-        # a generic method lookup: CPython 3.11 specialises it for methods of the class, not for a callable held in an
-        # attribute)
+        # the hot calls' bound methods, held once and read into a local before each call: `self._accepted(...)`
+        # would be a generic method lookup (CPython 3.11 specialises calls of the class's own methods, not of a
+        # callable held in an attribute)
         self._accepted, self._record = acceptance.accepted, self.stats.record
 
     def verify(self, position: int, num_drafts: int) -> int:
