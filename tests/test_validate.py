@@ -284,3 +284,18 @@ def test_a_tiny_models_exit_is_its_first_layers():
         hidden = base.model(ids, output_hidden_states=True).hidden_states[2]
         expected = base.lm_head(base.model.norm(hidden))
         assert torch.allclose(exit_model(ids).logits, expected, atol=1e-5)
+
+
+def test_repredict_of_a_run_without_a_drafts_record_takes_the_drafts_its_rows_measured():
+    """A run from before validate recorded its drafts: `--repredict` predicts the drafts it measured (read off its
+    rows' chains), not today's best draft, whose rows it never measured."""
+    from pathlib import Path
+
+    from pipespec.commands.validate import measured_drafts
+
+    run = Path(__file__).parents[1] / "figures" / "out" / "validate-2026-12-01b" / "validate.json"
+    rows = json.loads(run.read_text(encoding="utf-8"))["results"]["rows"]
+    assert measured_drafts(rows) == {"draft": "draft:smollm2-small4",
+                                     "exit_drafts": ["draft:smollm2-exit8", "draft:smollm2-exit16"]}
+    untrained = [r for r in rows if "draft:" not in r["chain"]]
+    assert measured_drafts(untrained) == {"draft": None, "exit_drafts": []}

@@ -143,6 +143,17 @@ def built_draft() -> str | None:
     return max(drafts, key=alpha) if drafts else None
 
 
+def measured_drafts(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The trained drafts a run measured, read off its rows' chains (`draft:NAME -> ...`), for a run from before
+    validate recorded them: the exit drafts are those its ppsd rows ran, the separate draft any other (None: none)."""
+    def drafts(row: dict[str, Any]) -> list[str]:
+        return [model for model in str(row["chain"]).split(" -> ") if model.startswith("draft:")]
+
+    exits = list(dict.fromkeys(d for row in rows if row["scheme"] == "ppsd" for d in drafts(row)))
+    separate = [d for row in rows for d in drafts(row) if d not in exits]
+    return {"draft": separate[0] if separate else None, "exit_drafts": exits}
+
+
 def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     """Everything `validate` does, with its outputs written under config.out; returns the results."""
     from ..backend.models import resolve
@@ -153,11 +164,11 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     exit_drafts = built_drafts("exit") if config.draft == "auto" else []
     if config.builtin and config.repredict and config.draft == "auto":  # the drafts the run measured, not today's best
         try:
-            recorded = json.loads((Path(config.out) / "validate.json").read_text())["results"].get("drafts")
+            results = json.loads((Path(config.out) / "validate.json").read_text())["results"]
+            recorded = results.get("drafts") or measured_drafts(results["rows"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise ConfigError(f"--repredict: {config.out}/validate.json is not a validate result") from None
-        if recorded:
-            draft, exit_drafts = recorded["draft"], recorded["exit_drafts"]
+        draft, exit_drafts = recorded["draft"], recorded["exit_drafts"]
     if draft:
         resolve(draft)  # a one-line error if it is not built
     setups = (builtin_setups(config.gamma, draft, config.lookahead, config.ppsd_exits, config.specpipe_widths,
