@@ -134,20 +134,24 @@ def answer_time_s(stages: Sequence[Stage], index: int, now: float) -> float:
     blocked = stage.blocked_until
     at = stage.step_boundary_s(blocked if blocked > now else now)  # (max(), without the builtin's call)
     if index > 0:
-        answer = answer_time_s(stages, index - 1, at)
-        if answer > stage.blocked_until:
-            stage.blocked_until = answer
+        _post_request(stages, index, at)
     return at
+
+
+def _post_request(stages: Sequence[Stage], index: int, at: float) -> float:
+    """Stage `index` posts a sync request to its upstream at `at`: it is blocked until the answer; returns
+    until when."""
+    stage = stages[index]
+    answer = answer_time_s(stages, index - 1, at)
+    if answer > stage.blocked_until:
+        stage.blocked_until = answer
+    return stage.blocked_until
 
 
 def _sync_request(env: Clock, stages: Sequence[Stage], index: int) -> Generator:
     """Coordination "reference", after a step of verifier `index`: post a sync request to its upstream and wait
     until it is answered (`answer_time_s`)."""
-    stage = stages[index]
-    answer = answer_time_s(stages, index - 1, env._now)
-    if answer > stage.blocked_until:
-        stage.blocked_until = answer
-    yield from _hold(env, stage.blocked_until)
+    yield from _hold(env, _post_request(stages, index, env._now))
 
 
 def _hold(env: Clock, until: float) -> Generator:

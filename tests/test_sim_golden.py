@@ -26,7 +26,7 @@ def cases() -> dict[str, SimConfig]:
     plain = SimConfig.from_text(latency=("12", "28", "431"), acceptance=("0.7",), num_tokens=1500)
     affine = SimConfig.from_text(latency=("affine:5,1,0.01", "affine:20,2,0.02", "affine:300,5,0.1"),
                                  acceptance=("pos:0.9,0.8,0.5",), num_tokens=1000)
-    found = {
+    return {
         "pipespec-a100": cal,
         "pipespec-a100 timeline": cal.with_values(num_tokens=300, timeline=True),
         "sd-a100": preset("sd-a100").with_values(num_tokens=1500),
@@ -47,16 +47,15 @@ def cases() -> dict[str, SimConfig]:
         "specpipe": SimConfig.from_text(scheme="specpipe", latency=("12", "431"), acceptance=("0.7",), pp_stages=4,
                                         tree_width=2, num_tokens=500, timeline=True),
     }
-    return found
 
 
 def outputs(config: SimConfig) -> dict:
     result = simulate(config)
-    summary = json.dumps(result.summary(), sort_keys=True, default=repr)
-    digest = hashlib.sha256(summary.encode())
+    summary = result.summary()
+    digest = hashlib.sha256(json.dumps(summary, sort_keys=True, default=repr).encode())
     if result.timeline is not None:
         digest.update(repr(result.timeline).encode())
-    return {"ms_per_token": result.summary()["ms_per_token"], "digest": digest.hexdigest()}
+    return {"ms_per_token": summary["ms_per_token"], "digest": digest.hexdigest()}
 
 
 def test_the_simulator_computes_what_it_computed_before():
