@@ -81,9 +81,9 @@ def runs(num_tokens: int, imported: dict[str, Path]) -> dict[str, SimConfig]:
     sliced = calibrated.with_values(devices=("d0", "d1", "d1"), device_sharing="timeslice")
     return {"calibrated": calibrated, "trace replay": replay, "time-sliced": sliced,
             "time-sliced, draft beside the middle stage": sliced.with_values(devices=("d0", "d0", "d1")),
-            "layer pipeline (ppsd, 4 stages)": SimConfig(scheme="ppsd", latency=calibrated.latency[-1:],
-                                                         acceptance=(Bernoulli(0.6),), num_layers=80, exit_layer=20,
-                                                         pp_stages=4, num_tokens=num_tokens)}
+            "layer pipeline (ppsd, 4 stages)": SimConfig.from_flat(dict(
+                scheme="ppsd", latency=calibrated.latency[-1:], acceptance=(Bernoulli(0.6),), num_layers=80,
+                exit_layer=20, pp_stages=4, num_tokens=num_tokens))}
 
 
 def measure(config: SimConfig, repeats: int) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -35,6 +36,67 @@ def _flag(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
 
+class FlatOption(typing.NamedTuple):
+    """One option a config class takes as a flat key (a flag, a config-file key, a sweep axis)."""
+
+    field: dataclasses.Field
+    hint: Any  # its type annotation
+    owners: tuple[str, ...]  # the schemes whose options hold it; () for the class's own fields
+    helps: tuple[str, ...]  # its help text, as each owner's options class gives it
+
+
+@functools.cache
+def option_fields(cls: type) -> dict[str, FlatOption]:
+    """name -> FlatOption of every option `cls` takes as a flat key: its own fields, then (for a class with a
+    `nested_options()` classmethod, owner -> options dataclass, e.g. each scheme's) its nested options' fields,
+    one entry per name with the owners that declare it. The class builds itself from such keys with
+    `from_flat(values)`. (Cached: the scheme table is fixed before the configurations are imported.)"""
+    out = {f.name: FlatOption(f, hint, (), (f.metadata.get("help", ""),))
+           for f, hint in _fields_with_hints(cls) if "help" in f.metadata}
+    nested: dict[str, type] = cls.nested_options() if hasattr(cls, "nested_options") else {}
+    for owner, options in nested.items():
+        for f, hint in _fields_with_hints(options):
+            known = out.get(f.name)
+            if known is None:
+                out[f.name] = FlatOption(f, hint, (owner,), (f.metadata["help"],))
+                continue
+            if known.hint != hint or not known.owners:
+                raise TypeError(f"{owner}: option {f.name} is declared with another type (or is {cls.__name__}'s)")
+            out[f.name] = known._replace(owners=(*known.owners, owner), helps=(*known.helps, f.metadata["help"]))
+    return out
+
+
+def _owned_help(owners: tuple[str, ...], helps: tuple[str, ...]) -> str:
+    """An option's help, each text led by the schemes that give it ("sd, pipespec: ..."; none for a shared one)."""
+    if not owners:
+        return helps[0]
+    by_text: dict[str, list[str]] = {}
+    for owner, text in zip(owners, helps, strict=True):
+        by_text.setdefault(text, []).append(owner)
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in by_text.items())
+
+
+def _fields_with_hints(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def check_choices(config: Any) -> None:
+    """Every field of the dataclass `config` that lists its choices holds one of them (a one-line ConfigError)."""
+    from .errors import require
+
+    for f in dataclasses.fields(config):
+        allowed, value = f.metadata.get("choices"), getattr(config, f.name)
+        require(not allowed or value in allowed,
+                f"{_flag(f)} must be one of {', '.join(allowed or ())}, got {value!r}")
+
+
+def build(cls: type[T], values: dict[str, Any]) -> T:
+    """`cls` from flat option values (typed): `cls.from_flat` where it nests options, else the constructor."""
+    from_flat = getattr(cls, "from_flat", None)
+    return from_flat(values) if from_flat is not None else cls(**values)
+
+
 def parsed_value(field: dataclasses.Field, value: Any, where: str) -> Any:
     """A spec field's value with every text item parsed (`where[i]` names a bad item of a tuple); other fields'
     values, and items already typed, as they are."""
@@ -49,7 +111,7 @@ def parsed_value(field: dataclasses.Field, value: Any, where: str) -> Any:
 def parsed_values(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """`values` for `cls` with every spec field's text parsed, each named by its flag (a name that is not a field
     is left for the dataclass to refuse)."""
-    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    by_name = {name: option.field for name, option in option_fields(cls).items()}
     return {k: parsed_value(by_name[k], v, _flag(by_name[k])) if k in by_name else v for k, v in values.items()}
 
 
@@ -90,8 +152,9 @@ def parse_value(cls: type, name: str, text: str, where: str) -> Any:
 
     from .errors import ConfigError
 
-    scalar, is_tuple, optional = _element_type(typing.get_type_hints(cls)[name])
-    parse = {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("parse")
+    option = option_fields(cls)[name]
+    scalar, is_tuple, optional = _element_type(option.hint)
+    parse = option.field.metadata.get("parse")
     if parse is not None:
         return (parse(text, where),) if is_tuple else parse(text, where)
     if optional and text.strip().lower() == "none":
@@ -114,24 +177,21 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
     over a preset or a config file); the help still shows the dataclass default.
     """
     group = parser.add_argument_group(title) if title else parser
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        if "help" not in field.metadata:
-            continue
-        scalar, is_tuple, _ = _element_type(hints[field.name])
+    for field, hint, owners, helps in option_fields(cls).values():
+        scalar, is_tuple, _ = _element_type(hint)
         default = field.default
         kwargs: dict[str, Any] = {"dest": field.name, "default": default}
         shown = field_text(field, default)
         shown = " ".join(map(str, shown)) if is_tuple else shown
         suffix = "" if default is None else f" (default: {shown})"
-        kwargs["help"] = field.metadata["help"] + suffix
+        kwargs["help"] = _owned_help(owners, helps) + suffix
         if field.metadata.get("choices"):
             kwargs["choices"] = field.metadata["choices"]
         if field.metadata.get("metavar"):
             kwargs["metavar"] = field.metadata["metavar"]
         if scalar is bool and not is_tuple:
             kwargs["action"] = argparse.BooleanOptionalAction if default else "store_true"
-            kwargs["help"] = field.metadata["help"]
+            kwargs["help"] = kwargs["help"].removesuffix(suffix)
         else:
             if not field.metadata.get("parse"):  # (spec text is parsed by from_args/given_values: their errors)
                 kwargs["type"] = _parse_bool if scalar is bool else scalar
@@ -146,36 +206,37 @@ def from_args(cls: type[T], namespace: argparse.Namespace, **overrides: Any) -> 
     """Build (and so validate) `cls` from the parsed options it declared."""
     values = given_values(cls, namespace)
     values.update(overrides)
-    return cls(**values)
+    return build(cls, values)
 
 
 def given_values(cls: type, namespace: argparse.Namespace) -> dict[str, Any]:
     """The fields of `cls` present in `namespace` (with only_given: those typed on the command line), spec text
     parsed."""
     return {f.name: parsed_value(f, tuple(v) if isinstance(v := getattr(namespace, f.name), list) else v, _flag(f))
-            for f in dataclasses.fields(cls) if hasattr(namespace, f.name)}
+            for f, *_ in option_fields(cls).values() if hasattr(namespace, f.name)}
 
 
 def mapping_values(cls: type, mapping: dict[str, Any], where: str) -> dict[str, Any]:
     """Field values from a config-file mapping (lists become tuples); unknown keys are an error."""
     from .errors import ConfigError
 
-    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    options = option_fields(cls)
+    by_name = {name: option.field for name, option in options.items()}
     names = set(by_name)
     unknown = sorted(set(mapping) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
-    hints = typing.get_type_hints(cls)
     values = {}
     for key, value in mapping.items():
-        scalar, is_tuple, optional = _element_type(hints[key])
+        hint = options[key].hint
+        scalar, is_tuple, optional = _element_type(hint)
         if is_tuple and not isinstance(value, list | tuple):
             value = (value,)
         items = value if is_tuple else (value,)
         spec = by_name[key].metadata.get("parse") is not None
         for item in items:
             _check_type(f"{where}: {key}", item, str if spec else scalar, optional and not is_tuple)
-        if spec or hints[key] == tuple[str, ...]:
+        if spec or hint == tuple[str, ...]:
             value = tuple(str(v) for v in value) if is_tuple else str(value)
         values[key] = parsed_value(by_name[key], tuple(value) if is_tuple else value, f"{where}: {key}")
     return values

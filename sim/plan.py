@@ -174,7 +174,7 @@ def sim_config(inputs: Inputs, candidate: Candidate, num_tokens: int, seed: int,
         "num_tokens": num_tokens, "prompt_len": inputs.context, "seed": seed, "rollback": rollback,
         "devices": tuple(f"dev{g}" for g in candidate.groups), "device_sharing": sharing}
     values |= get(candidate.scheme).window_values(candidate.window)
-    return SimConfig(**values)
+    return SimConfig.from_flat(values)
 
 
 def simulate_finalists(inputs: Inputs, ranked: Sequence[Candidate], finalists: int, num_tokens: int, seeds: int,

@@ -16,18 +16,19 @@ import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import parse_value, parsed_value
+from ..config import option_fields, parse_value, parsed_value
 from ..errors import ConfigError, require
 from .config import SimConfig
 
 Point = dict[str, Any]
 MAX_POINTS = 1_000_000  # a grid larger than this is a typo, not a sweep (its rows would not fit in memory)
 MAX_AXIS_VALUES = 100_000
-_FIELDS = {f.name: f for f in fields(SimConfig)}
+_FIELDS = {name: flat.field for name, flat in option_fields(SimConfig).items()}
+_ALPHA = option_fields(SimConfig)["acceptance"]  # the alpha axis sets every pair's acceptance
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def parse_axis(text: str) -> Axis:
     require(len(values) > 0, f"--grid {name}: no values")
     require(len(values) <= MAX_AXIS_VALUES, f"--grid {name}: at most {MAX_AXIS_VALUES} values, got {len(values)}")
     base = name.split("[", 1)[0]
-    known = {f.name for f in fields(SimConfig)} | {"alpha"}
+    known = set(_FIELDS) | {"alpha"}
     allowed = ", ".join(sorted(known - {"alpha"}))
     require(base in known, f"--grid: unknown parameter {base!r}; allowed: alpha, {allowed}")
     if base == "alpha" or "[" in name:
@@ -59,8 +60,20 @@ def parse_axis(text: str) -> Axis:
     return Axis(name, tuple(parse_value(SimConfig, base, v, f"--grid {name}") for v in values))
 
 
+def check_axes(base: SimConfig, axes: Sequence[Axis]) -> None:
+    """Every axis that names a scheme's own option applies to a scheme the sweep runs (its --scheme, or the
+    values of a scheme axis)."""
+    swept = next((a.values for a in axes if a.name == "scheme"), (base.scheme,))
+    for axis in axes:
+        owners = option_fields(SimConfig).get(axis.name.split("[", 1)[0], _ALPHA).owners
+        require(not owners or bool(set(owners) & set(swept)),
+                f"--grid {axis.name}: applies to {' and '.join(owners)}, not {' or '.join(map(str, swept))}")
+
+
 def apply(base: SimConfig, point: Point) -> SimConfig:
-    """The point's configuration (validated: a bad grid value is a ConfigError naming it)."""
+    """The point's configuration (validated: a bad grid value is a ConfigError naming it). Where the sweep varies
+    the scheme, a point leaves out the axes of the other schemes' options (an sd point runs without the
+    pipespec axis --max-drafts)."""
     values: dict[str, Any] = {}
     for name, value in point.items():
         if name == "replicate":  # after any seed axis: a replicate offsets the point's own seed
@@ -71,13 +84,16 @@ def apply(base: SimConfig, point: Point) -> SimConfig:
         elif "[" in name:
             field_name, index = name[:-1].split("[")
             require(field_name in _FIELDS, f"--grid {name}: alpha is one value for every pair; index acceptance")
-            items = list(getattr(base, field_name))
+            items = list(base.flat()[field_name])
             require(index.isdigit() and int(index) < len(items),
                     f"--grid {name}: {field_name} has {len(items)} entries")
             items[int(index)] = parsed_value(_FIELDS[field_name], str(value), f"--grid {name}")
             values[field_name] = tuple(items)
         else:
             values[name] = parsed_value(_FIELDS[name], value, f"--grid {name}")
+    if "scheme" in point:
+        own = option_fields(SimConfig)
+        values = {k: v for k, v in values.items() if not own[k].owners or point["scheme"] in own[k].owners}
     return base.with_values(**values)
 
 

@@ -8,7 +8,6 @@ added without validation fails here."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import math
 import typing
@@ -19,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipespec.cli import main
+from pipespec.config import build, option_fields
 from pipespec.errors import ConfigError
 
 
@@ -171,17 +171,16 @@ def _config_classes() -> list[type]:
 
 
 def _numeric_fields() -> list[tuple[type, str, type]]:
+    """Every numeric option each command takes, its schemes' own included (pipespec.config.option_fields)."""
     out = []
     for cls in _config_classes():
-        hints = typing.get_type_hints(cls)
-        for field in dataclasses.fields(cls):
-            annotation = hints[field.name]
+        for name, (_, annotation, _, _) in option_fields(cls).items():
             args = typing.get_args(annotation) or (annotation,)
             scalar = next((a for a in args if a in (int, float)), None)
             if typing.get_origin(annotation) is tuple:
                 scalar = args[0] if args[0] in (int, float) else None
             if scalar is not None and annotation is not bool:
-                out.append((cls, field.name, scalar))
+                out.append((cls, name, scalar))
     return out
 
 
@@ -198,13 +197,15 @@ def test_every_numeric_option_rejects_out_of_range_values(cls, name, scalar, dat
                     if scalar is int else
                     st.one_of(st.floats(max_value=-1e-9, allow_nan=False), st.just(math.nan), st.just(math.inf),
                               st.just(-math.inf)))
-    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    field, _, owners, _ = option_fields(cls)[name]
     value = (bad,) if isinstance(field.default, tuple) else bad
     kwargs = {name: value}
     if cls.__name__ == "TheoryConfig" and name == "verify_ms":
         kwargs["target_ms"] = 100.0
+    if owners:  # a scheme's own option: given to that scheme
+        kwargs["scheme"] = owners[0]
     with pytest.raises(ConfigError) as info:
-        cls(**kwargs)
+        build(cls, kwargs)
     flag = name.replace("_", "-")
     assert flag in str(info.value) or name in str(info.value), f"{cls.__name__}.{name}: {info.value}"
 

@@ -77,14 +77,13 @@ def _silent_trace(tmp_path, bits, silent):
     return f"trace:{path}"
 
 
-@pytest.mark.parametrize("scheme", ["sd", "pipespec"])
-@pytest.mark.parametrize("lazy", [True, False])
-def test_a_drafter_with_nothing_to_propose_leaves_the_target_decoding_alone(tmp_path, scheme, lazy):
+@pytest.mark.parametrize(("scheme", "options"), [("sd", {"gamma": 4}), ("pipespec", {"lazy_drafter": True}),
+                                                ("pipespec", {"lazy_drafter": False})])
+def test_a_drafter_with_nothing_to_propose_leaves_the_target_decoding_alone(tmp_path, scheme, options):
     """Prompt lookup finding no earlier occurrence proposes nothing: the target generates one token per
     forward, as fast as AR, and the drafter does no work."""
     trace = _silent_trace(tmp_path, [0] * 50, [1] * 50)
-    config = SimConfig.from_text(scheme=scheme, latency=("1", "100"), acceptance=(trace,), gamma=4, num_tokens=200,
-                       lazy_drafter=lazy)
+    config = SimConfig.from_text(scheme=scheme, latency=("1", "100"), acceptance=(trace,), num_tokens=200, **options)
     result = simulate(config, with_ar_baseline=False)
     assert result.ms_per_token == pytest.approx(100.0)
     assert result.stages[0].steps == 0 and result.pairs[0].verifications == 0

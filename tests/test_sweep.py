@@ -167,14 +167,20 @@ def test_grid_seed_is_honoured_and_typed_values(run_cli, tmp_path):
     assert sweep.parse_axis("lazy_drafter=true,false").values == (True, False)
 
 
-@pytest.mark.parametrize(("grid", "fragment"), [
-    ("head_share=abc", "--grid head_share: expected numbers, got 'abc'"),
-    ("head_share=1.5", "--head-share must be in [0, 1)"),
-    ("gamma=1.5", "--grid gamma: expected integers, got '1.5'"),
-    ("max_drafts=inf", "--grid max_drafts: expected integers"),
+PPSD = ["--scheme", "ppsd", "--latency", "100"]  # (after BASE: the last --scheme and --latency win)
+
+
+@pytest.mark.parametrize(("grid", "fragment", "scheme"), [
+    ("head_share=abc", "--grid head_share: expected numbers, got 'abc'", PPSD),
+    ("head_share=1.5", "--head-share must be in [0, 1)", PPSD),
+    ("gamma=1.5", "--grid gamma: expected integers, got '1.5'", []),
+    ("max_drafts=inf", "--grid max_drafts: expected integers", []),
+    ("gamma=2,4", "--grid gamma: applies to sd, not pipespec", []),
+    ("exit_layer=4,8", "--grid exit_layer: applies to ppsd, not pipespec or sd",
+     ["--grid", "scheme=pipespec,sd"]),
 ])
-def test_grid_values_are_one_line_errors(run_cli, tmp_path, grid, fragment):
-    code, _, err = run_cli("sweep", *BASE, "--grid", grid, "--output", str(tmp_path / "x.csv"))
+def test_grid_values_are_one_line_errors(run_cli, tmp_path, grid, fragment, scheme):
+    code, _, err = run_cli("sweep", *BASE, *scheme, "--grid", grid, "--output", str(tmp_path / "x.csv"))
     assert code == 2 and fragment in err and "Traceback" not in err, err
     assert not list(tmp_path.iterdir())
 
@@ -223,25 +229,32 @@ def test_successful_parallel_sweep_shuts_down_silently(tmp_path):
 
 def test_one_option_of_every_type_can_be_swept(run_cli, tmp_path):
     """A choice, an integer, an optional integer, a number, a flag and a tuple's element and whole value, swept
-    through the CLI: each reaches the simulator typed as the CLI types it, and changes what it computes."""
-    out = tmp_path / "types.csv"
-    axes = ["coordination=lockfree,reference", "min_drafts=1,2", "max_drafts=none,2", "head_share=0,0.1",
-            "lazy_drafter=true,false", "latency[0]=5,10", "acceptance=0.7,0.9"]
+    through the CLI: each reaches the simulator typed as the CLI types it, and changes what it computes. (The
+    number is ppsd's head share: no pipespec option is a number.)"""
+    out, layered = tmp_path / "types.csv", tmp_path / "number.csv"
+    axes = ["coordination=lockfree,reference", "min_drafts=1,2", "max_drafts=none,2", "lazy_drafter=true,false",
+            "latency[0]=5,10", "acceptance=0.7,0.9"]
     code, _, err = run_cli("sweep", *BASE, *[a for axis in axes for a in ("--grid", axis)], "--output", str(out),
                            "--workers", "1")
     assert code == 0, err
-    rows = read_csv(out)
+    code, _, err = run_cli("sweep", *BASE, *PPSD, "--grid", "head_share=0,0.1", "--output", str(layered),
+                           "--workers", "1")
+    assert code == 0, err
+    rows, number = read_csv(out), read_csv(layered)
     assert len(rows) == 2 ** len(axes)
-    point = {"coordination": "reference", "min_drafts": 2, "max_drafts": None, "head_share": 0.1,
-             "lazy_drafter": False, "latency[0]": "10", "acceptance": ("0.9",)}
+    point = {"coordination": "reference", "min_drafts": 2, "max_drafts": None, "lazy_drafter": False,
+             "latency[0]": "10", "acceptance": ("0.9",)}
     config = sweep.apply(SimConfig.from_text(scheme="pipespec", latency=("5", "20", "100")), point)
-    recorded = config.to_dict()
-    assert (config.coordination, config.min_drafts, config.max_drafts, config.head_share, config.lazy_drafter,
-            recorded["latency"], recorded["acceptance"]) == ("reference", 2, None, 0.1, False, ("10", "20", "100"),
+    recorded, options = config.to_dict(), config.options
+    assert (options.coordination, options.min_drafts, options.max_drafts, options.lazy_drafter,
+            recorded["latency"], recorded["acceptance"]) == ("reference", 2, None, False, ("10", "20", "100"),
                                                              ("0.9",))
     assert config.latency[0] == ConstantLatency(0.010) and config.acceptance == (Bernoulli(0.9),)
-    for name in ("coordination", "min_drafts", "max_drafts", "latency[0]", "acceptance"):
+    layer = sweep.apply(SimConfig.from_text(scheme="ppsd", latency=("100",)), {"head_share": 0.1})
+    assert layer.options.head_share == 0.1
+    for name, table in (("coordination", rows), ("min_drafts", rows), ("max_drafts", rows), ("latency[0]", rows),
+                        ("acceptance", rows), ("head_share", number)):
         by_value = {}
-        for row in rows:
+        for row in table:
             by_value.setdefault(row[name], []).append(float(row["ms_per_token"]))
         assert len(by_value) == 2 and len({round(sum(v), 6) for v in by_value.values()}) == 2, name

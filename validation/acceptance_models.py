@@ -70,6 +70,7 @@ def local(run: Path = RUN, seeds: int = 3) -> list[dict[str, Any]]:
 def a100(out_dir: Path, fit_lookahead: int = 8) -> list[dict[str, Any]]:
     from ..logs.build import import_runs, pair_key, write_import
     from ..logs.records import read_logs
+    from ..schemes.sd import SDOptions
     from ..sim.config import SimConfig
     from .gpu_logs import _predict, logs_folder
 
@@ -89,8 +90,8 @@ def a100(out_dir: Path, fit_lookahead: int = 8) -> list[dict[str, Any]]:
         if run.lookahead < 2 or run.lookahead == fit_lookahead:
             continue
         for model in MODELS:
-            config = SimConfig(scheme="sd", latency=latency, acceptance=(models[model],), gamma=run.lookahead - 1,
-                               coordination="reference")
+            config = SimConfig(scheme="sd", latency=latency, acceptance=(models[model],),
+                               options=SDOptions(gamma=run.lookahead - 1, coordination="reference"))
             ms, _ = _predict(config, run)
             rows.append({"run": run.name, "lookahead": run.lookahead, "model": model,
                          "measured_ms_per_token": run.ms_per_token, "predicted_ms_per_token": ms,

@@ -108,8 +108,8 @@ def base_config(imported: Imported, run: RunLog, scheme: str, **values: Any) -> 
     """The simulator's configuration for `run`'s models, from the imported profile and traces."""
     latency = tuple(imported.latency[m.key] for m in run.models)
     acceptance = tuple(imported.acceptance[pair_key(run.models, p)] for p in range(len(run.models) - 1))
-    return SimConfig(scheme=scheme, latency=latency, acceptance=acceptance,
-                     names=tuple(SHORT.get(m, m) for m in run.model_names), **values)
+    return SimConfig.from_flat({"scheme": scheme, "latency": latency, "acceptance": acceptance,
+                                "names": tuple(SHORT.get(m, m) for m in run.model_names), **values})
 
 
 def predict_all(out: str | Path, progress: Callable[[Any], Any] = lambda it: it,

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..acceptance import Bernoulli
 from ..latency import ConstantLatency
+from ..schemes.pipespec import PipeSpecOptions
 from ..sim.config import SimConfig
 from ..sim.run import simulate_seeds
 from ..theory import pipespec as pipespec_theory
@@ -36,8 +37,8 @@ def grid(alphas: Sequence[float] = (0.6, 0.8, 0.95), gammas: Sequence[int] = (2,
         # instants, and floating-point rounding, not the model, would decide which comes first
         draft_s = float(f"{100 * c:.6g}") / 1e3
         config = SimConfig(scheme="pipespec", latency=(ConstantLatency(draft_s), ConstantLatency(0.1)),
-                           acceptance=(Bernoulli(alpha),),
-                           max_drafts=gamma, num_tokens=num_tokens)
+                           acceptance=(Bernoulli(alpha),), options=PipeSpecOptions(max_drafts=gamma),
+                           num_tokens=num_tokens)
         runs = simulate_seeds(config, seeds)
         rho = np.array([r.rho(r.stages[-1]) for r in runs])
         tokens = np.array([r.tokens_per_step(r.stages[-1]) for r in runs])

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     base = resolve_config(args)
     axes = [sweep.parse_axis(text) for text in args.grid or []]
     grid = sweep.points(axes, args.replicates)
+    sweep.check_axes(base, axes)
     for point in grid:  # validate every point before any work: a bad value is a one-line error
         sweep.apply(base, point)
     resolved = {"base": base.to_dict(), "grid": {a.name: list(a.values) for a in axes},

@@ -7,13 +7,23 @@ and one line in the registry.
 
 The default behaviour is a chain of whole models, draft first, each adjacent pair a draft and its verifier
 (`sd`, `pipespec`); the layer pipelines (`ppsd`, `specpipe`) and the target alone (`ar`) override it.
+
+A scheme's own simulator options are its `options` dataclass (`SimConfig.options` holds one), checked when it is
+built; the options every scheme shares are `SimConfig`'s own fields. Flags, config files and sweep axes name
+both kinds as flat keys (`pipespec.config.option_fields`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from ..config import option
+from ..errors import check_int, require
+from ..latency import LatencyModel, parse_latency
+from ..specs import spec_text
 
 if TYPE_CHECKING:
     import simpy
@@ -22,7 +32,6 @@ if TYPE_CHECKING:
     from ..backend.models import ModelRef
     from ..backend.pipeline import Placement
     from ..backend.runner import RunConfig
-    from ..latency import LatencyModel
     from ..sim.config import SimConfig
     from ..sim.engine import Stage
     from ..sim.pairs import Pair
@@ -31,8 +40,39 @@ if TYPE_CHECKING:
     from ..validation.setups import Process, Setup, Workload
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a scheme that has none of its own."""
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """How a layer pipeline (ppsd, specpipe) splits one model's layers over its stages, and what each costs."""
+
+    num_layers: int = option(32, "layers N of the model")
+    pp_stages: int = option(2, "pipeline stages P the model's layers are split over")
+    stage_latency: tuple[LatencyModel, ...] = option(
+        (), "the latency of each layer stage, timed as it runs (default: the model's, times its layers' share plus "
+        "the head's)", parse=parse_latency, text=spec_text)
+    head_share: float = option(0.0, "share of one forward spent in the output head (final norm and vocabulary "
+                               "projection), paid by the stage holding it: the last, and in ppsd also the exit's")
+
+    def __post_init__(self) -> None:
+        if any(isinstance(v, str) for v in self.stage_latency):
+            raise TypeError("stage_latency holds parsed models, not spec text: parse it at the edge "
+                            "(SimConfig.from_text, parse_latency)")
+        check_int("--num-layers", self.num_layers, 2)
+        check_int("--pp-stages", self.pp_stages, 1)
+        require(0.0 <= self.head_share < 1.0, f"--head-share must be in [0, 1), got {self.head_share}")
+        require(self.pp_stages <= self.num_layers,
+                f"--pp-stages ({self.pp_stages}) must be <= --num-layers ({self.num_layers})")
+        require(not self.stage_latency or len(self.stage_latency) == self.pp_stages,
+                f"--stage-latency: give one per stage ({self.pp_stages}), got {len(self.stage_latency)}")
+
+
 class Scheme(ABC):
     name = ""
+    options: type = NoOptions  # its own simulator options (a frozen dataclass of `option` fields, checked when built)
     # the simulator's --latency: at least this many models (and exactly `exact_models` where it is set)
     min_models = 2
     exact_models: int | None = None
@@ -164,12 +204,12 @@ def layer_neighbours(setup: Setup, last_alone: bool) -> tuple[str | None, ...]:
     return (*(setup.chain[-1],) * (len(setup.chain) - 1), None if last_alone else setup.chain[-1])
 
 
-def layer_latency(config: SimConfig, model: LatencyModel, index: int, layers: int, head: bool) -> LatencyModel:
+def layer_latency(options: LayerOptions, model: LatencyModel, index: int, layers: int, head: bool) -> LatencyModel:
     """A layer stage's latency: as timed (--stage-latency), or the model's share: its layers' part of the
     body, plus the output head if it holds one."""
     from ..latency import ScaledLatency
 
-    if config.stage_latency:
-        return config.stage_latency[index]
-    h = config.head_share
-    return ScaledLatency(model, (1 - h) * layers / config.num_layers + (h if head else 0.0))
+    if options.stage_latency:
+        return options.stage_latency[index]
+    h = options.head_share
+    return ScaledLatency(model, (1 - h) * layers / options.num_layers + (h if head else 0.0))

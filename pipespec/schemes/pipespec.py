@@ -4,9 +4,13 @@ what its upstream has published or generating a token itself, rolling its upstre
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
+from ..config import check_choices, option
+from ..errors import MAX_WINDOW, check_int, require
 from .base import Scheme
+from .sd import COORDINATION
 
 if TYPE_CHECKING:
     import simpy
@@ -21,12 +25,35 @@ if TYPE_CHECKING:
     from ..sim.plan import Inputs
 
 
+@dataclass(frozen=True)
+class PipeSpecOptions:
+    max_drafts: int | None = option(None, "cap on drafts one step verifies (default: all available)")
+    min_drafts: int = option(1, "a stage finding fewer drafts waits for its upstream's forward in flight instead of "
+                             "generating a token itself (1: never waits)")
+    coordination: str = option(
+        "lockfree", "how stages synchronise: lockfree (a verifier rolls its upstream back at once and goes on) or "
+        "reference (the PipeSpec authors' protocol: after every step a verifier waits until its upstream has "
+        "answered its sync request, which the upstream does between two of its own steps; a middle stage then asks "
+        "its own upstream and waits)", choices=COORDINATION)
+    lazy_drafter: bool = option(True, "compute a dedicated stage 0's progress on demand instead of one event per "
+                                "draft token (same results, faster)")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.max_drafts is not None:
+            check_int("--max-drafts", self.max_drafts, 1, MAX_WINDOW)
+        check_int("--min-drafts", self.min_drafts, 1, MAX_WINDOW)
+        require(self.max_drafts is None or self.min_drafts <= self.max_drafts,
+                f"--min-drafts ({self.min_drafts}) must be <= --max-drafts ({self.max_drafts})")
+
+
 class PipeSpec(Scheme):
     name = "pipespec"
+    options = PipeSpecOptions
     pipelined = True
 
     def lazy_first_stage(self, config: SimConfig) -> bool:
-        return config.lazy_drafter
+        return cast(PipeSpecOptions, config.options).lazy_drafter
 
     def first_stage_may_be_silent(self) -> bool:
         return True
@@ -36,11 +63,12 @@ class PipeSpec(Scheme):
         from ..sim.drafter import LazyDrafter
         from ..sim.schemes import pipespec_process
 
+        options = cast(PipeSpecOptions, config.options)
         for index, stage in enumerate(stages):
             if not isinstance(stage, LazyDrafter):
-                stage.process = env.process(pipespec_process(env, stages, pairs, index, config.max_drafts,
-                                                             config.num_tokens, done, config.min_drafts,
-                                                             config.coordination))
+                stage.process = env.process(pipespec_process(env, stages, pairs, index, options.max_drafts,
+                                                             config.num_tokens, done, options.min_drafts,
+                                                             options.coordination))
 
     def window_values(self, window: int | None) -> dict[str, Any]:
         return {"max_drafts": window}

@@ -4,10 +4,13 @@ drafting, the late layers verifying each draft as it reaches them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import require
-from .base import Scheme, layer_latency, layer_neighbours
+from ..config import option
+from ..errors import check_int, require
+from .base import LayerOptions, Scheme, layer_latency, layer_neighbours
 
 if TYPE_CHECKING:
     import simpy
@@ -25,8 +28,42 @@ if TYPE_CHECKING:
     from ..validation.setups import Setup, Workload
 
 
+@dataclass(frozen=True)
+class PPSDOptions(LayerOptions):
+    exit_layer: int = option(8, "early-exit layer E (1 <= E < N)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("--exit-layer", self.exit_layer, 1)
+        require(self.exit_layer < self.num_layers,
+                f"--exit-layer must be < --num-layers ({self.num_layers}), got {self.exit_layer}")
+        require(self.pp_stages >= 2, f"--pp-stages: ppsd needs >= 2 stages (early, late), got {self.pp_stages}")
+        self.split  # noqa: B018  (validates the split)
+
+    @cached_property
+    def split(self) -> tuple[tuple[int, ...], int]:
+        """(layers per stage, index of the last early stage): the exit sits on a stage boundary, the
+        early layers split evenly over round(P·E/N) stages (at least 1) and the late ones over the rest."""
+        p, e, n = self.pp_stages, self.exit_layer, self.num_layers
+        early = min(max(1, round(p * e / n)), p - 1)
+        late = p - early
+        require(e >= early and n - e >= late,
+                f"--pp-stages {p} cannot split {e} early and {n - e} late layers into non-empty stages")
+        return _even(e, early) + _even(n - e, late), early - 1
+
+
+def _even(total: int, parts: int) -> tuple[int, ...]:
+    base, extra = divmod(total, parts)
+    return tuple(base + (1 if i < extra else 0) for i in range(parts))
+
+
+def _options(config: SimConfig) -> PPSDOptions:
+    return cast(PPSDOptions, config.options)
+
+
 class PPSD(Scheme):
     name = "ppsd"
+    options = PPSDOptions
     min_models = 1
     exact_models = 1
     exact_models_message = "--latency: ppsd takes exactly one model (it drafts from itself)"
@@ -34,43 +71,35 @@ class PPSD(Scheme):
     target_only = True
     pipelined = True
 
-    def check_sim(self, config: SimConfig) -> None:
-        require(config.exit_layer < config.num_layers,
-                f"--exit-layer must be < --num-layers ({config.num_layers}), got {config.exit_layer}")
-        require(config.pp_stages >= 2, f"--pp-stages: ppsd needs >= 2 stages (early, late), got {config.pp_stages}")
-        require(config.pp_stages <= config.num_layers,
-                f"--pp-stages ({config.pp_stages}) must be <= --num-layers ({config.num_layers})")
-        config.ppsd_split  # noqa: B018  (validates the split)
-
     def sim_pairs(self, config: SimConfig) -> int:
         return 1
 
     def sim_stage_devices(self, config: SimConfig) -> int:
-        return config.pp_stages
+        return _options(config).pp_stages
 
     def stage_plan(self, config: SimConfig) -> list[tuple[str, LatencyModel]]:
-        name, model = config.model_names[0], config.latency[0]
-        layers, last_early = config.ppsd_split
+        name, model, options = config.model_names[0], config.latency[0], _options(config)
+        layers, last_early = options.split
         heads = {last_early, len(layers) - 1}  # the exit head, the model's head
         return [(f"{name}[{sum(layers[:i]) + 1}-{sum(layers[: i + 1])}]",
-                 layer_latency(config, model, i, n, i in heads)) for i, n in enumerate(layers)]
+                 layer_latency(options, model, i, n, i in heads)) for i, n in enumerate(layers)]
 
     def pair_names(self, config: SimConfig) -> list[str]:
         name = config.model_names[0]
-        return [f"{name}@exit{config.exit_layer}->{name}"]
+        return [f"{name}@exit{_options(config).exit_layer}->{name}"]
 
     def start(self, config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
               done: simpy.Event) -> None:
         from ..sim.layerpipe import LayerPipeline, ppsd_controller
 
         pipeline = LayerPipeline(env, stages, tokens_per_item=1)
-        ppsd_controller(env, pipeline, pairs[0], config.ppsd_split[1], config.num_tokens, done)
+        ppsd_controller(env, pipeline, pairs[0], _options(config).split[1], config.num_tokens, done)
 
     def produced(self, config: SimConfig, stages: Any) -> int:
         return config.num_tokens
 
     def notes(self, config: SimConfig) -> dict[str, Any]:
-        return {"layers_per_stage": list(config.ppsd_split[0])}
+        return {"layers_per_stage": list(_options(config).split[0])}
 
     def check_run(self, config: RunConfig) -> None:  # --exit-layer is checked against the target's layers
         require(config.temperature == 0, "--temperature: ppsd decodes greedily (0) only")
@@ -121,10 +150,11 @@ class PPSD(Scheme):
         exit_key, target_key = setup.profile_keys()
         target = resolve(setup.chain[-1])
         layers = num_layers(target)
+        options = PPSDOptions(num_layers=layers, exit_layer=setup.exit_layer, pp_stages=setup.pp_stages,
+                              head_share=head_share(target))
         config = SimConfig(scheme="ppsd", latency=(inputs.latency[target_key],),
                            acceptance=(inputs.acceptance[(exit_key, target_key)],), names=(setup.chain[-1],),
-                           num_layers=layers, exit_layer=setup.exit_layer, pp_stages=setup.pp_stages,
-                           rollback=ROLLBACK, head_share=head_share(target), device_sharing=device_sharing(workload),
+                           options=options, rollback=ROLLBACK, device_sharing=device_sharing(workload),
                            devices=(workload.device,) * setup.pp_stages if on_accelerator(workload) else ())
         runs = simulate_prompts(config, prompts, seeds)
         alpha = inputs.alpha(exit_key, target_key)

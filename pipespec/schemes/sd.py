@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
+from ..config import check_choices, option
+from ..errors import MAX_WINDOW, check_int
 from .base import Scheme
+
+COORDINATION = ("lockfree", "reference")
 
 if TYPE_CHECKING:
     import simpy
@@ -16,17 +21,33 @@ if TYPE_CHECKING:
     from ..sim.plan import Inputs
 
 
+@dataclass(frozen=True)
+class SDOptions:
+    gamma: int = option(8, "drafts per round (initial window for --schedule dynamic)")
+    schedule: str = option("fixed", "the window: fixed, or dynamic (+2 after a full acceptance, -1 otherwise)",
+                           choices=("fixed", "dynamic"))
+    coordination: str = option(
+        "lockfree", "whose synchronous chain: lockfree (ours) gives a drafter the verifier's bonus token; reference "
+        "(the PipeSpec authors') lets the drafter draft that position itself", choices=COORDINATION)
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_int("--gamma", self.gamma, 1, MAX_WINDOW)
+
+
 class SD(Scheme):
     name = "sd"
+    options = SDOptions
 
     def start(self, config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
               done: simpy.Event) -> None:
         from ..schedule import Window
         from ..sim.schemes import sd_process
 
-        windows = [Window(config.gamma, config.schedule == "dynamic") for _ in pairs]
+        options = cast(SDOptions, config.options)
+        windows = [Window(options.gamma, options.schedule == "dynamic") for _ in pairs]
         env.process(sd_process(env, stages, pairs, windows, config.num_tokens, done,
-                               config.coordination == "reference"))
+                               options.coordination == "reference"))
 
     def window_values(self, window: int | None) -> dict[str, Any]:
         return {"gamma": window}

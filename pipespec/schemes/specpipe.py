@@ -4,10 +4,12 @@ growing a token tree a level per pipeline step, so that every stage always has w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import require
-from .base import Scheme, layer_latency, layer_neighbours
+from ..config import option
+from ..errors import check_int, require
+from .base import LayerOptions, Scheme, layer_latency, layer_neighbours
 
 if TYPE_CHECKING:
     import simpy
@@ -25,39 +27,54 @@ if TYPE_CHECKING:
     from ..validation.setups import Process, Setup, Workload
 
 
+@dataclass(frozen=True)
+class TreeOptions(LayerOptions):
+    tree_width: int = option(1, "tree nodes per level (tokens each pipeline step forwards)")
+    tree_depth: int | None = option(None, "tree levels in flight (default: P; 1 is plain pipeline parallelism, the "
+                                    "draft never consulted)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("--tree-width", self.tree_width, 1)
+        if self.tree_depth is not None:
+            check_int("--tree-depth", self.tree_depth, 1)
+
+
+def _options(config: SimConfig) -> TreeOptions:
+    return cast(TreeOptions, config.options)
+
+
 class SpecPipe(Scheme):
     name = "specpipe"
+    options = TreeOptions
     exact_models = 2
     exact_models_message = "--latency: specpipe takes exactly a draft and a target"
     layer_stages = True
     pipelined = True
 
-    def check_sim(self, config: SimConfig) -> None:
-        require(config.pp_stages <= config.num_layers,
-                f"--pp-stages ({config.pp_stages}) must be <= --num-layers ({config.num_layers})")
-
     def sim_pairs(self, config: SimConfig) -> int:
         return 1
 
     def sim_stage_devices(self, config: SimConfig) -> int:
-        return config.pp_stages + 1
+        return _options(config).pp_stages + 1
 
     def stage_plan(self, config: SimConfig) -> list[tuple[str, LatencyModel]]:
-        names, models = config.model_names, config.latency
-        layers = [config.num_layers // config.pp_stages + (1 if i < config.num_layers % config.pp_stages else 0)
-                  for i in range(config.pp_stages)]
+        names, models, options = config.model_names, config.latency, _options(config)
+        n, p = options.num_layers, options.pp_stages
+        layers = [n // p + (1 if i < n % p else 0) for i in range(p)]
         return [(names[0], models[0])] + [(f"{names[1]}[stage {i}]",
-                                           layer_latency(config, models[1], i, n, i == len(layers) - 1))
+                                           layer_latency(options, models[1], i, n, i == len(layers) - 1))
                                           for i, n in enumerate(layers)]
 
     def start(self, config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
               done: simpy.Event) -> None:
         from ..sim.layerpipe import LayerPipeline, specpipe_controller
 
-        pipeline = LayerPipeline(env, stages[1:], tokens_per_item=config.tree_width)
+        options = _options(config)
+        pipeline = LayerPipeline(env, stages[1:], tokens_per_item=options.tree_width)
         stages[0].process = env.process(
-            specpipe_controller(env, pipeline, stages[0], pairs[0], config.tree_width, config.num_tokens, done,
-                                config.tree_depth))
+            specpipe_controller(env, pipeline, stages[0], pairs[0], options.tree_width, config.num_tokens, done,
+                                options.tree_depth))
 
     def produced(self, config: SimConfig, stages: Any) -> int:
         return config.num_tokens
@@ -133,11 +150,10 @@ class SpecPipe(Scheme):
         stage_latency = tuple(stages) if all(s is not None for s in stages) else ()
         draft_latency = drafts[0] if drafts and drafts[0] is not None else inputs.latency[draft_key]
         acceptance = Bernoulli(0.0) if plain else inputs.acceptance[(draft_key, target_key)]
+        options = TreeOptions(num_layers=num_layers(target), pp_stages=setup.pp_stages, stage_latency=stage_latency,
+                              head_share=head_share(target), tree_width=setup.tree_width, tree_depth=setup.tree_depth)
         config = SimConfig(scheme="specpipe", latency=(draft_latency, inputs.latency[target_key]),
-                           stage_latency=stage_latency,
-                           acceptance=(acceptance,), names=setup.chain, num_layers=num_layers(target),
-                           pp_stages=setup.pp_stages, tree_width=setup.tree_width, tree_depth=setup.tree_depth,
-                           head_share=head_share(target),
+                           acceptance=(acceptance,), names=setup.chain, options=options,
                            devices=layer_stage_devices(setup, workload, 1 + setup.pp_stages),
                            device_sharing=device_sharing(workload), rollback=ROLLBACK)
         runs = simulate_prompts(config, prompts, seeds)
