@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import option
-from ..errors import MAX_WINDOW, check_int, check_nonnegative, require
+from ..errors import check_int, check_nonnegative, require
 from ..metrics import PairStats, RunResult, StageStats
-from ..schemes import SCHEMES, Scheme, find, get
+from ..schemes import SCHEMES, find, get
+from ..schemes.flat import SchemeConfig
 from .devices import QUANTIZE, TRANSPORTS, check_device, check_quantize, loaded_facts, members
 from .engines import DecodeOptions, PromptResult
 from .models import ModelRef, check_shared_tokenizer, context_limit, load_tokenizer, resolve
@@ -19,7 +20,8 @@ from .prompts import Prompt, encode, load_prompts
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(SchemeConfig):
+    scheme_options = "run_options"  # (a class attribute: the `Scheme` attribute naming the scheme's options)
     scheme: str = option("sd", " | ".join(SCHEMES), choices=SCHEMES)
     chain: tuple[str, ...] = option(("ngram", "smollm2"), "models, draft first, target last: smollm2 (built-in), "
                                     "draft:NAME (built by `pipespec models build`), ngram[:N] (prompt lookup), "
@@ -29,11 +31,6 @@ class RunConfig:
     max_new_tokens: int = option(128, "tokens to generate per prompt")
     temperature: float = option(0.0, "0: greedy (lossless); > 0: sampling, verified by speculative sampling")
     seed: int = option(0, "sampling seed")
-    gamma: int = option(5, "sd: drafts per verification (initial window for --schedule dynamic)")
-    schedule: str = option("fixed", "sd: fixed, or dynamic (+2 after a full acceptance, -1 otherwise)",
-                           choices=("fixed", "dynamic"))
-    max_drafts: int | None = option(None, "pipespec: cap on drafts a verification scores (default: all)")
-    max_lead: int = option(32, "pipespec: tokens a stage may run ahead of its verifier before it waits")
     device: str = option("cpu", "device of every stage: cpu, cuda:N, or a device group cuda:N,cuda:M,... over "
                          "which each model's layers are split (accelerate's balanced device map)")
     devices: tuple[str, ...] = option((), "pipelines: one device or device group per stage, e.g. cuda:0 "
@@ -51,21 +48,12 @@ class RunConfig:
                             "(ranks of a torch.distributed gloo group: started here, or joined under torchrun, "
                             "where rank 0 coordinates and rank j + 1 runs stage j)", choices=TRANSPORTS)
     chat_template: bool = option(True, "wrap text prompts in the target's chat template")
-    exit_layer: int = option(8, "ppsd: the early stage runs the target's first E layers and drafts from an exit "
-                             "after them; the late stage runs the rest")
-    exit_draft: str | None = option(None, "ppsd: a trained exit (draft:smollm2-exit8, trained after layer L: "
-                                    "then E = L - 1); default: the target's own norm and head after layer E")
-
-    pp_stages: int = option(2, "specpipe: pipeline stages P the target's layers are split over (the draft runs "
-                            "in a process of its own: P + 1 processes)")
-    tree_width: int = option(2, "specpipe: tree nodes per level (the most probable draft paths)")
-    tree_depth: int | None = option(None, "specpipe: tree levels in flight (default: P); 1 is plain pipeline "
-                                    "parallelism")
-    tree_threshold: float = option(0.0, "specpipe: minimum draft path probability for a node (the best path "
-                                   "is always kept)")
+    # the scheme's own options: an instance of its `Scheme.run_options` dataclass (default: its defaults)
+    options: Any = field(default=None)
 
     def __post_init__(self) -> None:
         require(find(self.scheme) is not None, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+        self._check_options()
         scheme = self.scheme_info
         one = scheme.target_only
         require(len(self.chain) >= (1 if one else 2),
@@ -76,20 +64,11 @@ class RunConfig:
         pipelined = [s for s in SCHEMES if get(s).pipelined]
         require(self.transport == "shm" or scheme.pipelined, f"--transport dist applies to the schemes that run one "
                 f"process per stage ({', '.join(pipelined)}), not {self.scheme}")
-        check_int("--pp-stages", self.pp_stages, 1)
-        check_int("--tree-width", self.tree_width, 1, MAX_WINDOW)
-        if self.tree_depth is not None:
-            check_int("--tree-depth", self.tree_depth, 1)
-        require(0 <= self.tree_threshold <= 1, f"--tree-threshold must be in [0, 1], got {self.tree_threshold}")
         scheme.check_run(self)
         check_int("--max-new-tokens", self.max_new_tokens, 1)
-        check_int("--gamma", self.gamma, 1, MAX_WINDOW)
-        check_int("--max-lead", self.max_lead, 1, MAX_WINDOW)
         check_int("--warmup", self.warmup, 0)
         if self.limit is not None:
             check_int("--limit", self.limit, 1)
-        if self.max_drafts is not None:
-            check_int("--max-drafts", self.max_drafts, 1, MAX_WINDOW)
         check_nonnegative("--temperature", self.temperature)
         require(not one or len(self.chain) == 1,
                 f"--chain: scheme {self.scheme} runs the target alone (ppsd drafts from its own layers; a trained "
@@ -118,15 +97,8 @@ class RunConfig:
             require(usable is None or all(int(part) in usable for part in spec.split(",")),
                     f"--cpus: core {spec} is not one this process may use ({', '.join(map(str, usable or []))})")
         require(self.chain[-1].split(":")[0] != "ngram", "--chain: the target (last) must be a model")
-        if self.exit_draft is not None:
-            resolve(self.exit_draft, "--exit-draft")  # a one-line error before any prompt or weight is read
         scheme.check_run_models(self)
         require(all(not s.startswith("ngram") for s in self.chain[1:]), "--chain: ngram can only be the first stage")
-
-    @property
-    def scheme_info(self) -> Scheme:
-        """The scheme's entry in the scheme table."""
-        return get(self.scheme)
 
     @property
     def stage_count(self) -> int:
@@ -166,8 +138,7 @@ def run(config: RunConfig, progress: Callable[[Iterable[Any]], Iterable[Any]] = 
     prompts: list[Prompt] = load_prompts(config.prompts, config.limit)
     tokenizer = load_tokenizer(refs[-1]) if any(p.input_ids is None for p in prompts) else None
     eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
-    options = DecodeOptions(config.max_new_tokens, config.gamma, config.schedule == "dynamic", config.max_drafts,
-                            config.max_lead, eos)
+    options = DecodeOptions(config.max_new_tokens, eos_token_id=eos, **config.options.decode_values())
     rank = launched_rank() if config.transport == "dist" else None
     if rank:  # the same options as rank 0's: the stage that decides the output stops at the same EOS
         config.scheme_info.engine(config, refs, _placements(config), options).serve_rank(rank)
@@ -249,5 +220,5 @@ def _placements(config: RunConfig) -> list[Any]:
 
 
 def config_dict(config: RunConfig) -> dict[str, Any]:
-    return asdict(config)
+    return config.to_dict()
 

@@ -156,7 +156,7 @@ def test_dtype_reaches_every_stage():
     for scheme, chain, extra in (("ar", ("tiny:3:2",), {}), ("sd", ("tiny:1:2", "tiny:3:2"), {}),
                                  ("pipespec", ("tiny:1:2", "tiny:3:2"), {}),
                                  ("ppsd", ("tiny:3:2",), {"exit_layer": 1})):
-        result = run(RunConfig(scheme=scheme, chain=chain, limit=2, max_new_tokens=10, dtype="bfloat16", warmup=0,
-                               **extra))
+        result = run(RunConfig.from_flat(dict(scheme=scheme, chain=chain, limit=2, max_new_tokens=10,
+                                              dtype="bfloat16", warmup=0, **extra)))
         outputs[scheme] = [p["output_ids"] for p in result["prompts"]]
     assert outputs["sd"] == outputs["ar"] and outputs["pipespec"] == outputs["ar"] and outputs["ppsd"] == outputs["ar"]

@@ -55,11 +55,11 @@ def measure_once(setup: Setup, workload: Workload) -> Measured:
     """One run of a configuration over the prompts: decode and overall ms/token, outputs, pair and stage stats."""
     from ..backend.runner import RunConfig, run
 
-    config = RunConfig(scheme=setup.scheme, prompts=workload.prompts, limit=workload.limit,
-                       max_new_tokens=workload.max_new_tokens, gamma=setup.gamma, max_drafts=setup.max_drafts,
-                       max_lead=workload.max_lead, device=workload.device, threads=setup.threads, cpus=setup.cpus,
-                       warmup=1, transport=workload.transport if get(setup.scheme).pipelined else "shm",
-                       **get(setup.scheme).run_values(setup))
+    config = RunConfig.from_flat(dict(
+        scheme=setup.scheme, prompts=workload.prompts, limit=workload.limit, max_new_tokens=workload.max_new_tokens,
+        device=workload.device, threads=setup.threads, cpus=setup.cpus, warmup=1,
+        transport=workload.transport if get(setup.scheme).pipelined else "shm",
+        **get(setup.scheme).run_values(setup, workload)))
     from ..interference import Watch
 
     with Watch() as watch:

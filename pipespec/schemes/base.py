@@ -46,6 +46,15 @@ class NoOptions:
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """A scheme's own backend options (`RunConfig.options`): none here; a scheme's subclass adds its fields."""
+
+    def decode_values(self) -> dict[str, Any]:
+        """The `backend.engines.DecodeOptions` fields these options set."""
+        return {}
+
+
+@dataclass(frozen=True)
 class LayerOptions:
     """How a layer pipeline (ppsd, specpipe) splits one model's layers over its stages, and what each costs."""
 
@@ -73,6 +82,7 @@ class LayerOptions:
 class Scheme(ABC):
     name = ""
     options: type = NoOptions  # its own simulator options (a frozen dataclass of `option` fields, checked when built)
+    run_options: type = RunOptions  # its own backend options (a `RunOptions` subclass, likewise)
     # the simulator's --latency: at least this many models (and exactly `exact_models` where it is set)
     min_models = 2
     exact_models: int | None = None
@@ -139,10 +149,8 @@ class Scheme(ABC):
 
     # --- the backend ---------------------------------------------------------------------------------
     def check_run(self, config: RunConfig) -> None:
-        """The backend's checks of the scheme's own options (nothing is loaded)."""
-        from ..errors import check_int
-
-        check_int("--exit-layer", config.exit_layer, 1)
+        """The backend's checks of the run beyond its options' own (nothing is loaded; none by default)."""
+        return None
 
     def check_run_models(self, config: RunConfig) -> None:
         """Checks that read the models' configs (after every option passed; none by default)."""
@@ -166,8 +174,8 @@ class Scheme(ABC):
     # --- validation: a measured configuration (`validation.setups.Setup`) -----------------------------
     baseline = False  # the configuration every measured speedup is over (AR)
 
-    def run_values(self, setup: Setup) -> dict[str, Any]:
-        """The backend options (`backend.runner.RunConfig`) that run the setup, beyond the shared ones."""
+    def run_values(self, setup: Setup, workload: Workload) -> dict[str, Any]:
+        """The backend options (`backend.runner.RunConfig`, flat keys) that run the setup, beyond the shared ones."""
         return {"chain": setup.chain}
 
     def trace_width(self, setup: Setup) -> int:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..config import check_choices, option
 from ..errors import MAX_WINDOW, check_int, require
-from .base import Scheme
+from .base import RunOptions, Scheme
 from .sd import COORDINATION
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..sim.engine import Stage
     from ..sim.pairs import Pair
     from ..sim.plan import Inputs
+    from ..validation.setups import Setup, Workload
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,26 @@ class PipeSpecOptions:
                 f"--min-drafts ({self.min_drafts}) must be <= --max-drafts ({self.max_drafts})")
 
 
+@dataclass(frozen=True)
+class LeadOptions(RunOptions):
+    """How far a pipelined stage runs ahead of its verifier (pipespec, and ppsd's early stage)."""
+
+    max_drafts: int | None = option(None, "cap on drafts a verification scores (default: all)")
+    max_lead: int = option(32, "tokens a stage may run ahead of its verifier before it waits")
+
+    def __post_init__(self) -> None:
+        if self.max_drafts is not None:
+            check_int("--max-drafts", self.max_drafts, 1, MAX_WINDOW)
+        check_int("--max-lead", self.max_lead, 1, MAX_WINDOW)
+
+    def decode_values(self) -> dict[str, Any]:
+        return {"max_drafts": self.max_drafts, "max_lead": self.max_lead}
+
+
 class PipeSpec(Scheme):
     name = "pipespec"
     options = PipeSpecOptions
+    run_options = LeadOptions
     pipelined = True
 
     def lazy_first_stage(self, config: SimConfig) -> bool:
@@ -77,6 +95,9 @@ class PipeSpec(Scheme):
         from ..sim.plan import pipespec_seconds
 
         return pipespec_seconds(inputs, chain, window)[0]
+
+    def run_values(self, setup: Setup, workload: Workload) -> dict[str, Any]:
+        return {**super().run_values(setup, workload), "max_drafts": setup.max_drafts, "max_lead": workload.max_lead}
 
     def engine(self, config: RunConfig, refs: list[ModelRef], placements: list[Placement],
                options: DecodeOptions) -> Any:

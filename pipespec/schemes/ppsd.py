@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..config import option
 from ..errors import check_int, require
 from .base import LayerOptions, Scheme, layer_latency, layer_neighbours
+from .pipespec import LeadOptions
 
 if TYPE_CHECKING:
     import simpy
@@ -61,9 +62,28 @@ def _options(config: SimConfig) -> PPSDOptions:
     return cast(PPSDOptions, config.options)
 
 
+@dataclass(frozen=True)
+class PPSDRunOptions(LeadOptions):
+    exit_layer: int = option(8, "the early stage runs the target's first E layers and drafts from an exit after "
+                             "them; the late stage runs the rest")
+    exit_draft: str | None = option(None, "a trained exit (draft:smollm2-exit8, trained after layer L: then "
+                                    "E = L - 1); default: the target's own norm and head after layer E")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # an integer >= 0 here; E = 0 passes on to the split against the target's layers (`check_run_models`),
+        # whose message names the range 1 <= E < N
+        check_int("--exit-layer", self.exit_layer, 0)
+
+
+def _run_options(config: RunConfig) -> PPSDRunOptions:
+    return cast(PPSDRunOptions, config.options)
+
+
 class PPSD(Scheme):
     name = "ppsd"
     options = PPSDOptions
+    run_options = PPSDRunOptions
     min_models = 1
     exact_models = 1
     exact_models_message = "--latency: ppsd takes exactly one model (it drafts from itself)"
@@ -102,15 +122,20 @@ class PPSD(Scheme):
         return {"layers_per_stage": list(_options(config).split[0])}
 
     def check_run(self, config: RunConfig) -> None:  # --exit-layer is checked against the target's layers
+        from ..backend.models import resolve
+
         require(config.temperature == 0, "--temperature: ppsd decodes greedily (0) only")
         require(config.chain[-1].split(":")[0] not in ("ngram",), "--chain: ppsd needs a model target")
+        exit_draft = _run_options(config).exit_draft
+        if exit_draft is not None:
+            resolve(exit_draft, "--exit-draft")  # a one-line error before any prompt or weight is read
 
     def check_run_models(self, config: RunConfig) -> None:
         """The target's layers from its config (nothing is loaded): 1 <= E < N."""
         from ..backend.layers import split_layers
         from ..backend.models import num_layers, resolve
 
-        split_layers(num_layers(resolve(config.chain[-1])), config.exit_layer)
+        split_layers(num_layers(resolve(config.chain[-1])), _run_options(config).exit_layer)
 
     def run_stages(self, config: RunConfig) -> int:
         return 2
@@ -120,13 +145,15 @@ class PPSD(Scheme):
         from ..backend.models import resolve
         from ..backend.ppsd import PPSDEngine
 
-        exit_draft = resolve(config.exit_draft, "--exit-draft") if config.exit_draft else None
-        return PPSDEngine(refs[-1], config.exit_layer, placements, options, exit_draft, transport=config.transport)
+        run = _run_options(config)
+        exit_draft = resolve(run.exit_draft, "--exit-draft") if run.exit_draft else None
+        return PPSDEngine(refs[-1], run.exit_layer, placements, options, exit_draft, transport=config.transport)
 
     # a setup's chain is the exit ("smollm2-exit:E", or a trained exit draft:NAME), then the target
-    def run_values(self, setup: Setup) -> dict[str, Any]:
+    def run_values(self, setup: Setup, workload: Workload) -> dict[str, Any]:
         trained = setup.chain[0] if setup.chain[0].startswith("draft:") else None
-        return {"chain": setup.chain[-1:], "exit_layer": setup.exit_layer, "exit_draft": trained}
+        return {"chain": setup.chain[-1:], "exit_layer": setup.exit_layer, "exit_draft": trained,
+                "max_drafts": setup.max_drafts, "max_lead": workload.max_lead}
 
     def stage_neighbours(self, setup: Setup) -> tuple[str | None, ...]:
         return layer_neighbours(setup, last_alone=False)

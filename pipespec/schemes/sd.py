@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..config import check_choices, option
 from ..errors import MAX_WINDOW, check_int
-from .base import Scheme
+from .base import RunOptions, Scheme
 
 COORDINATION = ("lockfree", "reference")
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..sim.engine import Stage
     from ..sim.pairs import Pair
     from ..sim.plan import Inputs
+    from ..validation.setups import Setup, Workload
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,24 @@ class SDOptions:
         check_int("--gamma", self.gamma, 1, MAX_WINDOW)
 
 
+@dataclass(frozen=True)
+class SDRunOptions(RunOptions):
+    gamma: int = option(5, "drafts per verification (initial window for --schedule dynamic)")
+    schedule: str = option("fixed", "fixed, or dynamic (+2 after a full acceptance, -1 otherwise)",
+                           choices=("fixed", "dynamic"))
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_int("--gamma", self.gamma, 1, MAX_WINDOW)
+
+    def decode_values(self) -> dict[str, Any]:
+        return {"gamma": self.gamma, "dynamic_window": self.schedule == "dynamic"}
+
+
 class SD(Scheme):
     name = "sd"
     options = SDOptions
+    run_options = SDRunOptions
 
     def start(self, config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
               done: simpy.Event) -> None:
@@ -60,6 +76,9 @@ class SD(Scheme):
 
     def window_of(self, setup: Any) -> str:
         return str(setup.gamma)
+
+    def run_values(self, setup: Setup, workload: Workload) -> dict[str, Any]:
+        return {**super().run_values(setup, workload), "gamma": setup.gamma}
 
     def decode_in_process(self) -> Any:
         from ..backend.engines import decode_sd

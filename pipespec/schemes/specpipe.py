@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ..config import option
-from ..errors import check_int, require
-from .base import LayerOptions, Scheme, layer_latency, layer_neighbours
+from ..errors import MAX_WINDOW, check_int, require
+from .base import LayerOptions, RunOptions, Scheme, layer_latency, layer_neighbours
 
 if TYPE_CHECKING:
     import simpy
@@ -44,9 +44,30 @@ def _options(config: SimConfig) -> TreeOptions:
     return cast(TreeOptions, config.options)
 
 
+@dataclass(frozen=True)
+class TreeRunOptions(RunOptions):
+    pp_stages: int = option(2, "pipeline stages P the target's layers are split over (the draft runs in a process "
+                            "of its own: P + 1 processes)")
+    tree_width: int = option(2, "tree nodes per level (the most probable draft paths)")
+    tree_depth: int | None = option(None, "tree levels in flight (default: P); 1 is plain pipeline parallelism")
+    tree_threshold: float = option(0.0, "minimum draft path probability for a node (the best path is always kept)")
+
+    def __post_init__(self) -> None:
+        check_int("--pp-stages", self.pp_stages, 1)
+        check_int("--tree-width", self.tree_width, 1, MAX_WINDOW)
+        if self.tree_depth is not None:
+            check_int("--tree-depth", self.tree_depth, 1)
+        require(0 <= self.tree_threshold <= 1, f"--tree-threshold must be in [0, 1], got {self.tree_threshold}")
+
+
+def _run_options(config: RunConfig) -> TreeRunOptions:
+    return cast(TreeRunOptions, config.options)
+
+
 class SpecPipe(Scheme):
     name = "specpipe"
     options = TreeOptions
+    run_options = TreeRunOptions
     exact_models = 2
     exact_models_message = "--latency: specpipe takes exactly a draft and a target"
     layer_stages = True
@@ -85,16 +106,17 @@ class SpecPipe(Scheme):
         require(config.temperature == 0, "--temperature: specpipe decodes greedily (0) only")
 
     def run_stages(self, config: RunConfig) -> int:
-        return config.pp_stages + 1
+        return _run_options(config).pp_stages + 1
 
     def engine(self, config: RunConfig, refs: list[ModelRef], placements: list[Placement],
                options: DecodeOptions) -> Any:
         from ..backend.specpipe import SpecPipeEngine
 
-        return SpecPipeEngine(refs[-1], refs[0], placements, options, config.tree_width, config.tree_depth,
-                              config.tree_threshold, transport=config.transport)
+        run = _run_options(config)
+        return SpecPipeEngine(refs[-1], refs[0], placements, options, run.tree_width, run.tree_depth,
+                              run.tree_threshold, transport=config.transport)
 
-    def run_values(self, setup: Setup) -> dict[str, Any]:
+    def run_values(self, setup: Setup, workload: Workload) -> dict[str, Any]:
         return {"chain": setup.chain, "pp_stages": setup.pp_stages, "tree_width": setup.tree_width,
                 "tree_depth": setup.tree_depth}
 
