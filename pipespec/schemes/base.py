@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..config import option
 from ..errors import check_int, require
@@ -38,6 +38,20 @@ if TYPE_CHECKING:
     from ..sim.plan import Inputs
     from ..validation.predict import Prediction
     from ..validation.setups import Process, Setup, Workload
+
+
+OptionsT = TypeVar("OptionsT")
+
+
+def options_as(kind: type[OptionsT], config: SimConfig | RunConfig) -> OptionsT:
+    """`config.options` as the scheme's own dataclass `kind` (the configuration checked that it is one)."""
+    return cast(OptionsT, config.options)
+
+
+def even_split(total: int, parts: int) -> tuple[int, ...]:
+    """`total` layers over `parts` stages, the first `total % parts` one layer longer."""
+    base, extra = divmod(total, parts)
+    return tuple(base + (1 if i < extra else 0) for i in range(parts))
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..config import check_choices, option
 from ..errors import MAX_WINDOW, check_int, require
-from .base import RunOptions, Scheme
+from .base import RunOptions, Scheme, options_as
 from .sd import COORDINATION
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class PipeSpec(Scheme):
     pipelined = True
 
     def lazy_first_stage(self, config: SimConfig) -> bool:
-        return cast(PipeSpecOptions, config.options).lazy_drafter
+        return options_as(PipeSpecOptions, config).lazy_drafter
 
     def first_stage_may_be_silent(self) -> bool:
         return True
@@ -81,7 +81,7 @@ class PipeSpec(Scheme):
         from ..sim.drafter import LazyDrafter
         from ..sim.schemes import pipespec_process
 
-        options = cast(PipeSpecOptions, config.options)
+        options = options_as(PipeSpecOptions, config)
         for index, stage in enumerate(stages):
             if not isinstance(stage, LazyDrafter):
                 stage.process = env.process(pipespec_process(env, stages, pairs, index, options.max_drafts,

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..config import option
 from ..errors import check_int, require
-from .base import LayerOptions, Scheme, layer_latency, layer_neighbours
+from .base import LayerOptions, Scheme, even_split, layer_latency, layer_neighbours, options_as
 from .pipespec import LeadOptions
 
 if TYPE_CHECKING:
@@ -50,16 +50,8 @@ class PPSDOptions(LayerOptions):
         late = p - early
         require(e >= early and n - e >= late,
                 f"--pp-stages {p} cannot split {e} early and {n - e} late layers into non-empty stages")
-        return _even(e, early) + _even(n - e, late), early - 1
+        return even_split(e, early) + even_split(n - e, late), early - 1
 
-
-def _even(total: int, parts: int) -> tuple[int, ...]:
-    base, extra = divmod(total, parts)
-    return tuple(base + (1 if i < extra else 0) for i in range(parts))
-
-
-def _options(config: SimConfig) -> PPSDOptions:
-    return cast(PPSDOptions, config.options)
 
 
 @dataclass(frozen=True)
@@ -75,9 +67,6 @@ class PPSDRunOptions(LeadOptions):
         # whose message names the range 1 <= E < N
         check_int("--exit-layer", self.exit_layer, 0)
 
-
-def _run_options(config: RunConfig) -> PPSDRunOptions:
-    return cast(PPSDRunOptions, config.options)
 
 
 class PPSD(Scheme):
@@ -95,10 +84,10 @@ class PPSD(Scheme):
         return 1
 
     def sim_stage_devices(self, config: SimConfig) -> int:
-        return _options(config).pp_stages
+        return options_as(PPSDOptions, config).pp_stages
 
     def stage_plan(self, config: SimConfig) -> list[tuple[str, LatencyModel]]:
-        name, model, options = config.model_names[0], config.latency[0], _options(config)
+        name, model, options = config.model_names[0], config.latency[0], options_as(PPSDOptions, config)
         layers, last_early = options.split
         heads = {last_early, len(layers) - 1}  # the exit head, the model's head
         return [(f"{name}[{sum(layers[:i]) + 1}-{sum(layers[: i + 1])}]",
@@ -106,27 +95,27 @@ class PPSD(Scheme):
 
     def pair_names(self, config: SimConfig) -> list[str]:
         name = config.model_names[0]
-        return [f"{name}@exit{_options(config).exit_layer}->{name}"]
+        return [f"{name}@exit{options_as(PPSDOptions, config).exit_layer}->{name}"]
 
     def start(self, config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
               done: simpy.Event) -> None:
         from ..sim.layerpipe import LayerPipeline, ppsd_controller
 
         pipeline = LayerPipeline(env, stages, tokens_per_item=1)
-        ppsd_controller(env, pipeline, pairs[0], _options(config).split[1], config.num_tokens, done)
+        ppsd_controller(env, pipeline, pairs[0], options_as(PPSDOptions, config).split[1], config.num_tokens, done)
 
     def produced(self, config: SimConfig, stages: Any) -> int:
         return config.num_tokens
 
     def notes(self, config: SimConfig) -> dict[str, Any]:
-        return {"layers_per_stage": list(_options(config).split[0])}
+        return {"layers_per_stage": list(options_as(PPSDOptions, config).split[0])}
 
     def check_run(self, config: RunConfig) -> None:  # --exit-layer is checked against the target's layers
         from ..backend.models import resolve
 
         require(config.temperature == 0, "--temperature: ppsd decodes greedily (0) only")
         require(config.chain[-1].split(":")[0] not in ("ngram",), "--chain: ppsd needs a model target")
-        exit_draft = _run_options(config).exit_draft
+        exit_draft = options_as(PPSDRunOptions, config).exit_draft
         if exit_draft is not None:
             resolve(exit_draft, "--exit-draft")  # a one-line error before any prompt or weight is read
 
@@ -135,7 +124,7 @@ class PPSD(Scheme):
         from ..backend.layers import split_layers
         from ..backend.models import num_layers, resolve
 
-        split_layers(num_layers(resolve(config.chain[-1])), _run_options(config).exit_layer)
+        split_layers(num_layers(resolve(config.chain[-1])), options_as(PPSDRunOptions, config).exit_layer)
 
     def run_stages(self, config: RunConfig) -> int:
         return 2
@@ -145,7 +134,7 @@ class PPSD(Scheme):
         from ..backend.models import resolve
         from ..backend.ppsd import PPSDEngine
 
-        run = _run_options(config)
+        run = options_as(PPSDRunOptions, config)
         exit_draft = resolve(run.exit_draft, "--exit-draft") if run.exit_draft else None
         return PPSDEngine(refs[-1], run.exit_layer, placements, options, exit_draft, transport=config.transport)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..config import check_choices, option
 from ..errors import MAX_WINDOW, check_int
-from .base import RunOptions, Scheme
+from .base import RunOptions, Scheme, options_as
 
 COORDINATION = ("lockfree", "reference")
 
@@ -60,7 +60,7 @@ class SD(Scheme):
         from ..schedule import Window
         from ..sim.schemes import sd_process
 
-        options = cast(SDOptions, config.options)
+        options = options_as(SDOptions, config)
         windows = [Window(options.gamma, options.schedule == "dynamic") for _ in pairs]
         env.process(sd_process(env, stages, pairs, windows, config.num_tokens, done,
                                options.coordination == "reference"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..config import option
 from ..errors import MAX_WINDOW, check_int, require
-from .base import LayerOptions, RunOptions, Scheme, layer_latency, layer_neighbours
+from .base import LayerOptions, RunOptions, Scheme, even_split, layer_latency, layer_neighbours, options_as
 
 if TYPE_CHECKING:
     import simpy
@@ -40,9 +40,6 @@ class TreeOptions(LayerOptions):
             check_int("--tree-depth", self.tree_depth, 1)
 
 
-def _options(config: SimConfig) -> TreeOptions:
-    return cast(TreeOptions, config.options)
-
 
 @dataclass(frozen=True)
 class TreeRunOptions(RunOptions):
@@ -60,9 +57,6 @@ class TreeRunOptions(RunOptions):
         require(0 <= self.tree_threshold <= 1, f"--tree-threshold must be in [0, 1], got {self.tree_threshold}")
 
 
-def _run_options(config: RunConfig) -> TreeRunOptions:
-    return cast(TreeRunOptions, config.options)
-
 
 class SpecPipe(Scheme):
     name = "specpipe"
@@ -77,12 +71,11 @@ class SpecPipe(Scheme):
         return 1
 
     def sim_stage_devices(self, config: SimConfig) -> int:
-        return _options(config).pp_stages + 1
+        return options_as(TreeOptions, config).pp_stages + 1
 
     def stage_plan(self, config: SimConfig) -> list[tuple[str, LatencyModel]]:
-        names, models, options = config.model_names, config.latency, _options(config)
-        n, p = options.num_layers, options.pp_stages
-        layers = [n // p + (1 if i < n % p else 0) for i in range(p)]
+        names, models, options = config.model_names, config.latency, options_as(TreeOptions, config)
+        layers = even_split(options.num_layers, options.pp_stages)
         return [(names[0], models[0])] + [(f"{names[1]}[stage {i}]",
                                            layer_latency(options, models[1], i, n, i == len(layers) - 1))
                                           for i, n in enumerate(layers)]
@@ -91,7 +84,7 @@ class SpecPipe(Scheme):
               done: simpy.Event) -> None:
         from ..sim.layerpipe import LayerPipeline, specpipe_controller
 
-        options = _options(config)
+        options = options_as(TreeOptions, config)
         pipeline = LayerPipeline(env, stages[1:], tokens_per_item=options.tree_width)
         stages[0].process = env.process(
             specpipe_controller(env, pipeline, stages[0], pairs[0], options.tree_width, config.num_tokens, done,
@@ -106,13 +99,13 @@ class SpecPipe(Scheme):
         require(config.temperature == 0, "--temperature: specpipe decodes greedily (0) only")
 
     def run_stages(self, config: RunConfig) -> int:
-        return _run_options(config).pp_stages + 1
+        return options_as(TreeRunOptions, config).pp_stages + 1
 
     def engine(self, config: RunConfig, refs: list[ModelRef], placements: list[Placement],
                options: DecodeOptions) -> Any:
         from ..backend.specpipe import SpecPipeEngine
 
-        run = _run_options(config)
+        run = options_as(TreeRunOptions, config)
         return SpecPipeEngine(refs[-1], refs[0], placements, options, run.tree_width, run.tree_depth,
                               run.tree_threshold, transport=config.transport)
 
