@@ -28,7 +28,6 @@ Point = dict[str, Any]
 MAX_POINTS = 1_000_000  # a grid larger than this is a typo, not a sweep (its rows would not fit in memory)
 MAX_AXIS_VALUES = 100_000
 _FIELDS = {name: flat.field for name, flat in option_fields(SimConfig).items()}
-_ALPHA = option_fields(SimConfig)["acceptance"]  # the alpha axis sets every pair's acceptance
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,10 @@ def check_axes(base: SimConfig, axes: Sequence[Axis]) -> None:
     """Every axis that names a scheme's own option applies to a scheme the sweep runs (its --scheme, or the
     values of a scheme axis)."""
     swept = next((a.values for a in axes if a.name == "scheme"), (base.scheme,))
+    known = option_fields(SimConfig)
     for axis in axes:
-        owners = option_fields(SimConfig).get(axis.name.split("[", 1)[0], _ALPHA).owners
+        flat = known.get(axis.name.split("[", 1)[0])  # (None: alpha, every pair's acceptance)
+        owners = flat.owners if flat is not None else ()
         require(not owners or bool(set(owners) & set(swept)),
                 f"--grid {axis.name}: applies to {' and '.join(owners)}, not {' or '.join(map(str, swept))}")
 
@@ -92,8 +93,8 @@ def apply(base: SimConfig, point: Point) -> SimConfig:
         else:
             values[name] = parsed_value(_FIELDS[name], value, f"--grid {name}")
     if "scheme" in point:
-        own = option_fields(SimConfig)
-        values = {k: v for k, v in values.items() if not own[k].owners or point["scheme"] in own[k].owners}
+        known = option_fields(SimConfig)
+        values = {k: v for k, v in values.items() if not known[k].owners or point["scheme"] in known[k].owners}
     return base.with_values(**values)
 
 

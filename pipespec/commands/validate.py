@@ -15,6 +15,7 @@ from typing import Any
 from ..backend.devices import TRANSPORTS
 from ..config import add_arguments, from_args, given_values, mapping_values, option
 from ..errors import MAX_WINDOW, ConfigError, check_int, require
+from ..schemes import get
 from ..table import csv_text, format_table, markdown_table
 from .common import OutputConfig, emit, subparser
 
@@ -145,11 +146,12 @@ def built_draft() -> str | None:
 
 def measured_drafts(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The trained drafts a run measured, read off its rows' chains (`draft:NAME -> ...`), for a run from before
-    validate recorded them: the exit drafts are those its ppsd rows ran, the separate draft any other (None: none)."""
+    validate recorded them: the exit drafts are those its rows of a scheme drafting from the target itself (ppsd) ran,
+    the separate draft any other (None: none)."""
     def drafts(row: dict[str, Any]) -> list[str]:
         return [model for model in str(row["chain"]).split(" -> ") if model.startswith("draft:")]
 
-    exits = list(dict.fromkeys(d for row in rows if row["scheme"] == "ppsd" for d in drafts(row)))
+    exits = list(dict.fromkeys(d for row in rows if get(row["scheme"]).target_only for d in drafts(row)))
     separate = [d for row in rows for d in drafts(row) if d not in exits]
     return {"draft": separate[0] if separate else None, "exit_drafts": exits}
 

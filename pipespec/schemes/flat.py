@@ -35,10 +35,10 @@ class SchemeConfig:
         A value for another scheme's option is an error (`--gamma applies to sd, not pipespec`) unless it is that
         option's default, as a recorded configuration or an earlier version's result holds it."""
         name = values.get("scheme", cls.scheme)  # (the field's default)
-        own = {f.name for f in fields(cls._options_of(name))}
+        own, known = {f.name for f in fields(cls._options_of(name))}, option_fields(cls)
         shared, options, foreign = {}, {}, []
         for key, value in values.items():
-            flat = option_fields(cls).get(key)
+            flat = known.get(key)
             if flat is None:
                 raise TypeError(f"{cls.__name__} has no option {key!r}")
             if not flat.owners:
