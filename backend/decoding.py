@@ -42,10 +42,14 @@ def timed(device: str, stats: StageStats, fn: Callable[..., Any], *args: Any) ->
 
 
 class Decoder:
-    def __init__(self, model: torch.nn.Module, device: str) -> None:
+    """With `features`, it also keeps `features`: the final (post-norm) hidden state of every cached position, on
+    the CPU, what a feature draft (eagle.py) drafts from."""
+
+    def __init__(self, model: torch.nn.Module, device: str, features: bool = False) -> None:
         from transformers import DynamicCache
 
         self.model, self.device = model, device
+        self.features: torch.Tensor | None = torch.zeros(0, model.config.hidden_size) if features else None
         self.input_device = primary(device)  # a device group's first GPU holds the embeddings
         self._cache_cls = DynamicCache
         self.tokens: list[int] = []
@@ -56,6 +60,8 @@ class Decoder:
         self.tokens = list(prompt)
         self.cache = self._cache_cls(config=self.model.config)
         self.kv_len = 0
+        if self.features is not None:
+            self.features = self.features[:0]
 
     @torch.inference_mode()
     def forward(self, drafts: Sequence[int] = ()) -> torch.Tensor:
@@ -64,9 +70,14 @@ class Decoder:
             self.crop(len(self.tokens) - 1)
         feed = self.tokens[self.kv_len:] + list(drafts)
         ids = torch.tensor([feed], dtype=torch.long, device=self.input_device)  # (1, n)
-        out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True)
+        if self.features is None:
+            out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True)
+            self.kv_len += len(feed)
+            return out.logits[0, -(len(drafts) + 1):].float()  # (len(drafts) + 1, V)
+        hidden = self.model.model(input_ids=ids, past_key_values=self.cache, use_cache=True).last_hidden_state[0]
+        self.features = torch.cat([self.features[:self.kv_len], hidden.float().cpu()])
         self.kv_len += len(feed)
-        return out.logits[0, -(len(drafts) + 1):].float()  # (len(drafts) + 1, V)
+        return self.model.lm_head(hidden[-(len(drafts) + 1):]).float()
 
     def keep(self, drafts: Sequence[int], accepted: int, next_token: int) -> None:
         """Append drafts[:accepted] and next_token; the cache keeps the accepted drafts only."""
@@ -81,6 +92,8 @@ class Decoder:
         if self.kv_len > length:
             self.cache.crop(length - self.kv_len)
             self.kv_len = length
+            if self.features is not None:
+                self.features = self.features[:length]
 
     def adopt(self, tokens: Sequence[int]) -> int:
         """Resynchronise to a downstream stage's sequence: crop to the first position that differs and take

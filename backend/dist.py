@@ -5,7 +5,8 @@ group torchrun made (`launched_rank`), and every rank but 0 serves as a stage.
 What the shared-memory transport keeps in shared memory each rank keeps as replicas, fed by point-to-point
 messages of the process group (pickled, two sends each: a length, then the bytes):
 - a stage's token buffer: its owner publishes the whole sequence (with the ring rows written since its last
-  publish: distributions when sampling, ppsd's hidden rows) to its neighbours, which read their replicas;
+  publish: distributions when sampling, ppsd's hidden rows, and on a second ring a feature draft's verifier's
+  hidden states) to its neighbours, which read their replicas;
 - the prompt, its epoch and each buffer's initial tokens, from the coordinator; the end of an epoch, from the stage
   that decides the output; stop;
 - specpipe's levels, results and drops, to the stage they are for; every stage's results, to the coordinator.
@@ -154,9 +155,9 @@ class _DistStage(Harness):
                 self._early[epoch].append(message)
             elif epoch == self._epoch:
                 self.buffers[owner].set(tokens)
-                ring = self.rings[owner]
-                if rows is not None and ring is not None:
-                    ring.put(rows)
+                for ring, written in zip(self._rings_of(owner), rows, strict=True):
+                    if written is not None and ring is not None:
+                        ring.put(written)
         elif kind == "done":
             self._done = max(self._done, message[1])
         elif kind == "stop":
@@ -166,11 +167,16 @@ class _DistStage(Harness):
 
     def published(self, owner: int, tokens: list[int]) -> None:
         """Send stage `owner`'s (this stage's) new sequence, with its ring's new rows, to its neighbours."""
-        ring = self.rings[owner]
-        message = ("publish", self._epoch, owner, tokens, ring.take() if ring is not None else None)
+        rows = tuple(ring.take() if ring is not None else None for ring in self._rings_of(owner))
+        message = ("publish", self._epoch, owner, tokens, rows)
         for j in (owner - 1, owner + 1):
             if 0 <= j < len(self.buffers):
                 self.channel.send(j + 1, message)
+
+    def _rings_of(self, owner: int) -> list[_Ring | None]:
+        """Stage `owner`'s ring and, where the pipeline gives one, its second ring (`Harness.rings`)."""
+        second = owner + len(self.buffers)
+        return [self.rings[owner]] + ([self.rings[second]] if second < len(self.rings) else [])
 
     def epoch(self) -> int:
         self.pump()

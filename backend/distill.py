@@ -30,13 +30,14 @@ import torch.nn.functional as F
 
 from ..errors import require
 from .draft_data import TrainingData
+from .eagle import FeatureHead, unrolled
 from .models import cache_dir, target_path
 
 
 @dataclass(frozen=True)
 class DraftRecipe:
     name: str
-    kind: str  # exit | small
+    kind: str  # exit | small | eagle (backend/eagle.py)
     layers: int  # exit: the exit layer L; small: the draft's depth
     hidden: int = 256  # small only
     steps: int = 3000  # total optimiser steps
@@ -60,6 +61,11 @@ class DraftRecipe:
     corpus: str = "stdlib"
     init: str | None = None  # a committed draft (or a checkpoint folder) whose weights it starts from (small only)
     builtin_tokens: int = 128  # responses corpus: the target's greedy tokens per built-in prompt that α is scored on
+    # eagle: the steps training unrolls (step s feeds the draft's own features s tokens past the verified prefix),
+    # each weighted by decay**s, and the noise added to the true features it reads (a fraction of their spread)
+    depth: int = 3
+    decay: float = 0.8
+    noise: float = 0.1
 
 
 RECIPES = {
@@ -73,6 +79,10 @@ RECIPES = {
     # forward, which on this CPU would cost an hour over the set)
     "smollm2-chat4": DraftRecipe("smollm2-chat4", "small", layers=4, hidden=256, steps=720, seq_len=384,
                                  lr=5e-4, corpus="responses", init="smollm2-small4", eval_windows=0, top_k=0),
+    # a feature draft (EAGLE-style, backend/eagle.py) on the same responses: one layer over the target's own last
+    # hidden states, learning its next feature and (on a sampled vocabulary) its top-8 next-token distribution
+    "smollm2-eagle1": DraftRecipe("smollm2-eagle1", "eagle", layers=1, steps=800, seq_len=544, lr=2e-3,
+                                  corpus="responses", eval_windows=0, top_k=8, depth=2),
 }
 
 
@@ -94,7 +104,12 @@ class Student(torch.nn.Module):
         self.recipe, self.target = recipe, target
         for p in target.parameters():
             p.requires_grad_(False)
-        if recipe.kind == "exit":
+        if recipe.kind == "eagle":
+            require(recipe.corpus == "responses", "a feature draft learns from the responses corpus")
+            torch.manual_seed(recipe.seed)
+            self.head = FeatureHead(target)
+            self.feature_scale = 1.0  # the features' spread (TrainingData sets it): the regression's unit
+        elif recipe.kind == "exit":
             require(1 <= recipe.layers < target.config.num_hidden_layers, "exit layer out of range")
             self.layer = _clone(target.model.layers[recipe.layers - 1])
             self.norm = _clone(target.model.norm)
@@ -172,13 +187,43 @@ class Student(torch.nn.Module):
     def cached_exit_loss(self, hidden: torch.Tensor, probs: torch.Tensor, index: torch.Tensor,
                          negatives: torch.Tensor) -> torch.Tensor:
         """The exit's cross-entropy to the teacher's top-k on a sampled vocabulary (top-k ∪ negatives)."""
-        vocab = torch.unique(torch.cat([index.reshape(-1).long(), negatives]))  # sorted
-        out = self._exit_hidden(hidden.float())
-        logits = out @ self.target.lm_head.weight[vocab].T  # (B, T, |vocab|)
-        logp = F.log_softmax(logits.float(), -1)
-        where = torch.searchsorted(vocab, index.long())
-        probs = probs.float() / probs.float().sum(-1, keepdim=True)
-        return -(probs * logp.gather(-1, where)).sum(-1).mean()
+        return sampled_cross_entropy(self._exit_hidden(hidden.float()), self.target.lm_head.weight, probs, index,
+                                     negatives)
+
+    def eagle_loss(self, features: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, probs: torch.Tensor,
+                   index: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """A feature draft's loss on (B, W) sequences with the target's features (B, W, d) and its top-k at the
+        masked positions (row-major): at every unrolled step, cross-entropy to the teacher's top-k two tokens on
+        (sampled vocabulary) plus smooth-L1 to its next feature, in units of the features' spread."""
+        recipe = self.recipe
+        preds = unrolled(self.head, self.target, features, ids, recipe.depth, recipe.noise if self.training else 0.0)
+        picked = mask[:, 1:]  # prediction row i is f_{i+1}, whose head predicts x_{i+2}: the top-k at position i+1
+        flat = torch.full(mask.shape, -1, dtype=torch.int64)
+        flat[mask] = torch.arange(int(mask.sum()))
+        where = flat[:, 1:][picked]
+        probs, index = probs[where], index[where]
+        wanted = features[:, 1:][picked].float() / self.feature_scale
+        total, weights = torch.zeros(()), 0.0
+        for s, pred in enumerate(preds):
+            rows = pred[picked]
+            ce = sampled_cross_entropy(rows, self.target.lm_head.weight, probs, index, negatives)
+            regression = F.smooth_l1_loss(rows / self.feature_scale, wanted)
+            total = total + recipe.decay ** s * (ce + regression)
+            weights += recipe.decay ** s
+        return total / weights
+
+    def eagle_agreement(self, features: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> list[tuple[int, int]]:
+        """(greedy hits, positions) per unrolled step at the masked positions: step 0 is α with the target's
+        features (the first draft past the verified prefix), step s the conditional α s tokens further on."""
+        with torch.no_grad():
+            preds = unrolled(self.head, self.target, features, ids, self.recipe.depth)
+            picked = mask[:, 1:-1]  # row i predicts x_{i+2}
+            truth = ids[:, 2:][picked]
+            out = []
+            for pred in preds:
+                guess = self.target.lm_head(pred[:, :-1][picked]).argmax(-1)
+                out.append((int((guess == truth).sum()), int(picked.sum())))
+        return out
 
     def _exit_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         model = self.target.model
@@ -192,8 +237,21 @@ class Student(torch.nn.Module):
         return self.target.lm_head(self._exit_hidden(hidden))
 
     def trainable(self) -> list[torch.nn.Parameter]:
-        modules = [self.layer, self.norm] if self.recipe.kind == "exit" else [self.model]
+        kind = self.recipe.kind
+        modules = [self.layer, self.norm] if kind == "exit" else [self.head] if kind == "eagle" else [self.model]
         return [p for m in modules for p in m.parameters()]
+
+
+def sampled_cross_entropy(hidden: torch.Tensor, head: torch.Tensor, probs: torch.Tensor, index: torch.Tensor,
+                          negatives: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of hidden rows (..., d) through the head's rows (V, d) to the teacher's (renormalised) top-k
+    (probs, index: (..., k)), on a sampled vocabulary: the batch's top-k and `negatives` (sampled softmax; the 49k-row
+    head over every position is most of the cost)."""
+    vocab = torch.unique(torch.cat([index.reshape(-1).long(), negatives]))  # sorted
+    logp = F.log_softmax((hidden @ head[vocab].T).float(), -1)
+    where = torch.searchsorted(vocab, index.long())
+    probs = probs.float() / probs.float().sum(-1, keepdim=True)
+    return -(probs * logp.gather(-1, where)).sum(-1).mean()
 
 
 def _clone(module: torch.nn.Module) -> torch.nn.Module:
@@ -268,10 +326,10 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
     data = TrainingData(recipe, student, target, tokenizer, progress, record)
     started = last_save = time.monotonic()
     every = 50 if recipe.corpus == "responses" else 250
-    if not record["curve"]:
-        record["curve"].append({"step": 0, "tokens": 0} | data.evaluate())
     if record["step"] < recipe.steps:
         data.prepare()
+    if not record["curve"]:
+        record["curve"].append({"step": 0, "tokens": 0} | data.evaluate())
     steps = range(record["step"], recipe.steps)
     for step in progress(steps, desc=f"training {recipe.name}", initial=record["step"], total=recipe.steps):
         t0 = time.process_time()

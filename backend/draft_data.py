@@ -130,27 +130,40 @@ def response_examples(rows: list[dict[str, Any]], seq_len: int, pad: int) -> tup
 
 
 def response_teacher(ids: torch.Tensor, mask: torch.Tensor, recipe: DraftRecipe, target: torch.nn.Module,
-                     progress: Callable = lambda it, **_: it) -> dict[str, torch.Tensor]:
+                     progress: Callable = lambda it, **_: it, features: bool = False) -> dict[str, torch.Tensor]:
     """The teacher's top-k next-token distribution at the masked positions of the response examples, flat in
-    row-major order of the mask (`offsets[r]` is where row r's begin), computed once and cached. Each
-    batch is cut to its longest row and the head runs on the masked rows only: the 49k-way head over every
-    padded position would be most of the cost."""
-    key = f"{len(ids)}x{ids.shape[1]}-top{recipe.top_k}-{int(ids.sum())}-{int(mask.sum())}"
+    row-major order of the mask (`offsets[r]` is where row r's begin), computed once and cached; with `features`,
+    also the target's post-norm last hidden state at every used position of each row (fp16, flat:
+    `feature_offsets[r]` is where row r's begin, `used_width` of its mask long), what a feature draft learns from.
+    Rows go through in order of length, so that a batch pads little, and the head runs on the masked rows only:
+    the 49k-way head over every padded position would be most of the cost."""
+    key = f"{len(ids)}x{ids.shape[1]}-top{recipe.top_k}-{int(ids.sum())}-{int(mask.sum())}" + ("-feat" * features)
     path = cache_dir() / "corpus" / f"teacher-responses-flat-{key}.pt"
     if path.is_file():
         return torch.load(path)
-    probs, index = [], []
+    widths = [used_width(mask[r:r + 1]) for r in range(len(ids))]
+    order = sorted(range(len(ids)), key=widths.__getitem__)
+    per_row: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
     with torch.no_grad():
-        for start in progress(range(0, len(ids), recipe.batch), desc="teacher top-k on responses"):
-            rows = slice(start, start + recipe.batch)
-            width = int(used_width(mask[rows]))
-            hidden = target.model(input_ids=ids[rows, :width]).last_hidden_state[mask[rows, :width]]
-            top = F.log_softmax(target.lm_head(hidden).float(), -1).topk(recipe.top_k, -1)
-            probs.append(top.values.exp().half())
-            index.append(top.indices.int())
+        for start in progress(range(0, len(ids), recipe.batch), desc="teacher on responses"):
+            rows = order[start:start + recipe.batch]
+            width = max(widths[r] for r in rows)
+            hidden = target.model(input_ids=ids[rows, :width]).last_hidden_state  # (b, width, d), post-norm
+            picked = mask[rows, :width]
+            top = F.log_softmax(target.lm_head(hidden[picked]).float(), -1).topk(recipe.top_k, -1)
+            counts = picked.sum(1).tolist()
+            for k, (r, values, index) in enumerate(zip(rows, top.values.exp().half().split(counts),
+                                                       top.indices.int().split(counts), strict=True)):
+                per_row[r] = (values, index, hidden[k, :widths[r]].half() if features else None)
     counts = mask.sum(1)
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
-    targets = {"probs": torch.cat(probs), "index": torch.cat(index), "offsets": offsets}
+    every = [per_row[r] for r in range(len(ids))]
+    targets = {"probs": torch.cat([v for v, _, _ in every]), "index": torch.cat([i for _, i, _ in every]),
+               "offsets": offsets}
+    if features:
+        targets["features"] = torch.cat([f for _, _, f in every])  # type: ignore[misc]
+        targets["feature_offsets"] = torch.cat([torch.zeros(1, dtype=torch.int64),
+                                                torch.tensor(widths, dtype=torch.int64).cumsum(0)])
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(targets, path.with_suffix(".tmp"))
     os.replace(path.with_suffix(".tmp"), path)
@@ -209,6 +222,7 @@ class TrainingData:
             order = np.random.default_rng([recipe.seed, 7]).permutation(len(rows))
             held = max(1, len(rows) // 20)  # 5% of the examples: the held-out agreement
             self.held = (ids[order[:held]], mask[order[:held]])
+            self.held_rows = torch.from_numpy(order[:held])
             self.train_rows = order[held:]
             self.ids, self.mask = ids, mask
             self.builtin = builtin_greedy(target, tokenizer, recipe.builtin_tokens)
@@ -219,13 +233,17 @@ class TrainingData:
             self.eval_split = recipe.eval_windows * recipe.seq_len
             record.setdefault("corpus_tokens", len(self.stream))
         self.cached: dict[str, torch.Tensor] | None = None
+        self.builtin_features: torch.Tensor | None = None
         self.progress = progress
 
     def prepare(self) -> None:
         """The teacher's cached targets (computed once, before the first step that needs them)."""
         recipe = self.recipe
         if recipe.corpus == "responses" and recipe.top_k:
-            self.cached = response_teacher(self.ids, self.mask, recipe, self.target, self.progress)
+            eagle = recipe.kind == "eagle"
+            self.cached = response_teacher(self.ids, self.mask, recipe, self.target, self.progress, features=eagle)
+            if eagle:  # the regression's unit: the features' spread
+                self.student.feature_scale = float(self.cached["features"][:1 << 16].float().std())
         elif recipe.teacher_windows:
             self.cached = teacher_targets(self.stream, recipe, self.target, self.eval_split, self.progress)
             if recipe.kind == "exit":
@@ -244,6 +262,10 @@ class TrainingData:
                 probs, index = torch.ones(len(labels), 1), labels.unsqueeze(1)  # (the cut's last column is unmasked)
             else:
                 probs, index = flat_rows(cached, rows)
+            if recipe.kind == "eagle":
+                negatives = torch.from_numpy(rng.integers(0, self.target.config.vocab_size, recipe.negatives))
+                features = padded_features(cached, rows, width)  # type: ignore[arg-type]
+                return student.eagle_loss(features, ids, mask, probs, index, negatives), int(mask.sum())
             return student.response_loss(ids, mask, probs, index), int(mask.sum())
         tokens = recipe.batch * recipe.seq_len
         batch = _batch(self.stream, recipe, step, self.eval_split)
@@ -266,6 +288,8 @@ class TrainingData:
             if self.recipe.corpus != "responses":
                 batches = _eval_batches(self.stream, self.recipe)
                 return {"agreement": float(np.mean([student.losses(b)[1].item() for b in batches]))}
+            if self.recipe.kind == "eagle":
+                return self._evaluate_feature_draft()
             point = {}
             for name, (ids, mask) in (("agreement", self.held), ("alpha_builtin", self.builtin)):
                 hits = total = 0
@@ -277,3 +301,40 @@ class TrainingData:
             return point
 
 
+
+    def _evaluate_feature_draft(self) -> dict[str, float]:
+        """A feature draft's greedy agreement at each unrolled step: on the held-out responses (their cached
+        features; computed by `prepare`, so the step-0 point before it has none) and on the built-in prompts
+        (`alpha_builtin`: the first draft past a verified prefix; `_d2`, `_d3`: the draft 2 and 3 tokens past it,
+        given the ones before it were right)."""
+        if self.builtin_features is None:
+            ids, mask = self.builtin
+            self.builtin_features = self.target.model(input_ids=ids).last_hidden_state
+        sets = [("alpha_builtin", self.builtin_features, *self.builtin)]
+        if self.cached is not None:
+            rows = self.held_rows[:32]
+            width = used_width(self.mask[rows])
+            sets.append(("agreement", padded_features(self.cached, rows, width), self.ids[rows, :width],
+                         self.mask[rows, :width]))
+        point = {}
+        for name, features, ids, mask in sets:
+            hits = [0] * self.recipe.depth
+            total = [0] * self.recipe.depth
+            for rows in torch.arange(len(ids)).split(self.recipe.batch):
+                width = used_width(mask[rows])
+                per_step = self.student.eagle_agreement(features[rows, :width], ids[rows, :width], mask[rows, :width])
+                for s, (h, n) in enumerate(per_step):
+                    hits[s], total[s] = hits[s] + h, total[s] + n
+            for s in range(self.recipe.depth):
+                point[name + (f"_d{s + 1}" if s else "")] = hits[s] / max(total[s], 1)
+        return point
+
+
+def padded_features(cached: dict[str, torch.Tensor], rows: torch.Tensor, width: int) -> torch.Tensor:
+    """The cached target features of `rows`, (B, width, d) float32, zero past each row's used width."""
+    offsets, flat = cached["feature_offsets"], cached["features"]
+    out = torch.zeros(len(rows), width, flat.shape[1])
+    for k, r in enumerate(rows.tolist()):
+        row = flat[int(offsets[r]):int(offsets[r + 1])][:width]
+        out[k, :len(row)] = row.float()
+    return out

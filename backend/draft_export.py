@@ -36,6 +36,10 @@ def export(student: Student, recipe: DraftRecipe, out_dir: Path, record: dict[st
         save_file(tensors, str(path / "exit.safetensors"))
         config = {"pipespec_draft": "exit", "exit_layer": recipe.layers, "base": "smollm2"}
         (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    elif recipe.kind == "eagle":
+        from .eagle import save_head
+
+        save_head(student.head, path)
     else:
         student.model.half().save_pretrained(path)
         student.model.float()

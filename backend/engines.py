@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..metrics import PairStats, StageStats
 from ..schedule import Window
-from .stages import ModelStage, NgramStage, Stage
+from .stages import FeatureStage, ModelStage, NgramStage, Stage
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,14 @@ def decode_sd(stages: Sequence[Stage], prompt: Sequence[int], options: DecodeOpt
         stage = stages[level]
         while len(stage.tokens) < target_length and not (level == final and output.done(stage.tokens)):
             below = stages[level - 1]
-            below.adopt(stage.tokens, getattr(stage, "probs", ()))
+            if isinstance(below, FeatureStage):  # it drafts from this stage's hidden states
+                assert isinstance(stage, ModelStage) and stage.features is not None
+                below.observe(stage.tokens, stage.probs, stage.features)
+                if not below.ready:  # nothing verified yet: this stage's prefill makes the first token
+                    stage.generate()
+                    continue
+            else:
+                below.adopt(stage.tokens, getattr(stage, "probs", ()))
             base, window = len(stage.tokens), windows[level - 1].gamma
             if isinstance(below, NgramStage):
                 drafts, draft_probs = below.propose(window), [None] * window

@@ -10,7 +10,8 @@ from typing import Any
 
 from ..errors import require
 from .devices import dispatch, group_max_memory, members, quantization_config
-from .models import INT8_DRAFT, ModelRef, quiet_transformers, target_path, tiny_config
+from .eagle import load_feature_draft
+from .models import INT8_DRAFT, ModelRef, is_feature_draft, quiet_transformers, resolve, target_path, tiny_config
 
 
 def load_model(ref: ModelRef, device: str, dtype: str = "float32", quantize: str = "none") -> Any:
@@ -27,7 +28,7 @@ def load_model(ref: ModelRef, device: str, dtype: str = "float32", quantize: str
         return NgramDrafter(ref.params[0])
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     checkpoint = ref.kind not in ("tiny", "exit") and ref.spec != INT8_DRAFT and not (
-        ref.path is not None and (ref.path / "exit.safetensors").is_file())
+        ref.path is not None and (ref.path / "exit.safetensors").is_file()) and not is_feature_draft(ref.path)
     require(quantize == "none" or checkpoint, f"--quantize {quantize}: {ref.spec!r} is built in memory, not loaded "
                                               "from a checkpoint; quantise a checkpoint (the target or a draft folder)")
     if checkpoint:
@@ -53,6 +54,9 @@ def load_model(ref: ModelRef, device: str, dtype: str = "float32", quantize: str
         _truncate(model, layers)
     elif ref.path is not None and (ref.path / "exit.safetensors").is_file():
         model = load_exit_draft(ref.path)
+    elif is_feature_draft(ref.path):
+        require(len(members(device)) == 1, f"--device {device}: a feature draft runs on one device")
+        model = load_feature_draft(ref.path, lambda base: load_model(resolve(base), "cpu"))
     elif ref.spec == INT8_DRAFT:
         require(dtype == "float32", f"--dtype {dtype}: {INT8_DRAFT} is int8 weights over float32 activations; "
                                     "give --dtype float32")

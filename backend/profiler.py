@@ -54,6 +54,39 @@ class ModelForward:
         self.caches[context].crop(-n)  # back to the same context for the next forward
 
 
+class FeatureForward:
+    """A feature draft's drafting step (eagle.py) over n positions and a cache of `context`: fc, its one layer, and
+    the head on the last row, as `FeatureDrafter.step` runs it (n > 1 after a verification hands it the target's
+    features of the accepted positions). The features are random rows: the cost does not depend on them."""
+
+    @torch.inference_mode()
+    def __init__(self, draft: Any, device: str, contexts: Sequence[int], rng: np.random.Generator) -> None:
+        from .layers import LayerSlice
+
+        self.draft, self.device, self.rng = draft, device, rng
+        index = draft.head.layer_index
+        self.slices = {}
+        for ctx in contexts:
+            self.slices[ctx] = LayerSlice(draft, range(index, index + 1), device, modules=[draft.head.layer])
+            if ctx:
+                self.slices[ctx].forward(self._rows(self.inputs(ctx)))
+
+    def inputs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.tensor(self.rng.integers(0, self.draft.config.vocab_size, n).tolist(), device=self.device)
+        features = torch.from_numpy(self.rng.standard_normal((n, self.draft.hidden_size), dtype=np.float32))
+        return ids, features.to(self.device)
+
+    def _rows(self, x: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        ids, features = x
+        return self.draft.head.inputs(features, self.draft.model.embed_tokens(ids))
+
+    def __call__(self, context: int, x: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.draft.lm_head(self.draft.head.outputs(self.slices[context].forward(self._rows(x)))[-1:])
+
+    def undo(self, context: int, n: int) -> None:
+        self.slices[context].crop(context)
+
+
 class TreeStageForward:
     """One process of a SpecPipe pipeline as it runs (backend/specpipe.py): a level of n sibling nodes
     through a tree-attention slice over a cached chain of `context` nodes. The draft is its model's whole
@@ -109,11 +142,14 @@ class LatencyProfiler:
 
     def __init__(self, model: torch.nn.Module | None, device: str, num_tokens: Sequence[int],
                  contexts: Sequence[int], seed: int = 0,
-                 forward: Callable[..., ModelForward | TreeStageForward] | None = None) -> None:
+                 forward: Callable[..., ModelForward | FeatureForward | TreeStageForward] | None = None) -> None:
         """`forward(device, contexts, rng)` builds what is timed; by default `model`'s whole forward."""
         self.device = device
         self.rng = np.random.default_rng(seed)
-        build = forward or (lambda d, c, r: ModelForward(model, d, c, r))
+        from .eagle import FeatureDraft
+
+        timed = FeatureForward if isinstance(model, FeatureDraft) else ModelForward
+        build = forward or (lambda d, c, r: timed(model, d, c, r))
         self.forward = build(device, contexts, self.rng)
         self.grid = [(c, n) for c in contexts for n in num_tokens]
         self.inputs = {point: self.forward.inputs(point[1]) for point in self.grid}
@@ -170,14 +206,20 @@ def greedy_continuation(model: torch.nn.Module, device: str, prompt: Sequence[in
 
 @torch.inference_mode()
 def match_bits(draft: torch.nn.Module | NgramDrafter, device: str, prompt: Sequence[int],
-               reference: Sequence[int], top_k: int = 1) -> tuple[list[int], list[int]]:
+               reference: Sequence[int], top_k: int = 1,
+               verifier: torch.nn.Module | None = None) -> tuple[list[int], list[int]]:
     """(bits, silent): bits[p] = 1 iff the draft's greedy token for output position p, given prompt +
     reference[:p], equals reference[p]; with top_k > 1, iff reference[p] is among the draft's top_k
     tokens there (a token tree's hit at width top_k). silent[p] = 1 where the draft proposes nothing
     there (the n-gram drafter finding no earlier occurrence; a model always proposes). A model is fed
     the reference one token at a time over its KV cache, as a draft decodes: one teacher-forced forward
     over the whole sequence gives other logits wherever numerics depend on the rows in the pass (int8
-    dynamic quantisation scales activations per pass)."""
+    dynamic quantisation scales activations per pass). A feature draft (eagle.py) drafts from `verifier`'s hidden
+    states of prompt + reference[:p], as it does right after a verification."""
+    from .eagle import FeatureDraft
+
+    if isinstance(draft, FeatureDraft):
+        return _feature_match_bits(draft, verifier, device, prompt, reference, top_k)
     if isinstance(draft, NgramDrafter):
         bits, silent = [], []
         for p in range(len(reference)):
@@ -196,6 +238,26 @@ def match_bits(draft: torch.nn.Module | NgramDrafter, device: str, prompt: Seque
     return bits, [0] * len(bits)
 
 
+def _feature_match_bits(draft: Any, verifier: torch.nn.Module | None, device: str, prompt: Sequence[int],
+                        reference: Sequence[int], top_k: int) -> tuple[list[int], list[int]]:
+    from .eagle import FeatureDrafter
+
+    if verifier is None:
+        raise RunFailed("a feature draft's acceptance trace needs its verifier's hidden states")
+    target = Decoder(verifier, device, features=True)
+    target.reset([*prompt, *reference])
+    target.forward(())
+    features = target.features  # every position's
+    drafter = FeatureDrafter(draft, device)
+    drafter.reset(prompt)
+    bits = []
+    for p, token in enumerate(reference):
+        seq = [*prompt, *reference[:p]]
+        drafter.observe(seq, features[:len(seq) - 1])  # type: ignore[index]
+        bits.append(int(token in drafter.step().topk(top_k, -1).indices.tolist()))
+    return bits, [0] * len(bits)
+
+
 def _co_run(spec: str, core: int, stop: Any, ready: Any) -> None:
     """A co-runner's loop: one thread on `core`, the model's forward over a few tokens, until stopped."""
     import os
@@ -205,13 +267,18 @@ def _co_run(spec: str, core: int, stop: Any, ready: Any) -> None:
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})
+    from .eagle import FeatureDraft
+
     torch.set_num_threads(1)
     model = load_model(resolve(spec), "cpu")
-    ids = torch.arange(3, 11).unsqueeze(0)
+    forward = (FeatureForward if isinstance(model, FeatureDraft) else ModelForward)(model, "cpu", [0],
+                                                                                     np.random.default_rng(0))
+    x = forward.inputs(8)
     ready.set()
     with torch.inference_mode():
         while not stop.is_set():
-            model(input_ids=ids)
+            forward(0, x)
+            forward.undo(0, 8)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from ..schemes import SCHEMES, find, get
 from ..schemes.flat import SchemeConfig
 from .devices import QUANTIZE, TRANSPORTS, check_device, check_quantize, loaded_facts, members
 from .engines import DecodeOptions, PromptResult
-from .models import ModelRef, check_shared_tokenizer, context_limit, load_tokenizer, resolve
+from .models import ModelRef, check_feature_drafts, check_shared_tokenizer, context_limit, load_tokenizer, resolve
 from .prompts import Prompt, encode, load_prompts
 
 
@@ -98,6 +98,7 @@ class RunConfig(SchemeConfig):
                     f"--cpus: core {spec} is not one this process may use ({', '.join(map(str, usable or []))})")
         require(self.chain[-1].split(":")[0] != "ngram", "--chain: the target (last) must be a model")
         scheme.check_run_models(self)
+        check_feature_drafts(self.chain, self.scheme, scheme.feature_drafts)
         require(all(not s.startswith("ngram") for s in self.chain[1:]), "--chain: ngram can only be the first stage")
 
     @property
@@ -187,12 +188,12 @@ def _decoder(config: RunConfig, refs: list[ModelRef], options: DecodeOptions,
         engine.__enter__()
         loaded.extend(engine.loaded[i] for i in sorted(engine.loaded))
         return engine.decode, engine.close
-    from .stages import build_stage
+    from .stages import build_stage, feeds_features
 
     if config.threads:
         torch.set_num_threads(config.threads[0])
     stages = [build_stage(ref, f"M{i}:{ref.spec}", config.device, config.temperature, config.seed + i, config.dtype,
-                          config.quantize) for i, ref in enumerate(refs)]
+                          config.quantize, feeds_features(refs, i)) for i, ref in enumerate(refs)]
     loaded.extend([loaded_facts(m) for m in s.models] for s in stages)
     in_process = scheme.decode_in_process()
 

@@ -10,6 +10,7 @@ import torch
 
 from ..metrics import StageStats
 from .decoding import Decoder, Verdict, probabilities, timed, verify_greedy, verify_sampling
+from .eagle import FeatureDraft, FeatureDrafter
 from .ngram import NgramDrafter
 
 
@@ -48,6 +49,11 @@ class ModelStage:
     @property
     def tokens(self) -> list[int]:
         return self.decoder.tokens
+
+    @property
+    def features(self) -> torch.Tensor | None:
+        """Its final hidden state at positions 0..len(tokens) - 2 (built with `features`), else None."""
+        return self.decoder.features
 
     def reset(self, prompt: Sequence[int]) -> None:
         self.decoder.reset(prompt)
@@ -91,6 +97,46 @@ class ModelStage:
         return common
 
 
+class FeatureStage:
+    """A feature draft (eagle.py) as stage 0: it drafts from its verifier's hidden states, which `observe` hands
+    it with the verifier's sequence; until it holds them for the whole prefix (`ready`) it cannot draft."""
+
+    def __init__(self, name: str, drafter: FeatureDrafter, sampler: Sampler) -> None:
+        self.name, self.drafter, self.sampler = name, drafter, sampler
+        self.stats = StageStats(name)
+        self.probs: list[torch.Tensor | None] = []
+        self.models: list[torch.nn.Module] = [drafter.draft]
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.drafter.tokens
+
+    @property
+    def ready(self) -> bool:
+        return self.drafter.ready
+
+    def reset(self, prompt: Sequence[int]) -> None:
+        self.drafter.reset(prompt)
+        self.probs = [None] * len(prompt)
+
+    def observe(self, tokens: Sequence[int], probs: Sequence[torch.Tensor | None], rows: torch.Tensor,
+                rows_from: int = 0) -> int:
+        """Resynchronise to the verifier's sequence with its features `rows` (positions rows_from on)."""
+        common = self.drafter.observe(tokens, rows, rows_from)
+        if common < len(tokens):
+            self.probs = self.probs[:common] + list(probs[common:])
+        return common
+
+    def generate(self) -> int:
+        fed = len(self.tokens) - 1 - self.drafter.slice.length
+        logits = timed(self.drafter.device, self.stats, self.drafter.step)
+        token, probs = self.sampler.choose(logits)
+        self.drafter.append(token)
+        self.probs.append(probs)
+        self.stats.count("generate", fed, 1)
+        return token
+
+
 class NgramStage:
     """Prompt lookup as stage 0: proposes what followed the last n-gram; one-hot distributions."""
 
@@ -124,15 +170,26 @@ def _as_probs(probs: torch.Tensor | None, token: int, vocab: int) -> torch.Tenso
     return one_hot
 
 
-Stage = ModelStage | NgramStage
+Stage = ModelStage | FeatureStage | NgramStage
 
 
 def build_stage(ref: object, name: str, device: str, temperature: float, seed: int = 0,
-                dtype: str = "float32", quantize: str = "none") -> Stage:
-    """Load a --chain entry as a stage (model or n-gram drafter), its weights in `dtype` or quantised."""
+                dtype: str = "float32", quantize: str = "none", features: bool = False) -> Stage:
+    """Load a --chain entry as a stage (model, feature draft or n-gram drafter), its weights in `dtype` or
+    quantised; with `features` a model stage keeps its hidden states for the feature draft below it."""
     from .loading import load_model
 
     loaded = load_model(ref, device, dtype, quantize)  # type: ignore[arg-type]
     if isinstance(loaded, NgramDrafter):
         return NgramStage(name, loaded)
-    return ModelStage(name, Decoder(loaded, device), Sampler(temperature, torch.Generator().manual_seed(seed)))
+    sampler = Sampler(temperature, torch.Generator().manual_seed(seed))
+    if isinstance(loaded, FeatureDraft):
+        return FeatureStage(name, FeatureDrafter(loaded, device), sampler)
+    return ModelStage(name, Decoder(loaded, device, features), sampler)
+
+
+def feeds_features(refs: Sequence[object], index: int) -> bool:
+    """Whether stage `index` verifies a feature draft (so keeps its hidden states for it)."""
+    from .models import is_feature_draft
+
+    return index > 0 and is_feature_draft(getattr(refs[index - 1], "path", None))

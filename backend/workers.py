@@ -54,7 +54,9 @@ def stage_name(names: Sequence[str], index: int) -> str:
 class Harness(abc.ABC):
     """A stage process's side of the transport. `buffers[j]` is stage j's token buffer (its owner publishes, its
     neighbours read) and `rings[j]` the rows published with it (distributions when sampling, hidden rows in ppsd);
-    prompts arrive as epochs; the stage that decides the output ends an epoch (`finish_prompt`)."""
+    a pipeline may give a second ring per stage, `rings[len(buffers) + j]`, published with the same sequence (a
+    verifier's hidden states for the feature draft below it); prompts arrive as epochs; the stage that decides the
+    output ends an epoch (`finish_prompt`)."""
 
     buffers: Sequence[Any]
     rings: Sequence[Any]

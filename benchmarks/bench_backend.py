@@ -5,7 +5,8 @@ On the built-in target (SmolLM2-135M-Instruct, fp32), the same prompts, greedy, 
   hf-generate            Hugging Face generate(), 2 threads
   hf-prompt-lookup       Hugging Face generate(prompt_lookup_num_tokens=γ), 2 threads
   hf-assisted-int8       Hugging Face generate(assistant_model=smollm2-int8), 2 threads
-  hf-assisted-DRAFT      the same with the trained draft (when built)
+  hf-assisted-DRAFT      the same with the trained separate draft (when built; a feature draft reads the
+                         target's hidden states, which generate(assistant_model=...) does not hand over)
   sd-*                   our synchronous SD, 2 threads
   pipespec-k2-*, -k3*    our asynchronous pipeline, one process per stage pinned to a core (1 thread
                          each; a model-free n-gram stage shares core 0)
@@ -36,8 +37,8 @@ from tqdm import tqdm
 
 from pipespec.acceptance import Bernoulli
 from pipespec.backend.loading import load_model
-from pipespec.backend.models import quiet_transformers, resolve
-from pipespec.commands.validate import built_draft
+from pipespec.backend.models import names_feature_draft, quiet_transformers, resolve
+from pipespec.commands.validate import built_draft, built_drafts
 from pipespec.interference import Watch, disturbed, warning
 from pipespec.io import result_document, write_json, write_text_atomic
 from pipespec.validation.backend import measure_once
@@ -46,13 +47,13 @@ from pipespec.validation.profiling import Profiling
 from pipespec.validation.setups import Setup, Workload, builtin_setups, prepare
 
 
-def table(rows: dict[str, dict], setups: list, draft: str | None) -> str:
+def table(rows: dict[str, dict], setups: list, assisted: list[str]) -> str:
     """The rows as CSV, each named by scheme (ar, sd, pipespec, hf, hf-assisted, hf-lookup) and its chain as
     `run --chain` takes it, so that rows compare with each other."""
     chains = {s.name: (s.scheme, " ".join(s.chain)) for s in setups}
     chains |= {"hf-generate": ("hf", "smollm2"), "hf-prompt-lookup": ("hf-lookup", "ngram smollm2"),
                "hf-assisted-int8": ("hf-assisted", "smollm2-int8 smollm2")}
-    if draft:
+    for draft in assisted:
         chains[f"hf-assisted-{draft.removeprefix('draft:')}"] = ("hf-assisted", f"{draft} smollm2")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -75,7 +76,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gamma", type=int, default=4)
-    parser.add_argument("--draft", default="auto", help="draft:NAME, auto (the built one) or none")
+    parser.add_argument("--draft", default="auto", help="draft:NAME, auto (the built ones: the separate draft with "
+                        "the highest α and every feature draft) or none")
     parser.add_argument("--draft-caps", type=int, nargs="*", default=[],
                         help="also run PipeSpec with the draft capped at these drafts per verification")
     parser.add_argument("--output", default="results/bench_backend.json")
@@ -84,16 +86,20 @@ def main() -> None:
     args = parser.parse_args()
     quiet_transformers()
     draft = built_draft() if args.draft == "auto" else (None if args.draft == "none" else args.draft)
-    setups = builtin_setups(args.gamma, draft)
-    if draft:
-        label = draft.removeprefix("draft:")
-        setups += [Setup(f"pipespec-k2-{label}-max{cap}", "pipespec", (draft, "smollm2"), (1, 1), ("0", "1"),
+    feature_drafts = built_drafts("eagle") if args.draft == "auto" else []
+    if draft and names_feature_draft(draft):
+        draft, feature_drafts = None, [draft]
+    drafts = [draft] * bool(draft) + feature_drafts
+    setups = builtin_setups(args.gamma, draft, feature_drafts=feature_drafts)
+    for name in drafts:
+        label = name.removeprefix("draft:")
+        setups += [Setup(f"pipespec-k2-{label}-max{cap}", "pipespec", (name, "smollm2"), (1, 1), ("0", "1"),
                          max_drafts=cap) for cap in args.draft_caps]
     workload = prepare(Workload(None, args.limit, args.max_new_tokens, repeats=1))
     torch.set_num_threads(2)
     target = load_model(resolve("smollm2"), "cpu")
     assistants = {"int8": load_model(resolve("smollm2-int8"), "cpu")}
-    if draft:
+    if draft:  # (HF's assisted generation cannot take a feature draft: it hands over no hidden states)
         assistants[draft.removeprefix("draft:")] = load_model(resolve(draft), "cpu")
 
     def hf(**kwargs):
@@ -150,12 +156,15 @@ def main() -> None:
                 row["predicted_decode_ms_per_token"] = closed_form_ms(setup, inputs, workload.max_lead)
                 row["prediction_error"] = row["predicted_decode_ms_per_token"] / row["decode_ms_per_token"] - 1
         rows[name] = row
-    config = {**vars(args), "draft": draft, "cores": len(os.sched_getaffinity(0)),
+    config = {**vars(args), "draft": draft, "feature_drafts": feature_drafts, "cores": len(os.sched_getaffinity(0)),
+              "hf_assisted_skipped": {name: "a feature draft reads the target's hidden states, which Hugging Face's "
+                                      "generate(assistant_model=...) does not hand over" for name in feature_drafts},
               "setups": [vars(s) for s in setups], "baseline_threads": 2,
               "max_lead": workload.max_lead, "ngram_cost_s": ngram_s}
     document = result_document("bench_backend", config, rows, device="cpu")
-    write_json(Path(args.output), {**document, "goals": report("bench_backend", draft_goals(rows, draft))})
-    write_text_atomic(args.table, table(rows, setups, draft))
+    goals = list({goal.what: goal for name in drafts for goal in draft_goals(rows, name)}.values())  # one lossless
+    write_json(Path(args.output), {**document, "goals": report("bench_backend", goals)})
+    write_text_atomic(args.table, table(rows, setups, [draft] * bool(draft)))
     for name, row in rows.items():
         predicted = (f"  closed form {row['predicted_decode_ms_per_token']:.1f} vs decode "
                      f"{row['decode_ms_per_token']:.1f} ({row['prediction_error']:+.0%}), α "

@@ -103,7 +103,8 @@ def _ranks(names, rings):
 def test_a_publish_carries_its_ring_rows_to_the_neighbour_replica():
     coordinator, (draft, verifier) = _ranks(["d", "t"], [(8, 3), None])
     try:
-        later = ("publish", 2, 0, [9, 9], None)  # a publish of an epoch not yet begun waits for its prompt
+        # a publish (with no ring rows) of an epoch not yet begun waits for its prompt
+        later = ("publish", 2, 0, [9, 9], (None,))
         draft.channel.send(2, later)
         for j in (1, 2):
             coordinator.send(j, ("prompt", 1, [1, 2], [[1, 2], [1, 2]]))

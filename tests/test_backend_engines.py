@@ -11,7 +11,7 @@ from pipespec.backend.engines import DecodeOptions, decode_ar, decode_sd
 from pipespec.backend.loading import load_model
 from pipespec.backend.models import resolve, tiny_config
 from pipespec.backend.ngram import NgramDrafter
-from pipespec.backend.stages import ModelStage, NgramStage, Sampler
+from pipespec.backend.stages import FeatureStage, ModelStage, NgramStage, Sampler
 
 torch.set_num_threads(1)
 _MODELS: dict = {}
@@ -106,22 +106,28 @@ def exact_two_token_distribution(model, prompt, temperature):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chain_kind", ["draft", "ngram", "three"])
+@pytest.mark.parametrize("chain_kind", ["draft", "ngram", "three", "feature"])
 def test_speculative_sampling_matches_target_distribution(chain_kind):
+    from pipespec.backend.eagle import FeatureDraft, FeatureDrafter, FeatureHead
+
     temperature = 1.0
     target, draft, middle = peaked_model(0, 2), peaked_model(1), peaked_model(2)
+    torch.manual_seed(3)
+    feature_draft = FeatureDraft(FeatureHead(target), target).eval()  # an untrained head over the target's states
     prompt = [1, 4, 2, 4, 2]
     expected = exact_two_token_distribution(target, prompt, temperature)
     counts = np.zeros(VOCAB * VOCAB)
     generator = torch.Generator().manual_seed(123)
     runs = 3000
     for _ in range(runs):
-        def model_stage(model, name):
-            return ModelStage(name, Decoder(model, "cpu"), Sampler(temperature, generator))
+        def model_stage(model, name, features=False):
+            return ModelStage(name, Decoder(model, "cpu", features), Sampler(temperature, generator))
 
         stages = {"draft": [model_stage(draft, "D")], "ngram": [NgramStage("N", NgramDrafter(2))],
-                  "three": [model_stage(draft, "D"), model_stage(middle, "M")]}[chain_kind]
-        stages = [*stages, model_stage(target, "T")]
+                  "three": [model_stage(draft, "D"), model_stage(middle, "M")],
+                  "feature": [FeatureStage("F", FeatureDrafter(feature_draft, "cpu"), Sampler(temperature, generator))]
+                  }[chain_kind]
+        stages = [*stages, model_stage(target, "T", features=chain_kind == "feature")]
         out = decode_sd(stages, prompt, DecodeOptions(max_new_tokens=2, gamma=2)).output
         counts[out[0] * VOCAB + out[1]] += 1
     mask = expected * runs >= 5  # chi-square needs expected counts >= 5; pool the rest

@@ -29,22 +29,41 @@ def test_build_resume_export_and_load(run_cli, tmp_path, monkeypatch, name):
     assert model.config.num_hidden_layers == small["layers"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("top_k", [0, 4])  # the response tokens as labels, or the teacher's top-k there
-def test_response_draft_trains_on_the_response_set_and_scores_alpha(run_cli, tmp_path, monkeypatch, top_k):
-    """A draft distilled on the target's responses (starting from a committed draft) records α on the built-in
-    prompts along its curve, next to its held-out agreement, and exports a loadable model."""
-    from pipespec.backend import distill, responses
+def _response_set(tmp_path, monkeypatch, response):
+    """Six responses (prompt [1, 9, 20 + i], response `response(i)`) as the committed set, checkpoints in tmp."""
+    from pipespec.backend import responses
 
     monkeypatch.setenv("PIPESPEC_CHECKPOINTS", str(tmp_path / "checkpoints"))
     folder = tmp_path / "responses"
     folder.mkdir()
     rows = [{"id": f"r{i}", "task": "code", "prompt": "p", "prompt_ids": [1, 9, 20 + i],
-             "response_ids": [30 + i, 31, 32, 2]} for i in range(6)]
+             "response_ids": response(i)} for i in range(6)]
     responses._write_shard(folder / "shard-0000.jsonl.gz", rows)
-    (folder / "build.json").write_text(json.dumps({"spec": {}, "tokens_generated": 24}))
+    (folder / "build.json").write_text(json.dumps({"spec": {}, "tokens_generated": sum(len(r["response_ids"])
+                                                                                       for r in rows)}))
     monkeypatch.setattr(responses, "responses_dir", lambda: folder)
+
+
+def _build(run_cli, tmp_path, monkeypatch, recipe):
+    """`pipespec models build` of `recipe` into tmp_path/models; its build record."""
+    from pipespec.backend import distill
+
+    monkeypatch.setitem(distill.RECIPES, recipe.name, recipe)
+    code, _, err = run_cli("models", "build", recipe.name, "--out", str(tmp_path / "models"), "--threads", "2")
+    assert code == 0, err
+    return json.loads((tmp_path / "models" / recipe.name / "build.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("top_k", [0, 4])  # the response tokens as labels, or the teacher's top-k there
+def test_response_draft_trains_on_the_response_set_and_scores_alpha(run_cli, tmp_path, monkeypatch, top_k):
+    """A draft distilled on the target's responses (starting from a committed draft) records α on the built-in
+    prompts along its curve, next to its held-out agreement, and exports a loadable model."""
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pipespec.backend import distill
+
+    _response_set(tmp_path, monkeypatch, lambda i: [30 + i, 31, 32, 2])
 
     start = tmp_path / "start"  # a random one-layer draft to start from (the recipe's own is the committed small4)
     LlamaForCausalLM(LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
@@ -52,12 +71,32 @@ def test_response_draft_trains_on_the_response_set_and_scores_alpha(run_cli, tmp
                      ).save_pretrained(start)
     recipe = dataclasses.replace(distill.RECIPES["smollm2-chat4"], name="chat-test", steps=2, batch=2, layers=1,
                                  hidden=64, seq_len=16, builtin_tokens=3, init=str(start), top_k=top_k)
-    monkeypatch.setitem(distill.RECIPES, "chat-test", recipe)
-    out = tmp_path / "models"
-    code, _, err = run_cli("models", "build", "chat-test", "--out", str(out), "--threads", "2")
-    assert code == 0, err
-    record = json.loads((out / "chat-test" / "build.json").read_text())
+    record = _build(run_cli, tmp_path, monkeypatch, recipe)
     assert [p["step"] for p in record["curve"]] == [0, 2]
     assert all(0 <= p["alpha_builtin"] <= 1 and 0 <= p["agreement"] <= 1 for p in record["curve"])
     assert record["tokens"] == 2 * 2 * 4  # steps x batch x the 4 response tokens each example predicts
     assert record["responses"]["tokens_generated"] == 24
+
+
+@pytest.mark.slow
+def test_feature_draft_trains_on_the_targets_features_and_loads_over_the_target(run_cli, tmp_path, monkeypatch):
+    """An EAGLE-style draft learns from the target's cached features at the response positions, records α at
+    each unrolled step along its curve, and exports only its head, which loads over the target."""
+    from pipespec.backend import distill
+
+    _response_set(tmp_path, monkeypatch, lambda i: [30 + i, 31, 32, 33, 2])
+    recipe = dataclasses.replace(distill.RECIPES["smollm2-eagle1"], name="eagle-test", steps=2, batch=2, seq_len=16,
+                                 builtin_tokens=4, depth=2, negatives=64)
+    record = _build(run_cli, tmp_path, monkeypatch, recipe)
+    out = tmp_path / "models"
+    assert [p["step"] for p in record["curve"]] == [0, 2]
+    last = record["curve"][-1]
+    assert all(0 <= last[k] <= 1 for k in ("alpha_builtin", "alpha_builtin_d2", "agreement"))
+    assert record["tokens"] == 2 * 2 * 5
+    from pipespec.backend.eagle import load_feature_draft
+    from pipespec.backend.loading import load_model
+    from pipespec.backend.models import ModelRef, is_feature_draft
+
+    assert is_feature_draft(out / "eagle-test")
+    draft = load_feature_draft(out / "eagle-test", lambda base: load_model(ModelRef(base, "hf", None), "cpu"))
+    assert len(draft.lm_head.weight) == 49152 and draft.head.layer_index == 29

@@ -170,7 +170,7 @@ def record_traces(setups: Sequence[Setup], workload: Workload, path: Path, progr
             references[verifier] = [greedy_continuation(models[verifier], workload.device, ids,
                                                         workload.max_new_tokens, workload.eos)
                                     for ids in workload.encoded]
-        matches = [match_bits(models[draft], workload.device, ids, ref, width)
+        matches = [match_bits(models[draft], workload.device, ids, ref, width, models[verifier])
                    for ids, ref in zip(workload.encoded, references[verifier], strict=True)]
         out[trace_name(draft, verifier, width)] = pair_entry(draft, verifier, matches, top_k=width)
     write_traces(path, out)

@@ -106,12 +106,15 @@ def profile_key(model: str, threads: int, neighbour: str | None = TARGET, part: 
 
 def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence[int] = (),
                    ppsd_exits: Sequence[int] = (), specpipe_widths: Sequence[int] = (),
-                   exit_drafts: Sequence[str] = ()) -> list[Setup]:
+                   exit_drafts: Sequence[str] = (), feature_drafts: Sequence[str] = ()) -> list[Setup]:
     """The built-in family on a 2-core CPU: in-process runs on both cores, pipelines one core per stage
     (a model-free n-gram stage shares core 0); PPSD (early and late stage on a core each; untrained exits
     after E layers, and trained exit drafts) beside SD with the same exit as its draft (the non-pipelined
-    early-exit baseline); SpecPipe over 2 target
-    stages (a core each, the draft sharing core 0) beside plain pipeline parallelism on them."""
+    early-exit baseline); SpecPipe over 2 target stages (a core each, the draft sharing core 0) beside plain
+    pipeline parallelism on them. A trained separate draft and each feature draft run in SD and a 2-stage
+    PipeSpec; the separate draft also as the top of a 3-stage one (a feature draft drafts for the target only)."""
+    from ..backend.models import names_feature_draft
+
     setups = [
         Setup("ar", "ar", ("smollm2",), (2,)),
         Setup("sd-ngram", "sd", ("ngram", "smollm2"), (2,), gamma=gamma),
@@ -120,12 +123,13 @@ def builtin_setups(gamma: int = 4, draft: str | None = None, lookahead: Sequence
         Setup("pipespec-k2-int8", "pipespec", ("smollm2-int8", "smollm2"), (1, 1), ("0", "1")),
         Setup("pipespec-k3", "pipespec", ("ngram", "smollm2-int8", "smollm2"), (1, 1, 1), ("0", "0", "1")),
     ]
-    if draft:
-        label = draft.removeprefix("draft:")
-        setups += [Setup(f"sd-{label}", "sd", (draft, "smollm2"), (2,), gamma=gamma),
-                   Setup(f"pipespec-k2-{label}", "pipespec", (draft, "smollm2"), (1, 1), ("0", "1")),
-                   Setup(f"pipespec-k3-{label}", "pipespec", (draft, "smollm2-int8", "smollm2"), (1, 1, 1),
-                         ("0", "0", "1"))]
+    for name in [draft] * bool(draft) + list(feature_drafts):
+        label = name.removeprefix("draft:")
+        setups += [Setup(f"sd-{label}", "sd", (name, "smollm2"), (2,), gamma=gamma),
+                   Setup(f"pipespec-k2-{label}", "pipespec", (name, "smollm2"), (1, 1), ("0", "1"))]
+        if not names_feature_draft(name):  # a feature draft drafts for the target only
+            setups.append(Setup(f"pipespec-k3-{label}", "pipespec", (name, "smollm2-int8", "smollm2"), (1, 1, 1),
+                                ("0", "0", "1")))
     exits = [(f"exit{e}", f"smollm2-exit:{e}") for e in ppsd_exits]
     exits += [(name.removeprefix("draft:"), name) for name in exit_drafts]
     for label, exit_model in exits:

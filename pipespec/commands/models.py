@@ -22,7 +22,7 @@ def run_list(args: argparse.Namespace) -> int:
         if built.is_file():
             record = json.loads(built.read_text())
             last = record["curve"][-1]
-            status = f"built: held-out greedy agreement {last['agreement']:.3f}" + (
+            status = f"built: held-out greedy agreement {last.get('agreement', float('nan')):.3f}" + (
                 f", α on the built-in prompts {last['alpha_builtin']:.3f}" if "alpha_builtin" in last else "") + \
                 f" after {record['step']} steps"
         print(f"draft:{name:18s} {recipe.kind:5s} layers={recipe.layers:<3d} {status}")
@@ -64,9 +64,11 @@ def run_build(args: argparse.Namespace) -> int:
         record = train(recipe, out, args.minutes, args.threads, progress,
                        log=lambda m: tqdm.write(m, file=sys.stderr))
         done = record["step"] >= recipe.steps
-        print(f"{name}: step {record['step']}/{recipe.steps}, held-out greedy agreement "
-              f"{record['curve'][-1]['agreement']:.3f}" + (f" -> {out / name}" if done else
-                                                           " (checkpointed: run the same command to resume)"))
+        last = record["curve"][-1]
+        scores = ", ".join(f"{label} {last[key]:.3f}" for key, label in (("agreement", "held-out greedy agreement"),
+                           ("alpha_builtin", "α on the built-in prompts")) if key in last)
+        print(f"{name}: step {record['step']}/{recipe.steps}, {scores}" + (
+            f" -> {out / name}" if done else " (checkpointed: run the same command to resume)"))
     return 0
 
 

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             for prompt in tqdm(prompts, desc=f"trace {name}", file=sys.stderr, disable=None):
                 ids = encode(prompt, tokenizer)
                 reference = greedy_continuation(models[i], config.device, ids, config.max_new_tokens, eos)
-                matches.append(match_bits(models[i - 1], config.device, ids, reference))
+                matches.append(match_bits(models[i - 1], config.device, ids, reference, verifier=models[i]))
             pairs[name] = pair_entry(refs[i - 1].spec, refs[i].spec, matches, prompts=[p.id for p in prompts])
             trace = entry_trace(name, pairs[name])
             silent = f", silent at {sum(trace.silent) / len(trace.bits):.0%} of them" if trace.silent else ""

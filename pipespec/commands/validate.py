@@ -39,7 +39,8 @@ class ValidateConfig:
     repeats: int = option(3, "measured repeats per configuration (median reported)")
     gamma: int = option(4, "sd: window γ")
     draft: str | None = option("auto", "a trained draft to include (draft:NAME), 'auto' (the built ones, if "
-                               "any: the small draft, and exit drafts in PPSD and early-exit SD) or 'none'")
+                               "any: the small draft, feature drafts in SD and PipeSpec, and exit drafts in PPSD "
+                               "and early-exit SD) or 'none'")
     lookahead: tuple[int, ...] = option((), "also measure SD γ and PipeSpec max-drafts at these values "
                                         "(the measured lookahead plot)")
     ppsd_exits: tuple[int, ...] = option((16, 24), "PPSD (2 stages) and its non-pipelined early-exit SD baseline "
@@ -123,7 +124,7 @@ def resolve_config(args: argparse.Namespace) -> ValidateConfig:
 
 
 def built_drafts(kind: str) -> list[str]:
-    """The drafts of a kind (small | exit) that `pipespec models build` has exported, as draft:NAME."""
+    """The drafts of a kind (small | exit | eagle) that `pipespec models build` has exported, as draft:NAME."""
     from ..backend.distill import RECIPES
     from ..backend.models import drafts_dir
 
@@ -164,6 +165,7 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
 
     draft = built_draft() if config.draft == "auto" else (None if config.draft in (None, "none") else config.draft)
     exit_drafts = built_drafts("exit") if config.draft == "auto" else []
+    feature_drafts = built_drafts("eagle") if config.draft == "auto" else []
     if config.builtin and config.repredict and config.draft == "auto":  # the drafts the run measured, not today's best
         try:
             results = json.loads((Path(config.out) / "validate.json").read_text())["results"]
@@ -171,10 +173,11 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise ConfigError(f"--repredict: {config.out}/validate.json is not a validate result") from None
         draft, exit_drafts = recorded["draft"], recorded["exit_drafts"]
+        feature_drafts = recorded.get("feature_drafts", [])
     if draft:
         resolve(draft)  # a one-line error if it is not built
     setups = (builtin_setups(config.gamma, draft, config.lookahead, config.ppsd_exits, config.specpipe_widths,
-                             exit_drafts) if config.builtin else
+                             exit_drafts, feature_drafts) if config.builtin else
               model_setups(config.target, str(draft), config.gamma, config.lookahead, config.ppsd_exits,
                            config.specpipe_widths))
     if config.configs:
@@ -186,7 +189,8 @@ def run_validation(config: ValidateConfig, progress: Any) -> dict[str, Any]:
     workload = Workload(config.prompts, config.limit, config.max_new_tokens, config.repeats, device=config.device,
                         contended=config.contended, transport=config.transport)
     results = validate(setups, workload, out, config.seeds, progress, config.repredict)
-    results["drafts"] = {"draft": draft, "exit_drafts": exit_drafts}  # what "auto" resolved to
+    results["drafts"] = {"draft": draft, "exit_drafts": exit_drafts,  # what "auto" resolved to
+                         "feature_drafts": feature_drafts}
     results["files"] = [*_write_report(results, out, config, draft), results["profile"], results["traces"]]
     return results
 

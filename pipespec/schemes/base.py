@@ -105,6 +105,7 @@ class Scheme(ABC):
     # the backend's --chain: the target alone (its drafts come from itself) rather than a chain
     target_only = False
     pipelined = False  # one process per stage (placement options: one value per stage)
+    feature_drafts = False  # its backend hands a verifier's hidden states to a feature draft below it (eagle.py)
 
     # --- the simulator -------------------------------------------------------------------------------
     def check_sim(self, config: SimConfig) -> None:

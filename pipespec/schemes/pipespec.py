@@ -69,6 +69,7 @@ class PipeSpec(Scheme):
     options = PipeSpecOptions
     run_options = LeadOptions
     pipelined = True
+    feature_drafts = True
 
     def lazy_first_stage(self, config: SimConfig) -> bool:
         return options_as(PipeSpecOptions, config).lazy_drafter

@@ -54,6 +54,7 @@ class SD(Scheme):
     name = "sd"
     options = SDOptions
     run_options = SDRunOptions
+    feature_drafts = True
 
     def start(self, config: SimConfig, env: simpy.Environment, stages: list[Stage], pairs: list[Pair],
               done: simpy.Event) -> None:
