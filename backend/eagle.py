@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, require
+from .decoding import common_prefix
 from .models import FEATURE_WEIGHTS
 
 
@@ -179,7 +180,7 @@ class FeatureDrafter:
     def observe(self, verified: Sequence[int], rows: torch.Tensor, rows_from: int = 0) -> int:
         """Take the verifier's sequence (kept when this one extends it, adopted otherwise) and its true features for
         positions rows_from..len(verified) - 2 (rows, one per position). Returns the first position that differs."""
-        common = _common_prefix(self.tokens, verified)
+        common = common_prefix(self.tokens, verified)
         if common < len(verified):
             self.tokens = list(verified)
             keep = max(common - 1, 0)  # position i reads x_{i+1}: rows from common - 1 on are stale
@@ -215,8 +216,3 @@ class FeatureDrafter:
     def append(self, token: int) -> None:
         self.tokens.append(token)
 
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    from .decoding import common_prefix
-
-    return common_prefix(a, b)

@@ -44,10 +44,11 @@ class _StageWorker(StageWorker):
         self.final = index == len(refs) - 1
         temperature, seed = harness.sampling
         self.sampling = temperature > 0
+        verifies_features = feeds_features(refs, index)
         self.stage = build_stage(refs[index], f"M{index}:{refs[index].spec}", placement.device, temperature,
-                                 seed + index, placement.dtype, placement.quantize, feeds_features(refs, index))
+                                 seed + index, placement.dtype, placement.quantize, verifies_features)
         # a verifier's hidden states travel to the feature draft below it on its second ring (`Harness.rings`)
-        verifier = index if feeds_features(refs, index) else index + 1 if feeds_features(refs, index + 1) else None
+        verifier = index if verifies_features else index + 1 if feeds_features(refs, index + 1) else None
         self.feature_ring = self.rings[len(refs) + verifier] if verifier is not None else None
         self.models = self.stage.models
         self.pair_name = f"M{index - 1}:{refs[index - 1].spec}->M{index}:{refs[index].spec}" if index else None
