@@ -61,6 +61,7 @@ class DraftRecipe:
     corpus: str = "stdlib"
     init: str | None = None  # a committed draft (or a checkpoint folder) whose weights it starts from (small only)
     builtin_tokens: int = 128  # responses corpus: the target's greedy tokens per built-in prompt that α is scored on
+    responses: int = 2048  # responses corpus: the set's first N (it grows by blocks; a recipe keeps what it learnt on)
     # eagle: the steps training unrolls (step s feeds the draft's own features s tokens past the verified prefix),
     # each weighted by decay**s, and the noise added to the true features it reads (a fraction of their spread)
     depth: int = 3

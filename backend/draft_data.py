@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import require
 from .models import cache_dir
 
 if TYPE_CHECKING:
@@ -215,9 +216,13 @@ class TrainingData:
                  progress: Callable, record: dict[str, Any]) -> None:
         self.recipe, self.student, self.target = recipe, student, target
         if recipe.corpus == "responses":
-            from .responses import load_responses, responses_dir
+            from .responses import BLOCK, load_responses, responses_dir
 
             rows = load_responses()
+            require(len(rows) >= recipe.responses,
+                    f"{recipe.name} learns from the first {recipe.responses} responses; the set has {len(rows)}: "
+                    f"`pipespec models responses --prompts {-(-recipe.responses // BLOCK) * BLOCK}` (resumable)")
+            rows = rows[:recipe.responses]
             ids, mask = response_examples(rows, recipe.seq_len, tokenizer.eos_token_id)
             order = np.random.default_rng([recipe.seed, 7]).permutation(len(rows))
             held = max(1, len(rows) // 20)  # 5% of the examples: the held-out agreement

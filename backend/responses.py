@@ -37,6 +37,7 @@ from ..errors import ConfigError, require
 from .prompts import Prompt, load_prompts
 
 SHARD_PROMPTS = 64  # prompts per shard file: the unit of resumption
+BLOCK = 2048  # a set grows by blocks of prompts: the first N of a larger set are the set of N (N a multiple)
 SEED = 0
 _WORDS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -156,7 +157,9 @@ class HeldOut:
 
 
 def training_prompts(count: int, seed: int = SEED) -> list[Prompt]:
-    """`count` instructions (or as many as there are), deterministic for a seed, disjoint from the built-in set."""
+    """`count` instructions, disjoint from the built-in prompts, block by block (`BLOCK` at a time): each block
+    draws the built-in set's mix of tasks from what earlier blocks left, so a set grown by whole blocks keeps
+    its answered prompts as its first ones."""
     held_out = HeldOut(load_prompts(None))
     seen: set[str] = set()
     pool = []
@@ -166,6 +169,14 @@ def training_prompts(count: int, seed: int = SEED) -> list[Prompt]:
         seen.add(id_)
         pool.append(Prompt(id_, text, task=task))
     random.Random(seed).shuffle(pool)
+    chosen: list[Prompt] = []
+    for block in range(-(-count // BLOCK)):
+        taken = {p.id for p in chosen}
+        chosen += _block([p for p in pool if p.id not in taken], min(BLOCK, count - len(chosen)), seed + 1 + block)
+    return chosen
+
+
+def _block(pool: list[Prompt], count: int, seed: int) -> list[Prompt]:
     # the built-in set's mix: half code, a third summaries and edits, the rest prose
     by_task: dict[str, list[Prompt]] = {}
     for prompt in pool:
@@ -176,8 +187,15 @@ def training_prompts(count: int, seed: int = SEED) -> list[Prompt]:
         chosen += by_task.get(task, [])[:round(count * share)]
     rest = [p for p in pool if p not in set(chosen)]
     chosen += rest[:count - len(chosen)]
-    random.Random(seed + 1).shuffle(chosen)
+    random.Random(seed).shuffle(chosen)
     return chosen[:count]
+
+
+def grows(old: dict[str, Any], new: Spec) -> bool:
+    """Whether a set built with spec `old` is the start of one built with `new`: the same options, whole blocks
+    of prompts answered, more asked for."""
+    return ({**old, "prompts": new.prompts} == asdict(new) and old.get("prompts", 0) % BLOCK == 0
+            and new.prompts > old.get("prompts", 0))
 
 
 def read_shard(path: Path) -> list[dict[str, Any]]:
@@ -241,10 +259,13 @@ def generate(spec: Spec, folder: Path | None = None, minutes: float | None = Non
                               "wall_seconds": 0.0, "cpu_seconds": 0.0}
     if record_path.is_file():
         old = json.loads(record_path.read_text())
-        if old.get("spec") != asdict(spec):
-            raise ConfigError(f"{folder} holds a response set built with {old.get('spec')}; "
-                              f"remove it or build with the same options")
-        record = old
+        if old.get("spec") != asdict(spec) and not grows(old.get("spec") or {}, spec):
+            raise ConfigError(f"{folder} holds a response set built with {old.get('spec')}; remove it, build with "
+                              f"the same options, or grow it by whole blocks of {BLOCK} prompts (--prompts)")
+        record = old | {"spec": asdict(spec)}
+        if old.get("spec") != asdict(spec):  # grown: what it was before
+            record["grown_from"] = [*old.get("grown_from", []), {"prompts": old["spec"]["prompts"],
+                                                                  "tokens_generated": old["tokens_generated"]}]
     if threads:
         torch.set_num_threads(threads)
     path = target_path()

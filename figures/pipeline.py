@@ -50,10 +50,12 @@ def plot_lookahead(path: str | Path, rows: Sequence[dict[str, Any]], ar_ms: floa
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for scheme, colour in (("sd", "tab:orange"), ("pipespec", "tab:green")):
         points = sorted((r for r in rows if r["scheme"] == scheme), key=lambda r: r["lookahead"])
+        if not points:  # e.g. validate --configs measured only one scheme's lookahead configurations
+            continue
         x = [r["lookahead"] for r in points]
         ax.plot(x, [r["sim_ms_per_token"] for r in points], marker="o", ms=3, color=colour,
                 label=f"{scheme} (simulated)" if "closed_ms_per_token" in points[0] else scheme)
-        if points and "closed_ms_per_token" in points[0]:
+        if "closed_ms_per_token" in points[0]:
             ax.plot(x, [r["closed_ms_per_token"] for r in points], ls="--", color=colour, lw=1,
                     label=f"{scheme} (closed form)")
     ax.axhline(ar_ms, color="black", lw=1, label="AR")

@@ -118,7 +118,7 @@ def test_speculative_sampling_matches_target_distribution(chain_kind):
     expected = exact_two_token_distribution(target, prompt, temperature)
     counts = np.zeros(VOCAB * VOCAB)
     generator = torch.Generator().manual_seed(123)
-    runs = 3000
+    runs = 2000
     for _ in range(runs):
         def model_stage(model, name, features=False):
             return ModelStage(name, Decoder(model, "cpu", features), Sampler(temperature, generator))

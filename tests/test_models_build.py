@@ -70,12 +70,18 @@ def test_response_draft_trains_on_the_response_set_and_scores_alpha(run_cli, tmp
                                  num_attention_heads=1, num_key_value_heads=1, tie_word_embeddings=True)
                      ).save_pretrained(start)
     recipe = dataclasses.replace(distill.RECIPES["smollm2-chat4"], name="chat-test", steps=2, batch=2, layers=1,
-                                 hidden=64, seq_len=16, builtin_tokens=3, init=str(start), top_k=top_k)
+                                 hidden=64, seq_len=16, builtin_tokens=3, init=str(start), top_k=top_k,
+                                 responses=6)
     record = _build(run_cli, tmp_path, monkeypatch, recipe)
     assert [p["step"] for p in record["curve"]] == [0, 2]
     assert all(0 <= p["alpha_builtin"] <= 1 and 0 <= p["agreement"] <= 1 for p in record["curve"])
     assert record["tokens"] == 2 * 2 * 4  # steps x batch x the 4 response tokens each example predicts
     assert record["responses"]["tokens_generated"] == 24
+    # a recipe keeps the responses it learnt from: one that asks for more than the set holds says so
+    monkeypatch.setitem(distill.RECIPES, "chat-more", dataclasses.replace(recipe, name="chat-more", responses=7))
+    code, _, err = run_cli("models", "build", "chat-more", "--out", str(tmp_path / "models"), "--threads", "2")
+    assert code == 2 and "chat-more learns from the first 7 responses; the set has 6" in err, err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.slow
@@ -86,7 +92,7 @@ def test_feature_draft_trains_on_the_targets_features_and_loads_over_the_target(
 
     _response_set(tmp_path, monkeypatch, lambda i: [30 + i, 31, 32, 33, 2])
     recipe = dataclasses.replace(distill.RECIPES["smollm2-eagle1"], name="eagle-test", steps=2, batch=2, seq_len=16,
-                                 builtin_tokens=4, depth=2, negatives=64)
+                                 builtin_tokens=4, depth=2, negatives=64, responses=6)
     record = _build(run_cli, tmp_path, monkeypatch, recipe)
     out = tmp_path / "models"
     assert [p["step"] for p in record["curve"]] == [0, 2]

@@ -47,3 +47,30 @@ def test_response_examples_mark_the_positions_that_predict_a_response_token():
     assert ids[1].tolist() == [3, 4, 5, 6, 7, 8]  # too long: the prompt loses its start
     assert mask[1].tolist() == [False, False, False, True, True, False]
     assert mask.dtype == torch.bool
+
+
+def test_a_set_grown_by_whole_blocks_keeps_its_prompts_first(monkeypatch):
+    from pipespec.backend import responses
+
+    tasks = ["code"] * 60 + ["code-edit"] * 40 + ["summarise"] * 30 + ["prose"] * 6
+    monkeypatch.setattr(responses, "candidates", lambda: iter(
+        (f"{task}-{i}", task, f"Instruction number {i} about {task}.") for i, task in enumerate(tasks)))
+    monkeypatch.setattr(responses, "BLOCK", 40)
+    one, two, three = (responses.training_prompts(n) for n in (40, 80, 120))
+    assert two[:40] == one and three[:80] == two
+    assert len({p.id for p in three}) == 120  # no prompt twice
+    # each block draws the built-in mix from what is left: prose runs out after the first (6 in all)
+    assert sum(p.task == "prose" for p in one) == 6 and not any(p.task == "prose" for p in three[40:])
+    assert sum(p.task == "summarise" for p in two[40:]) >= 8  # its 20% of a block (prose's share goes to the rest)
+    assert responses.training_prompts(30) != one[:30]  # a partial block is drawn by its own mix, not a prefix
+
+
+def test_only_whole_blocks_with_the_same_options_grow():
+    from pipespec.backend.responses import BLOCK, Spec, grows
+
+    built = {"prompts": BLOCK, "max_new_tokens": 160, "batch": 16, "seed": 0}
+    assert grows(built, Spec(prompts=2 * BLOCK))
+    assert grows(built, Spec(prompts=BLOCK + 1))  # the set's own prompts stay the first ones
+    assert not grows(built, Spec(prompts=BLOCK))  # the same set: not a growth
+    assert not grows(built, Spec(prompts=2 * BLOCK, max_new_tokens=64))
+    assert not grows({**built, "prompts": BLOCK - 1}, Spec(prompts=2 * BLOCK))

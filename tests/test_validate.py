@@ -100,27 +100,24 @@ def test_bad_input_is_one_line(run_cli, tmp_path, args, message):
 
 @pytest.mark.slow
 def test_validate_end_to_end(run_cli, tmp_path):
-    configs = ["sd-ngram", "pipespec-k2-int8", "ppsd-exit24", "specpipe-p2-w2", "pp-p2"]
-    code, out, err = run_cli("validate", "--configs", *configs, "--ppsd-exits", "24", "--specpipe-widths", "2",
-                             "--limit", "1", "--max-new-tokens", "12", "--repeats", "1", "--seeds", "1",
-                             "--draft", "none", "--out", str(tmp_path), "--json")
+    """Every scheme's configurations measured, predicted and predicted again from what the run left: on a tiny
+    family (the path is the built-in's; its models cost milliseconds)."""
+    family = ["--target", "tiny:1:4:32", "--draft", "tiny:2:1:32", "--ppsd-exits", "2", "--specpipe-widths", "2"]
+    configs = ["sd", "pipespec-k2", "ppsd-exit2", "specpipe-p2-w2", "pp-p2"]
+    code, out, err = run_cli("validate", *family, "--configs", *configs, "--limit", "1", "--max-new-tokens", "12",
+                             "--repeats", "1", "--seeds", "1", "--out", str(tmp_path), "--json")
     assert code == 0, err
     doc = json.loads(out)
     rows = doc["results"]["rows"]
     assert [r["config"] for r in rows] == ["ar", *configs]
-    for row in rows:
-        assert row["lossless"] and row["measured_ms_per_token"] > 0 and row["sim_ms_per_token"] > 0
-        # the error itself depends on the machine's load (accuracy is validate's report, not a test): it must
-        # be the ratio of the two figures the row reports
-        assert row["sim_error"] == row["sim_ms_per_token"] / row["measured_ms_per_token"] - 1
+    _check_rows(rows)
     assert doc["results"]["wall_time_s"] > 0 and doc["results"]["peak_rss_mib"] > 0
     for name in ("validate.csv", "validate.md", "validate.png", "validate.json", "profile.json", "traces.json",
                  "accepted_histogram.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     # predicted again from what the run left, without measuring: the same measurements and predictions
-    code, out, err = run_cli("validate", "--configs", *configs, "--ppsd-exits", "24", "--specpipe-widths", "2",
-                             "--limit", "1", "--max-new-tokens", "12", "--repeats", "1", "--seeds", "1",
-                             "--draft", "none", "--out", str(tmp_path), "--json", "--repredict")
+    code, out, err = run_cli("validate", *family, "--configs", *configs, "--limit", "1", "--max-new-tokens", "12",
+                             "--repeats", "1", "--seeds", "1", "--out", str(tmp_path), "--json", "--repredict")
     assert code == 0, err
     redone = json.loads(out)["results"]
     assert redone["measurement_run"]["wall_time_s"] == pytest.approx(doc["results"]["wall_time_s"])
@@ -130,18 +127,45 @@ def test_validate_end_to_end(run_cli, tmp_path):
         for key in ("measured_ms_per_token", "repeats_ms_per_token", "sim_ms_per_token", "sim_error"):
             assert after[key] == pytest.approx(before[key]), (before["config"], key)
     # what the run measured (prompts, limit, tokens, configurations, exits, widths) is read from the run itself
-    code, out, err = run_cli("validate", "--seeds", "1", "--draft", "none", "--out", str(tmp_path), "--json",
-                             "--repredict")
+    code, out, err = run_cli("validate", *family, "--seeds", "1", "--out", str(tmp_path), "--json", "--repredict")
     assert code == 0, err
     recorded = json.loads(out)
     assert recorded["config"]["configs"] == configs and recorded["config"]["max_new_tokens"] == 12
     for before, after in zip(again, recorded["results"]["rows"], strict=True):
         assert after["config"] == before["config"] and after["sim_ms_per_token"] == before["sim_ms_per_token"]
-    for args, message in ((["--configs", "sd-int8", "--max-new-tokens", "12"], "has no measurement of sd-int8"),
+    for args, message in ((["--configs", "sd-g2", "--lookahead", "2", "--max-new-tokens", "12"],
+                           "has no measurement of sd-g2"),
                           (["--configs", *configs, "--max-new-tokens", "16"], "measured --max-new-tokens 12, not 16")):
-        code, _, err = run_cli("validate", *args, "--ppsd-exits", "24", "--specpipe-widths", "2", "--limit", "1",
-                               "--draft", "none", "--out", str(tmp_path), "--repredict")
+        code, _, err = run_cli("validate", *family, *args, "--limit", "1", "--out", str(tmp_path), "--repredict")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_validate_on_the_built_in_family(run_cli, tmp_path):
+    """The built-in target, its int8 self-draft as a pinned pipeline stage profiled beside it, the n-gram drafter,
+    and a lookahead sweep that measured one scheme only (its plot has the other scheme's line left out)."""
+    configs = ["sd-ngram", "pipespec-k2-int8-max2"]
+    code, out, err = run_cli("validate", "--configs", *configs, "--lookahead", "2", "--gamma", "2", "--limit", "1",
+                             "--max-new-tokens", "12", "--repeats", "1", "--seeds", "1", "--draft", "none",
+                             "--out", str(tmp_path), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    rows = doc["results"]["rows"]
+    assert [r["config"] for r in rows] == ["ar", *configs]
+    _check_rows(rows)
+    profile = json.loads((tmp_path / "profile.json").read_text())["models"]
+    assert profile["smollm2@1t~smollm2-int8"]["co_runner"] == "smollm2-int8 forwards on core 1 (profiled on core 0)"
+    # profiled as far as these configurations verify (γ = 2, at most 2 drafts): 3 tokens, not the lead's 33
+    assert {p["num_tokens"] for p in profile["smollm2@2t"]["points"]} == {1, 2, 3}
+    assert (tmp_path / "lookahead.png").stat().st_size > 0
+
+
+def _check_rows(rows: list[dict]) -> None:
+    for row in rows:
+        assert row["lossless"] and row["measured_ms_per_token"] > 0 and row["sim_ms_per_token"] > 0
+        # the error itself depends on the machine's load (accuracy is validate's report, not a test): it must
+        # be the ratio of the two figures the row reports
+        assert row["sim_error"] == row["sim_ms_per_token"] / row["measured_ms_per_token"] - 1
 
 
 @pytest.mark.slow

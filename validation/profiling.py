@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..schemes import get
-from .setups import Process, Progress, Setup, Workload, profile_key, trace_name
+from .setups import Process, Progress, Setup, Workload, profile_key, trace_name, window
 
 if TYPE_CHECKING:
     from torch import nn
@@ -40,11 +40,12 @@ class Profiling:
         whole = [(m, t, n if t == 1 else None, None) for s in setups for m, t, n in
                  zip(s.chain, s.stage_threads(), s.stage_neighbours(), strict=True)]
         self.needed = list(dict.fromkeys(whole + [p for s in setups for p in s.process_parts()]))
-        window = max([s.gamma for s in setups] + [s.max_drafts or workload.max_lead for s in setups])
+        # the most drafts one verification of these setups scores (AR: none): its forward's n is one more
+        drafts = max(window(s, workload.max_lead) or 0 for s in setups)
         lengths = [len(ids) for ids in workload.encoded]
         # the contexts every run passes through, so the simulator interpolates rather than extrapolates
-        self.contexts = tuple(sorted({min(lengths), max(lengths) + workload.max_new_tokens + window}))
-        self.sizes = sorted(n for n in {1, 2, 3, 4, 5, 6, 8, 12, 16, 24, window + 1} if n <= window + 1)
+        self.contexts = tuple(sorted({min(lengths), max(lengths) + workload.max_new_tokens + drafts}))
+        self.sizes = sorted(n for n in {1, 2, 3, 4, 5, 6, 8, 12, 16, 24, drafts + 1} if n <= drafts + 1)
         # a SpecPipe process forwards one tree level: 1 .. width nodes (the prompt's prefill is not decode time)
         self.level_sizes = list(range(1, max([get(s.scheme).trace_width(s) for s in setups] + [2]) + 1))
         self.passes_per_round = -(-PROFILE_PASSES // rounds)
