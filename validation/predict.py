@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..errors import require
 from ..schemes import get
-from .setups import ROLLBACK, Setup, Workload, trace_name, window
+from .setups import ROLLBACK, Setup, Workload, trace_name
 
 if TYPE_CHECKING:
     from ..acceptance import Acceptance
@@ -49,7 +49,8 @@ def planning_inputs(setup: Setup, profile_path: Path, traces_path: Path | None, 
 
 def closed_form_ms(setup: Setup, inputs: Inputs, max_lead: int) -> float:
     """The closed forms' decode ms/token: t(1) for AR, the SD-chain recursion, the pipeline's final stage."""
-    return get(setup.scheme).closed_form_s(inputs, setup.profile_keys(), window(setup, max_lead)) * 1e3
+    scheme = get(setup.scheme)
+    return scheme.closed_form_s(inputs, setup.profile_keys(), scheme.drafts_scored(setup, max_lead)) * 1e3
 
 
 Prompts = Sequence[tuple[int, int]]  # (prompt length, output tokens) per prompt: Workload.prompt_shapes()
@@ -84,7 +85,8 @@ def predict_chain(setup: Setup, inputs: Inputs, workload: Workload, prompts: Pro
 
     keys = setup.profile_keys()
     groups = stage_groups(setup, workload)
-    candidate = Candidate(setup.scheme, keys, window(setup, workload.max_lead), groups, 0, 0.0)
+    window = get(setup.scheme).drafts_scored(setup, workload.max_lead)
+    candidate = Candidate(setup.scheme, keys, window, groups, 0, 0.0)
     num_tokens = sum(n for _, n in prompts)
     config = sim_config(inputs, candidate, num_tokens, 0, ROLLBACK, device_sharing(workload))
     runs = simulate_prompts(config, prompts, seeds)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..schemes import get
-from .setups import Process, Progress, Setup, Workload, profile_key, trace_name, window
+from .setups import Process, Progress, Setup, Workload, profile_key, trace_name
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,7 +41,7 @@ class Profiling:
                  zip(s.chain, s.stage_threads(), s.stage_neighbours(), strict=True)]
         self.needed = list(dict.fromkeys(whole + [p for s in setups for p in s.process_parts()]))
         # the most drafts one verification of these setups scores (AR: none): its forward's n is one more
-        drafts = max(window(s, workload.max_lead) or 0 for s in setups)
+        drafts = max(get(s.scheme).drafts_scored(s, workload.max_lead) or 0 for s in setups)
         lengths = [len(ids) for ids in workload.encoded]
         # the contexts every run passes through, so the simulator interpolates rather than extrapolates
         self.contexts = tuple(sorted({min(lengths), max(lengths) + workload.max_new_tokens + drafts}))

@@ -179,11 +179,6 @@ def trace_name(draft: str, verifier: str, width: int = 1) -> str:
     return f"{draft}->{verifier}" + (f"@top{width}" if width > 1 else "")
 
 
-def window(setup: Setup, max_lead: int) -> int | None:
-    """Drafts one verification may score: SD's γ; a pipeline's cap (or how far a stage may run ahead)."""
-    return {"ar": None, "sd": setup.gamma}.get(setup.scheme, setup.max_drafts or max_lead)
-
-
 @dataclass
 class Workload:
     """The prompts and decoding limits every configuration runs with."""

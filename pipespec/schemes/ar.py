@@ -47,6 +47,9 @@ class AR(Scheme):
     def window_of(self, setup: Any) -> str:
         return "-"
 
+    def drafts_scored(self, setup: Any, max_lead: int) -> int | None:
+        return None
+
     def decode_in_process(self) -> Any:
         from ..backend.engines import decode_ar
 

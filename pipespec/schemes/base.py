@@ -213,6 +213,11 @@ class Scheme(ABC):
         """The setup's window, as validate's table shows it."""
         return str(setup.max_drafts or "all")
 
+    def drafts_scored(self, setup: Setup, max_lead: int) -> int | None:
+        """Drafts one verification may score (what the profile must reach and the closed forms' window): a
+        pipeline's cap, or how far a stage may run ahead; None where nothing is drafted."""
+        return setup.max_drafts or max_lead
+
     def predict(self, setup: Setup, inputs: Inputs, workload: Workload, prompts: Sequence[tuple[int, int]],
                 seeds: int) -> Prediction:
         """Simulated and closed-form decode ms/token of a setup, from a profile and traces alone."""

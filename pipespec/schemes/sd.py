@@ -78,6 +78,9 @@ class SD(Scheme):
     def window_of(self, setup: Any) -> str:
         return str(setup.gamma)
 
+    def drafts_scored(self, setup: Any, max_lead: int) -> int | None:
+        return int(setup.gamma)
+
     def run_values(self, setup: Setup, workload: Workload) -> dict[str, Any]:
         return {**super().run_values(setup, workload), "gamma": setup.gamma}
 
