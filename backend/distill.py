@@ -17,6 +17,7 @@ to the cache folder, and a run continues from it until its step budget is spent.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -80,6 +81,11 @@ RECIPES = {
     # forward, which on this CPU would cost an hour over the set)
     "smollm2-chat4": DraftRecipe("smollm2-chat4", "small", layers=4, hidden=256, steps=720, seq_len=384,
                                  lr=5e-4, corpus="responses", init="smollm2-small4", eval_windows=0, top_k=0),
+    # chat4 trained on twice the responses (the set's first two blocks): what more of the target's own answers
+    # buys a small draft (chat4's α was still creeping up, 0.37, as its learning rate decayed to zero)
+    "smollm2-chat5": DraftRecipe("smollm2-chat5", "small", layers=4, hidden=256, steps=1000, seq_len=384,
+                                 lr=3e-4, corpus="responses", init="smollm2-chat4", eval_windows=0, top_k=0,
+                                 responses=4096),
     # a feature draft (EAGLE-style, backend/eagle.py) on the same responses: one layer over the target's own last
     # hidden states, learning its next feature and (on a sampled vocabulary) its top-8 next-token distribution
     "smollm2-eagle1": DraftRecipe("smollm2-eagle1", "eagle", layers=1, steps=800, seq_len=544, lr=2e-3,
@@ -303,6 +309,23 @@ def _optimise(recipe: DraftRecipe, step: int, data: TrainingData, optimiser: tor
     return loss, tokens
 
 
+def tokens_before(recipe: DraftRecipe) -> int:
+    """Tokens of the recipe's own corpus that the draft it starts from learnt from (with those its own start
+    learnt from), as their build records say: where its curve starts on the tokens axis. 0 for a fresh draft,
+    a start trained on another corpus, or a checkpoint folder without a record."""
+    if recipe.init is None:
+        return 0
+    from .models import drafts_dir
+
+    start = Path(recipe.init) if Path(recipe.init).is_dir() else drafts_dir() / recipe.init
+    if not (start / "build.json").is_file():
+        return 0
+    record = json.loads((start / "build.json").read_text())
+    if record.get("recipe", {}).get("corpus") != recipe.corpus:
+        return 0
+    return int(record.get("tokens", 0)) + int(record.get("tokens_before", 0))
+
+
 def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: int | None,
           progress: Callable = lambda it, **_: it, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (resuming from the last checkpoint) until the recipe's steps are done or `minutes` pass;
@@ -320,7 +343,8 @@ def train(recipe: DraftRecipe, out_dir: Path, minutes: float | None, threads: in
     params = student.trainable()
     optimiser = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
     checkpoint = _Checkpoint(recipe)
-    record: dict[str, Any] = {"recipe": asdict(recipe), "curve": [], "step": 0, "tokens": 0, "cpu_seconds": 0.0}
+    record: dict[str, Any] = {"recipe": asdict(recipe), "curve": [], "step": 0, "tokens": 0, "cpu_seconds": 0.0,
+                              "tokens_before": tokens_before(recipe)}
     if (saved := checkpoint.load(student, optimiser)) is not None:
         record = saved
         log(f"resuming {recipe.name} at step {record['step']}/{recipe.steps}")

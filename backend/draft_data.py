@@ -131,13 +131,33 @@ def response_examples(rows: list[dict[str, Any]], seq_len: int, pad: int) -> tup
 
 
 def response_teacher(ids: torch.Tensor, mask: torch.Tensor, recipe: DraftRecipe, target: torch.nn.Module,
-                     progress: Callable = lambda it, **_: it, features: bool = False) -> dict[str, torch.Tensor]:
+                     progress: Callable = lambda it, **_: it, features: bool = False,
+                     block: int = 2048) -> dict[str, torch.Tensor]:
     """The teacher's top-k next-token distribution at the masked positions of the response examples, flat in
-    row-major order of the mask (`offsets[r]` is where row r's begin), computed once and cached; with `features`,
-    also the target's post-norm last hidden state at every used position of each row (fp16, flat:
-    `feature_offsets[r]` is where row r's begin, `used_width` of its mask long), what a feature draft learns from.
-    Rows go through in order of length, so that a batch pads little, and the head runs on the masked rows only:
-    the 49k-way head over every padded position would be most of the cost."""
+    row-major order of the mask (`offsets[r]` is where row r's begin); with `features`, also the target's
+    post-norm last hidden state at every used position of each row (fp16, flat: `feature_offsets[r]` is where
+    row r's begin, `used_width` of its mask long), what a feature draft learns from.
+    Computed and cached `block` rows at a time (the response set grows by whole blocks, so a grown set reuses
+    the blocks it had) and joined here."""
+    parts = [_response_teacher_block(ids[at:at + block], mask[at:at + block], recipe, target, progress, features)
+             for at in range(0, len(ids), block)]
+    if len(parts) == 1:
+        return parts[0]
+    joined = {key: torch.cat([part[key] for part in parts]) for key in parts[0] if not key.endswith("offsets")}
+    for key in [k for k in parts[0] if k.endswith("offsets")]:  # each part's start at 0: shift by the ones before
+        shift, pieces = 0, [torch.zeros(1, dtype=torch.int64)]
+        for part in parts:
+            pieces.append(part[key][1:] + shift)
+            shift += int(part[key][-1])
+        joined[key] = torch.cat(pieces)
+    return joined
+
+
+def _response_teacher_block(ids: torch.Tensor, mask: torch.Tensor, recipe: DraftRecipe, target: torch.nn.Module,
+                            progress: Callable, features: bool) -> dict[str, torch.Tensor]:
+    """`response_teacher` on one block of rows, cached by its rows' fingerprint. Rows go through in order of
+    length, so that a batch pads little, and the head runs on the masked rows only: the 49k-way head over every
+    padded position would be most of the cost."""
     key = f"{len(ids)}x{ids.shape[1]}-top{recipe.top_k}-{int(ids.sum())}-{int(mask.sum())}" + ("-feat" * features)
     path = cache_dir() / "corpus" / f"teacher-responses-flat-{key}.pt"
     if path.is_file():
@@ -245,8 +265,11 @@ class TrainingData:
         """The teacher's cached targets (computed once, before the first step that needs them)."""
         recipe = self.recipe
         if recipe.corpus == "responses" and recipe.top_k:
+            from .responses import BLOCK
+
             eagle = recipe.kind == "eagle"
-            self.cached = response_teacher(self.ids, self.mask, recipe, self.target, self.progress, features=eagle)
+            self.cached = response_teacher(self.ids, self.mask, recipe, self.target, self.progress, features=eagle,
+                                           block=BLOCK)
             if eagle:  # the regression's unit: the features' spread
                 self.student.feature_scale = float(self.cached["features"][:1 << 16].float().std())
         elif recipe.teacher_windows:
@@ -304,8 +327,6 @@ class TrainingData:
                     hits, total = hits + h, total + n
                 point[name] = hits / max(total, 1)
             return point
-
-
 
     def _evaluate_feature_draft(self) -> dict[str, float]:
         """A feature draft's greedy agreement at each unrolled step: on the held-out responses (their cached

@@ -13,14 +13,17 @@ from .style import plt, save
 
 def plot_alpha_curve(path: str | Path, records: Mapping[str, Mapping[str, Any]]) -> Path:
     """Each draft's training curve (its build.json): α on the built-in prompts where it was scored along the
-    curve, else its held-out greedy agreement, against the tokens it learnt from."""
+    curve, else its held-out greedy agreement, against the tokens it learnt from (a draft that started from
+    another trained on the same corpus starts where that one's tokens end)."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, record in records.items():
-        curve = record["curve"]
+        curve, before = record["curve"], record.get("tokens_before", 0)
         scored = "alpha_builtin" in curve[-1]
         key = "alpha_builtin" if scored else "agreement"
-        ax.plot([p["tokens"] / 1e6 for p in curve], [p[key] for p in curve], marker="o", markersize=3,
-                label=f"{name}: " + ("α on the built-in prompts" if scored else "held-out agreement (corpus)"))
+        start = f", from {record['recipe']['init']}" if before else ""
+        ax.plot([(before + p["tokens"]) / 1e6 for p in curve], [p[key] for p in curve], marker="o", markersize=3,
+                label=f"{name}: " + ("α on the built-in prompts" if scored else "held-out agreement (corpus)")
+                + start)
     ax.set_xlabel("training tokens (millions)")
     ax.set_ylabel("per-token acceptance / greedy agreement")
     ax.set_ylim(0, 1)

@@ -106,3 +106,52 @@ def test_feature_draft_trains_on_the_targets_features_and_loads_over_the_target(
     assert is_feature_draft(out / "eagle-test")
     draft = load_feature_draft(out / "eagle-test", lambda base: load_model(ModelRef(base, "hf", None), "cpu"))
     assert len(draft.lm_head.weight) == 49152 and draft.head.layer_index == 29
+
+
+def test_the_teachers_response_targets_are_cached_per_block_and_join_as_one(tmp_path, monkeypatch):
+    """A grown response set reuses the teacher's cached targets of the blocks it had: computed block by block,
+    the joined targets (top-k, features and both offset tables) are those of the whole set at once."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pipespec.backend import distill
+    from pipespec.backend.draft_data import response_examples, response_teacher
+
+    monkeypatch.setenv("PIPESPEC_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    target = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                          num_attention_heads=2, num_key_value_heads=1)).eval()
+    rows = [{"prompt_ids": [1, 5 + i], "response_ids": [10 + j for j in range(1 + i % 4)]} for i in range(7)]
+    ids, mask = response_examples(rows, 8, 0)
+    recipe = dataclasses.replace(distill.RECIPES["smollm2-eagle1"], top_k=4, batch=2)
+    whole = response_teacher(ids, mask, recipe, target, features=True, block=100)
+    joined = response_teacher(ids, mask, recipe, target, features=True, block=3)
+    assert set(joined) == set(whole) == {"probs", "index", "offsets", "features", "feature_offsets"}
+    assert torch.equal(joined["offsets"], whole["offsets"]) and int(whole["offsets"][-1]) == int(mask.sum())
+    assert torch.equal(joined["feature_offsets"], whole["feature_offsets"])
+    assert torch.equal(joined["index"], whole["index"])
+    assert torch.allclose(joined["probs"].float(), whole["probs"].float(), atol=1e-3)
+    assert torch.allclose(joined["features"].float(), whole["features"].float(), atol=1e-2)
+    cached = sorted(p.name for p in (tmp_path / "cache" / "corpus").iterdir())
+    assert len(cached) == 1 + 3 and any(name.startswith("teacher-responses-flat-1x8-") for name in cached)
+    # the blocks are cached: asked again (with no target to run), the set's first block comes from its file
+    assert torch.equal(response_teacher(ids[:3], mask[:3], recipe, None, features=True, block=3)["index"],
+                       joined["index"][:int(joined["offsets"][3])])
+
+
+def test_a_draft_started_from_one_trained_on_its_corpus_counts_that_ones_tokens_first(tmp_path):
+    """The α curve's tokens axis: a draft fine-tuned from one that learnt from the same corpus starts where that
+    one (and whatever it started from) ended; from a draft of another corpus, or from scratch, at 0."""
+    from pipespec.backend import distill
+
+    start = tmp_path / "start"
+    start.mkdir()
+    chat = dataclasses.replace(distill.RECIPES["smollm2-chat5"], init=str(start))
+    assert distill.tokens_before(chat) == 0  # a checkpoint folder without a build record
+    (start / "build.json").write_text(json.dumps({"recipe": {"corpus": "responses"}, "tokens": 100,
+                                                  "tokens_before": 20}))
+    assert distill.tokens_before(chat) == 120
+    (start / "build.json").write_text(json.dumps({"recipe": {"corpus": "stdlib"}, "tokens": 100}))
+    assert distill.tokens_before(chat) == 0
+    assert distill.tokens_before(distill.RECIPES["smollm2-eagle1"]) == 0
+    assert distill.tokens_before(distill.RECIPES["smollm2-chat4"]) == 0  # small4 learnt from the stdlib corpus
