@@ -130,9 +130,7 @@ class Student(torch.nn.Module):
                                  bos_token_id=target.config.bos_token_id, eos_token_id=target.config.eos_token_id)
             torch.manual_seed(recipe.seed)
             if recipe.init is not None:
-                from .models import drafts_dir
-
-                start = Path(recipe.init) if Path(recipe.init).is_dir() else drafts_dir() / recipe.init
+                start = init_folder(recipe.init)
                 require((start / "config.json").is_file(), f"{recipe.name} starts from {recipe.init}: build it first "
                                                            f"(pipespec models build {recipe.init})")
                 self.model = LlamaForCausalLM.from_pretrained(start, dtype=torch.float32)
@@ -309,15 +307,20 @@ def _optimise(recipe: DraftRecipe, step: int, data: TrainingData, optimiser: tor
     return loss, tokens
 
 
+def init_folder(init: str) -> Path:
+    """The folder of a recipe's `init`: a checkpoint folder, or a committed draft's name."""
+    from .models import drafts_dir
+
+    return Path(init) if Path(init).is_dir() else drafts_dir() / init
+
+
 def tokens_before(recipe: DraftRecipe) -> int:
     """Tokens of the recipe's own corpus that the draft it starts from learnt from (with those its own start
     learnt from), as their build records say: where its curve starts on the tokens axis. 0 for a fresh draft,
     a start trained on another corpus, or a checkpoint folder without a record."""
     if recipe.init is None:
         return 0
-    from .models import drafts_dir
-
-    start = Path(recipe.init) if Path(recipe.init).is_dir() else drafts_dir() / recipe.init
+    start = init_folder(recipe.init)
     if not (start / "build.json").is_file():
         return 0
     record = json.loads((start / "build.json").read_text())

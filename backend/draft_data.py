@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..errors import require
 from .models import cache_dir
+from .responses import BLOCK
 
 if TYPE_CHECKING:
     from .distill import DraftRecipe, Student
@@ -132,7 +133,7 @@ def response_examples(rows: list[dict[str, Any]], seq_len: int, pad: int) -> tup
 
 def response_teacher(ids: torch.Tensor, mask: torch.Tensor, recipe: DraftRecipe, target: torch.nn.Module,
                      progress: Callable = lambda it, **_: it, features: bool = False,
-                     block: int = 2048) -> dict[str, torch.Tensor]:
+                     block: int = BLOCK) -> dict[str, torch.Tensor]:
     """The teacher's top-k next-token distribution at the masked positions of the response examples, flat in
     row-major order of the mask (`offsets[r]` is where row r's begin); with `features`, also the target's
     post-norm last hidden state at every used position of each row (fp16, flat: `feature_offsets[r]` is where
@@ -236,7 +237,7 @@ class TrainingData:
                  progress: Callable, record: dict[str, Any]) -> None:
         self.recipe, self.student, self.target = recipe, student, target
         if recipe.corpus == "responses":
-            from .responses import BLOCK, load_responses, responses_dir
+            from .responses import load_responses, responses_dir
 
             rows = load_responses()
             require(len(rows) >= recipe.responses,
@@ -265,11 +266,8 @@ class TrainingData:
         """The teacher's cached targets (computed once, before the first step that needs them)."""
         recipe = self.recipe
         if recipe.corpus == "responses" and recipe.top_k:
-            from .responses import BLOCK
-
             eagle = recipe.kind == "eagle"
-            self.cached = response_teacher(self.ids, self.mask, recipe, self.target, self.progress, features=eagle,
-                                           block=BLOCK)
+            self.cached = response_teacher(self.ids, self.mask, recipe, self.target, self.progress, features=eagle)
             if eagle:  # the regression's unit: the features' spread
                 self.student.feature_scale = float(self.cached["features"][:1 << 16].float().std())
         elif recipe.teacher_windows:

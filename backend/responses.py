@@ -259,11 +259,12 @@ def generate(spec: Spec, folder: Path | None = None, minutes: float | None = Non
                               "wall_seconds": 0.0, "cpu_seconds": 0.0}
     if record_path.is_file():
         old = json.loads(record_path.read_text())
-        if old.get("spec") != asdict(spec) and not grows(old.get("spec") or {}, spec):
+        grown = old.get("spec") != asdict(spec)
+        if grown and not grows(old.get("spec") or {}, spec):
             raise ConfigError(f"{folder} holds a response set built with {old.get('spec')}; remove it, build with "
                               f"the same options, or grow it by whole blocks of {BLOCK} prompts (--prompts)")
         record = old | {"spec": asdict(spec)}
-        if old.get("spec") != asdict(spec):  # grown: what it was before
+        if grown:  # what it was before
             record["grown_from"] = [*old.get("grown_from", []), {"prompts": old["spec"]["prompts"],
                                                                   "tokens_generated": old["tokens_generated"]}]
     if threads:
