@@ -230,6 +230,15 @@ def builtin_greedy(target: torch.nn.Module, tokenizer: Any, new_tokens: int = 12
     return examples
 
 
+def held_out_split(rows: int, seen: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out, training) row indices of a response set: the held-out agreement's 5% of the rows, drawn
+    only from those past the first `seen` (which the draft it starts from learnt from: scored there, the
+    agreement would be contaminated); every other row is trained on. With `seen` 0, a seeded permutation."""
+    order = seen + np.random.default_rng([seed, 7]).permutation(rows - seen)
+    held = min(max(1, rows // 20), max(1, len(order) // 2))
+    return order[:held], np.concatenate([np.arange(seen), order[held:]])
+
+
 class TrainingData:
     """What one recipe trains and evaluates on: `loss(step)` and `evaluate()` (the curve's point)."""
 
@@ -245,14 +254,16 @@ class TrainingData:
                     f"`pipespec models responses --prompts {-(-recipe.responses // BLOCK) * BLOCK}` (resumable)")
             rows = rows[:recipe.responses]
             ids, mask = response_examples(rows, recipe.seq_len, tokenizer.eos_token_id)
-            order = np.random.default_rng([recipe.seed, 7]).permutation(len(rows))
-            held = max(1, len(rows) // 20)  # 5% of the examples: the held-out agreement
-            self.held = (ids[order[:held]], mask[order[:held]])
-            self.held_rows = torch.from_numpy(order[:held])
-            self.train_rows = order[held:]
+            seen = int(record.get("responses_before", 0))
+            require(seen < len(rows), f"{recipe.name} learns from no response its start did not (the first "
+                    f"{seen}): its held-out agreement would be scored on trained rows; raise its responses")
+            held, self.train_rows = held_out_split(len(rows), seen, recipe.seed)
+            self.held = (ids[held], mask[held])
+            self.held_rows = torch.from_numpy(held)
+            record.setdefault("held_out", {"rows": len(held), "after_row": seen})
             self.ids, self.mask = ids, mask
             self.builtin = builtin_greedy(target, tokenizer, recipe.builtin_tokens)
-            record.setdefault("corpus_tokens", int(mask[order[held:]].sum()))
+            record.setdefault("corpus_tokens", int(mask[self.train_rows].sum()))
             record["responses"] = json.loads((responses_dir() / "build.json").read_text())
         else:
             self.stream = corpus_tokens(tokenizer, progress)
@@ -308,7 +319,8 @@ class TrainingData:
         return student.losses(batch)[0], tokens
 
     def evaluate(self) -> dict[str, float]:
-        """Held-out greedy agreement with the teacher (and, on responses, α on the built-in prompts)."""
+        """Held-out greedy agreement with the teacher (and, on responses, α on the built-in prompts, with the
+        number of tokens it is scored on: its standard error)."""
         student = self.student
         with torch.no_grad():
             if self.recipe.corpus != "responses":
@@ -324,6 +336,7 @@ class TrainingData:
                     h, n = student.agreement(ids[rows, :width], mask[rows, :width])
                     hits, total = hits + h, total + n
                 point[name] = hits / max(total, 1)
+            point["alpha_tokens"] = total  # (the last set's: the built-in prompts' tokens α is scored on)
             return point
 
     def _evaluate_feature_draft(self) -> dict[str, float]:
@@ -351,6 +364,8 @@ class TrainingData:
                     hits[s], total[s] = hits[s] + h, total[s] + n
             for s in range(self.recipe.depth):
                 point[name + (f"_d{s + 1}" if s else "")] = hits[s] / max(total[s], 1)
+            if name == "alpha_builtin":
+                point["alpha_tokens"] = total[0]
         return point
 
 

@@ -61,3 +61,29 @@ def test_a_file_that_is_not_a_benchmark_result_is_a_one_line_error(tmp_path, cap
     (tmp_path / "x.json").write_text("[1, 2]")
     assert draft_economics.main([str(tmp_path / "x.json"), "--out", str(tmp_path / "o")]) == 2
     assert "is not a bench_backend.py result" in capsys.readouterr().err
+
+
+def _record(kind, responses, alpha, scored=1000, corpus="responses", **extra):
+    return {"recipe": {"kind": kind, "corpus": corpus, "responses": responses},
+            "curve": [{"alpha_builtin": alpha} | ({"alpha_tokens": scored} if scored else {})]} | extra
+
+
+def test_what_more_responses_buy_is_a_line_in_their_doublings_extrapolated_to_each_goal():
+    """α 0.30 at 1,000 responses and 0.35 at 2,000: +0.05 a doubling, so α 0.60 needs 5 more doublings
+    (64,000 responses); at 100 tokens a response and 10 tokens/s that is 640,000 s of generation."""
+    records = {"a": _record("small", 1000, 0.30), "b": _record("small", 1000, 0.35, scored=0,
+                                                                  responses_before=2000),
+               "c": _record("eagle", 1000, 0.5), "d": _record("small", 4000, 0.9, corpus="stdlib")}
+    responses = {"tokens_generated": 1000, "wall_seconds": 100.0, "prompts_done": 10}
+    (small,) = draft_economics.data_returns(records, responses, {"goal": 0.6, "low": 0.2})  # one eagle: no line
+    assert [d["responses"] for d in small["drafts"]] == [1000, 2000]  # b learnt its start's 2,000 rows
+    assert small["alpha_per_doubling"] == pytest.approx(0.05)
+    assert small["drafts"][1]["alpha_se"] == pytest.approx((0.35 * 0.65 / 1000) ** 0.5)  # a's count, for b's
+    assert small["alpha_per_doubling_se"] == pytest.approx((0.3 * 0.7 / 1000 + 0.35 * 0.65 / 1000) ** 0.5)
+    fitted, optimistic = small["goals"]["goal"]["fitted"], small["goals"]["goal"]["optimistic"]
+    assert fitted["responses"] == pytest.approx(64000) and fitted["hours"] == pytest.approx(640000 / 3600)
+    assert 2000 < optimistic["responses"] < fitted["responses"]
+    assert small["goals"]["low"]["fitted"]["responses"] == 2000  # a goal already met needs no more
+    falling = {"a": _record("small", 1000, 0.35), "b": _record("small", 2000, 0.30)}
+    (flat,) = draft_economics.data_returns(falling, responses, {"goal": 0.6})
+    assert flat["goals"]["goal"]["fitted"] is None

@@ -77,6 +77,7 @@ def test_response_draft_trains_on_the_response_set_and_scores_alpha(run_cli, tmp
     assert all(0 <= p["alpha_builtin"] <= 1 and 0 <= p["agreement"] <= 1 for p in record["curve"])
     assert record["tokens"] == 2 * 2 * 4  # steps x batch x the 4 response tokens each example predicts
     assert record["responses"]["tokens_generated"] == 24
+    assert record["held_out"] == {"rows": 1, "after_row": 0} and record["responses_before"] == 0
     # a recipe keeps the responses it learnt from: one that asks for more than the set holds says so
     monkeypatch.setitem(distill.RECIPES, "chat-more", dataclasses.replace(recipe, name="chat-more", responses=7))
     code, _, err = run_cli("models", "build", "chat-more", "--out", str(tmp_path / "models"), "--threads", "2")
@@ -139,6 +140,23 @@ def test_the_teachers_response_targets_are_cached_per_block_and_join_as_one(tmp_
                        joined["index"][:int(joined["offsets"][3])])
 
 
+def test_the_held_out_rows_are_ones_the_starting_draft_never_learnt_from():
+    """A draft fine-tuned from one that learnt the set's first rows holds out only rows past them, and trains
+    on every other row; a fresh draft holds out 5% of the whole set."""
+    import numpy as np
+
+    from pipespec.backend.draft_data import held_out_split
+
+    held, train = held_out_split(4096, 2048, seed=0)
+    assert len(held) == 204 and held.min() >= 2048
+    assert sorted(np.concatenate([held, train]).tolist()) == list(range(4096))
+    held, train = held_out_split(2048, 0, seed=0)
+    assert len(held) == 102 and held.min() < 1024
+    assert sorted(np.concatenate([held, train]).tolist()) == list(range(2048))
+    held, _ = held_out_split(6, 3, seed=0)
+    assert len(held) == 1 and held[0] >= 3
+
+
 def test_a_draft_started_from_one_trained_on_its_corpus_counts_that_ones_tokens_first(tmp_path):
     """The α curve's tokens axis: a draft fine-tuned from one that learnt from the same corpus starts where that
     one (and whatever it started from) ended; from a draft of another corpus, or from scratch, at 0."""
@@ -151,7 +169,11 @@ def test_a_draft_started_from_one_trained_on_its_corpus_counts_that_ones_tokens_
     (start / "build.json").write_text(json.dumps({"recipe": {"corpus": "responses"}, "tokens": 100,
                                                   "tokens_before": 20}))
     assert distill.tokens_before(chat) == 120
+    assert distill.responses_before(chat) == distill.DraftRecipe.responses  # (a record from before it was kept)
+    (start / "build.json").write_text(json.dumps({"recipe": {"corpus": "responses", "responses": 4096},
+                                                  "tokens": 100, "responses_before": 2048}))
+    assert distill.responses_before(chat) == 4096
     (start / "build.json").write_text(json.dumps({"recipe": {"corpus": "stdlib"}, "tokens": 100}))
-    assert distill.tokens_before(chat) == 0
+    assert distill.tokens_before(chat) == 0 and distill.responses_before(chat) == 0
     assert distill.tokens_before(distill.RECIPES["smollm2-eagle1"]) == 0
     assert distill.tokens_before(distill.RECIPES["smollm2-chat4"]) == 0  # small4 learnt from the stdlib corpus

@@ -67,8 +67,19 @@ def _t(targets: Targets, key: str, n: int) -> float:
     return targets[key].median_s(n, Inputs.context)
 
 
-def analyse(bench_path: Path) -> dict[str, Any]:
-    """The grid of closed-form speedups and the measured drafts, from a `bench_backend.py` result."""
+def build_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """The build records (build.json) of the drafts in `folder`, committed weights or not, by draft name."""
+    records = {path.parent.name: json.loads(path.read_text()) for path in sorted(folder.glob("*/build.json"))}
+    return {name: record for name, record in records.items() if "curve" in record}  # (not the response set's)
+
+
+def analyse(bench_path: Path, built: Path | None = None) -> dict[str, Any]:
+    """The grid of closed-form speedups and the measured drafts, from a `bench_backend.py` result, with what
+    more responses would buy the drafts built in `built` (default: the committed ones) toward the α of the
+    issue's goal (0.6) and the α the trained drafts need for the goal's speedup."""
+    from ..backend.models import drafts_dir
+    from ..backend.responses import responses_dir
+
     try:
         doc = json.loads(read_user_text(bench_path, "BENCH"))
         config, rows = doc["config"], doc["results"]
@@ -109,9 +120,77 @@ def analyse(bench_path: Path) -> dict[str, Any]:
                        "best_max_drafts": predicted[2], "best_sd_gamma": predicted[3],
                        "measured_pipespec_speedup": rows[setup.name]["speedup_over_ar"],
                        "alpha_for_goal": need})
-    return {"grid": grid, "drafts": drafts, "ar_decode_ms": ar_ms, "target_1t_ms": t1 * 1e3,
+    need = [d["alpha_for_goal"] for d in drafts if d["draft"].startswith("draft:") and d["alpha_for_goal"]]
+    goals = {"the goal": 0.6} | ({f"{GOAL:g}x at its c": max(need)} if need else {})
+    returns = data_returns(build_records(drafts_dir() if built is None else built),
+                           json.loads((responses_dir() / "build.json").read_text()), goals)
+    return {"grid": grid, "drafts": drafts, "data_returns": returns, "ar_decode_ms": ar_ms, "target_1t_ms": t1 * 1e3,
             "target_key": target_1t, "limit_speedup": limit, "limit_window": best - 1,
             "t_n_ms": {n: _t(targets, target_1t, n) * 1e3 for n in (1, 2, 3, 4, 5, 8, 16, 33)}}
+
+
+def _learnt_rows(record: Mapping[str, Any]) -> int:
+    """How many of the response set's leading rows a draft (its build record) and whatever it started from
+    learnt from."""
+    from ..backend.distill import DraftRecipe
+
+    return max(int(record["recipe"].get("responses", DraftRecipe.responses)), int(record.get("responses_before", 0)))
+
+
+def _extrapolate(goal: float, per_doubling: float, rows: int, alpha: float, per_row: float,
+                 rate: float) -> dict[str, float] | None:
+    """The responses (their tokens, and hours at `rate` tokens/s) that take α from `alpha` at `rows` to `goal`
+    at `per_doubling` a doubling; None when the line does not rise."""
+    if per_doubling <= 0:
+        return None
+    needed = rows * 2 ** max(0.0, (goal - alpha) / per_doubling)
+    return {"responses": needed, "tokens": needed * per_row, "hours": needed * per_row / rate / 3600}
+
+
+def data_returns(records: Mapping[str, Mapping[str, Any]], responses: Mapping[str, Any],
+                 goals: Mapping[str, float]) -> list[dict[str, Any]]:
+    """What more of the target's own responses buys each kind of draft, read off the build records of drafts
+    of one kind that learnt from different numbers of responses: α on the built-in prompts against log2 of
+    the rows learnt, a line by weighted least squares (each α's binomial standard error over the tokens it is
+    scored on), and, extrapolated along it, the responses and this machine's hours of generating them
+    (`responses`: the set's build record) that each goal α needs, at the fitted slope and at one standard
+    error above it (the errors taken as independent, which overstates it for drafts scored on the same
+    tokens). A goal the line never reaches (slope <= 0) needs None; with no record counting its scored
+    tokens, the line is unweighted and has no standard errors."""
+    rate = responses["tokens_generated"] / responses["wall_seconds"]
+    per_row = responses["tokens_generated"] / responses["prompts_done"]
+    kinds: dict[str, list[tuple[str, int, float, int]]] = {}
+    for name, record in sorted(records.items()):
+        last = record["curve"][-1]
+        if record["recipe"].get("corpus") != "responses" or "alpha_builtin" not in last:
+            continue
+        kinds.setdefault(record["recipe"]["kind"], []).append(
+            (name, _learnt_rows(record), float(last["alpha_builtin"]), int(last.get("alpha_tokens", 0))))
+    scored = [n for points in kinds.values() for *_, n in points if n]
+    out = []
+    for kind, points in kinds.items():
+        if len({rows for _, rows, _, _ in points}) < 2:
+            continue
+        tokens = max(set(scored), key=scored.count) if scored else 0  # (a record from before they were counted)
+        x = np.log2([rows for _, rows, _, _ in points])
+        y = np.array([alpha for _, _, alpha, _ in points])
+        n = np.array([count or tokens for *_, count in points], dtype=float)
+        known = bool(n.all())  # else equal weights, and no standard errors
+        w = n / np.clip(y * (1 - y), 1e-6, None) if known else np.ones_like(y)  # 1 / var(α)
+        xm = float((w * x).sum() / w.sum())
+        slope = float((w * (x - xm) * (y - (w * y).sum() / w.sum())).sum() / (w * (x - xm) ** 2).sum())
+        slope_se = float(np.sqrt(1 / (w * (x - xm) ** 2).sum())) if known else None
+        best = int(np.argmax(x))
+        last = (points[best][1], float(y[best]), per_row, rate)
+        out.append({"kind": kind, "drafts": [{"draft": name, "responses": rows, "alpha": alpha,
+                                              "alpha_se": float(np.sqrt(alpha * (1 - alpha) / m)) if m else None}
+                                             for (name, rows, alpha, _), m in zip(points, n * known, strict=True)],
+                    "alpha_per_doubling": slope, "alpha_per_doubling_se": slope_se,
+                    "goals": {label: {"alpha": goal, "fitted": _extrapolate(goal, slope, *last),
+                                      "optimistic": None if slope_se is None
+                                      else _extrapolate(goal, slope + slope_se, *last)}
+                              for label, goal in goals.items()}})
+    return out
 
 
 def write(result: dict[str, Any], out: Path) -> list[Path]:
@@ -139,8 +218,29 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
     t_n = ", ".join(f"t({n}) = {v:.1f}" for n, v in result["t_n_ms"].items())
     lines_md += ["", f"Target {result['target_key']}: {t_n} ms. AR decode {result['ar_decode_ms']:.1f} ms/token. "
                  f"Limit (α → 1, c → 0, window {result['limit_window']}): {result['limit_speedup']:.2f}x."]
+    if result["data_returns"]:
+        lines_md += ["", "What more of the target's responses buys (α on the built-in prompts against the responses "
+                     "learnt from, a line in log2 of them; hours: this machine's generation rate):", "",
+                     "| kind | drafts: responses → α ± se | α per doubling ± se | "
+                     + " | ".join(f"α {g['alpha']:.2f} ({label}): responses, hours (fitted; +1 se)"
+                                  for label, g in result["data_returns"][0]["goals"].items()) + " |",
+                     "| --- | --- | ---: | " + " | ".join("---:" for _ in result["data_returns"][0]["goals"]) + " |"]
+        for kind in result["data_returns"]:
+            points = ", ".join(f"{d['draft']} {d['responses']:,} → {d['alpha']:.3f} ± {_se(d['alpha_se'])}"
+                               for d in kind["drafts"])
+            cells = [f"{_need(g['fitted'])}; {_need(g['optimistic'])}" for g in kind["goals"].values()]
+            lines_md.append(f"| {kind['kind']} | {points} | {kind['alpha_per_doubling']:+.3f} ± "
+                            f"{_se(kind['alpha_per_doubling_se'])} | " + " | ".join(cells) + " |")
     md = write_text_atomic(out.with_suffix(".md"), "\n".join(lines_md) + "\n")
     return [png, csv_path, md]
+
+
+def _need(need: Mapping[str, float] | None) -> str:
+    return "never" if need is None else f"{need['responses']:.3g}, {need['hours']:.3g} h"
+
+
+def _se(se: float | None) -> str:
+    return "?" if se is None else f"{se:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:

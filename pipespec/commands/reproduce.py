@@ -132,14 +132,11 @@ def _acceptance_models(out: Path) -> list[Path]:
 def _drafts(out: Path) -> list[Path]:
     """The committed drafts' training curves, and which drafts pay, from the committed benchmark run
     (figures/out/bench/: `benchmarks/bench_backend.py` and its latency profile)."""
-    import json
-
     from ..backend.models import drafts_dir
     from ..figures.drafts import plot_alpha_curve
     from ..validation import draft_economics
 
-    records = {p.parent.name: json.loads(p.read_text()) for p in sorted(drafts_dir().glob("*/build.json"))}
-    files = [plot_alpha_curve(out / "draft_alpha_curve.png", {k: r for k, r in records.items() if "curve" in r})]
+    files = [plot_alpha_curve(out / "draft_alpha_curve.png", draft_economics.build_records(drafts_dir()))]
     bench = drafts_dir().parent / "figures" / "out" / "bench" / "bench_backend.json"
     if bench.is_file():
         files += draft_economics.write(draft_economics.analyse(bench), out / "draft_economics")
