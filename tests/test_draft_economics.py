@@ -38,6 +38,8 @@ def test_speedup_rises_with_alpha_and_falls_with_cost(tmp_path):
     for a in alphas[::10]:
         row = [grid[(a, c)] for c in costs]
         assert all(x >= y - 1e-9 for x, y in itertools.pairwise(row))
+    need = result["goal_alpha_by_cost"]  # the α the goal needs never falls as the draft gets dearer
+    assert all(need[c] is None or (need[d] is not None and need[d] <= need[c]) for d, c in itertools.pairwise(costs))
     # the limit: every one of 33 tokens accepted per verification of t(33) = 215 ms, against AR's 40 ms
     assert result["limit_speedup"] == pytest.approx(40 / (215 / 33))
 

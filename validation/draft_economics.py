@@ -124,8 +124,12 @@ def analyse(bench_path: Path, built: Path | None = None) -> dict[str, Any]:
     goals = {"the goal": 0.6} | ({f"{GOAL:g}x at its c": max(need)} if need else {})
     returns = data_returns(build_records(drafts_dir() if built is None else built),
                            json.loads((responses_dir() / "build.json").read_text()), goals)
-    return {"grid": grid, "drafts": drafts, "data_returns": returns, "ar_decode_ms": ar_ms, "target_1t_ms": t1 * 1e3,
-            "target_key": target_1t, "limit_speedup": limit, "limit_window": best - 1,
+    # the α the goal needs at each cost (None: no α reaches it): flat wherever the draft hides behind verification
+    goal_alpha = {float(c): min((float(a) for a, cc, p, *_ in grid if cc == c and p >= GOAL), default=None)
+                  for c in COSTS}
+    return {"grid": grid, "drafts": drafts, "data_returns": returns, "goal_alpha_by_cost": goal_alpha,
+            "ar_decode_ms": ar_ms, "target_1t_ms": t1 * 1e3, "target_key": target_1t, "limit_speedup": limit,
+            "limit_window": best - 1,
             "t_n_ms": {n: _t(targets, target_1t, n) * 1e3 for n in (1, 2, 3, 4, 5, 8, 16, 33)}}
 
 
@@ -218,6 +222,12 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
     t_n = ", ".join(f"t({n}) = {v:.1f}" for n, v in result["t_n_ms"].items())
     lines_md += ["", f"Target {result['target_key']}: {t_n} ms. AR decode {result['ar_decode_ms']:.1f} ms/token. "
                  f"Limit (α → 1, c → 0, window {result['limit_window']}): {result['limit_speedup']:.2f}x."]
+    need = result["goal_alpha_by_cost"]
+    cheapest = need[min(need)]
+    if cheapest is not None:
+        flat = max(c for c, a in need.items() if a == cheapest)
+        lines_md += ["", f"{GOAL:g}x needs α ≥ {cheapest:.3f} from any draft up to c = {flat:.3f}: a cheaper draft "
+                     "does not lower it (in PipeSpec the draft runs beside the verification, which sets the pace)."]
     if result["data_returns"]:
         lines_md += ["", "What more of the target's responses buys (α on the built-in prompts against the responses "
                      "learnt from, a line in log2 of them; hours: this machine's generation rate):", "",
