@@ -80,10 +80,10 @@ def test_builtin_setups():
 def test_validate_includes_the_committed_feature_draft_in_sd_and_a_two_stage_pipeline():
     from pipespec.commands.validate import built_drafts
 
-    assert built_drafts("eagle") == ["draft:smollm2-eagle1"]
+    assert built_drafts("eagle") == ["draft:smollm2-eagle2"]
     names = {s.name for s in builtin_setups(4, "draft:smollm2-chat4", feature_drafts=built_drafts("eagle"))}
-    assert {"sd-smollm2-eagle1", "pipespec-k2-smollm2-eagle1", "pipespec-k3-smollm2-chat4"} <= names
-    assert "pipespec-k3-smollm2-eagle1" not in names  # it drafts for the target only
+    assert {"sd-smollm2-eagle2", "pipespec-k2-smollm2-eagle2", "pipespec-k3-smollm2-chat4"} <= names
+    assert "pipespec-k3-smollm2-eagle2" not in names  # it drafts for the target only
 
 
 @pytest.mark.parametrize("args, message", [
