@@ -75,8 +75,8 @@ def build_records(folder: Path) -> dict[str, dict[str, Any]]:
 
 def analyse(bench_path: Path, built: Path | None = None) -> dict[str, Any]:
     """The grid of closed-form speedups and the measured drafts, from a `bench_backend.py` result, with what
-    more responses would buy the drafts built in `built` (default: the committed ones) toward the α of the
-    issue's goal (0.6) and the α the trained drafts need for the goal's speedup."""
+    more responses would buy the drafts built in `built` (default: the committed ones) toward α 0.6 and the α
+    the trained drafts need for the goal's speedup."""
     from ..backend.models import drafts_dir
     from ..backend.responses import responses_dir
 
@@ -133,14 +133,6 @@ def analyse(bench_path: Path, built: Path | None = None) -> dict[str, Any]:
             "t_n_ms": {n: _t(targets, target_1t, n) * 1e3 for n in (1, 2, 3, 4, 5, 8, 16, 33)}}
 
 
-def _learnt_rows(record: Mapping[str, Any]) -> int:
-    """How many of the response set's leading rows a draft (its build record) and whatever it started from
-    learnt from."""
-    from ..backend.distill import DraftRecipe
-
-    return max(int(record["recipe"].get("responses", DraftRecipe.responses)), int(record.get("responses_before", 0)))
-
-
 def _extrapolate(goal: float, per_doubling: float, rows: int, alpha: float, per_row: float,
                  rate: float) -> dict[str, float] | None:
     """The responses (their tokens, and hours at `rate` tokens/s) that take α from `alpha` at `rows` to `goal`
@@ -161,6 +153,8 @@ def data_returns(records: Mapping[str, Mapping[str, Any]], responses: Mapping[st
     error above it (the errors taken as independent, which overstates it for drafts scored on the same
     tokens). A goal the line never reaches (slope <= 0) needs None; with no record counting its scored
     tokens, the line is unweighted and has no standard errors."""
+    from ..backend.distill import learnt_rows
+
     rate = responses["tokens_generated"] / responses["wall_seconds"]
     per_row = responses["tokens_generated"] / responses["prompts_done"]
     kinds: dict[str, list[tuple[str, int, float, int]]] = {}
@@ -169,7 +163,7 @@ def data_returns(records: Mapping[str, Mapping[str, Any]], responses: Mapping[st
         if record["recipe"].get("corpus") != "responses" or "alpha_builtin" not in last:
             continue
         kinds.setdefault(record["recipe"]["kind"], []).append(
-            (name, _learnt_rows(record), float(last["alpha_builtin"]), int(last.get("alpha_tokens", 0))))
+            (name, learnt_rows(record), float(last["alpha_builtin"]), int(last.get("alpha_tokens", 0))))
     scored = [n for points in kinds.values() for *_, n in points if n]
     out = []
     for kind, points in kinds.items():
