@@ -272,13 +272,17 @@ def _clone(module: torch.nn.Module) -> torch.nn.Module:
     return clone
 
 
+def checkpoint_path(recipe: DraftRecipe) -> Path:
+    """Where a recipe's training checkpoint lives: the cache folder, or PIPESPEC_CHECKPOINTS."""
+    return Path(os.environ.get("PIPESPEC_CHECKPOINTS", cache_dir() / "checkpoints")) / recipe.name / "state.pt"
+
+
 class _Checkpoint:
     """Where a recipe's training resumes from: the trained tensors, the optimiser and the record, written
     atomically to the cache folder (PIPESPEC_CHECKPOINTS overrides it)."""
 
     def __init__(self, recipe: DraftRecipe) -> None:
-        root = Path(os.environ.get("PIPESPEC_CHECKPOINTS", cache_dir() / "checkpoints"))
-        self.path = root / recipe.name / "state.pt"
+        self.path = checkpoint_path(recipe)
 
     def load(self, student: Student, optimiser: torch.optim.Optimizer) -> dict[str, Any] | None:
         """The record saved last (the student and optimiser restored to it), or None before the first save."""

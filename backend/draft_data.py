@@ -230,6 +230,17 @@ def builtin_greedy(target: torch.nn.Module, tokenizer: Any, new_tokens: int = 12
     return examples
 
 
+def greedy_agreement(student: Student, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor,
+                     batch: int) -> tuple[int, int]:
+    """(greedy hits, positions) of a separate draft over `rows` of (ids, mask), `batch` rows a forward."""
+    hits = total = 0
+    for part in rows.split(batch):
+        width = used_width(mask[part])
+        h, n = student.agreement(ids[part, :width], mask[part, :width])
+        hits, total = hits + h, total + n
+    return hits, total
+
+
 def held_out_split(rows: int, seen: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(held-out, training) row indices of a response set: the held-out agreement's 5% of the rows, drawn
     only from those past the first `seen` (which the draft it starts from learnt from: scored there, the
@@ -330,11 +341,7 @@ class TrainingData:
                 return self._evaluate_feature_draft()
             point = {}
             for name, (ids, mask) in (("agreement", self.held), ("alpha_builtin", self.builtin)):
-                hits = total = 0
-                for rows in torch.arange(len(ids)).split(self.recipe.batch):
-                    width = used_width(mask[rows])
-                    h, n = student.agreement(ids[rows, :width], mask[rows, :width])
-                    hits, total = hits + h, total + n
+                hits, total = greedy_agreement(student, ids, mask, torch.arange(len(ids)), self.recipe.batch)
                 point[name] = hits / max(total, 1)
             point["alpha_tokens"] = total  # (the last set's: the built-in prompts' tokens α is scored on)
             return point

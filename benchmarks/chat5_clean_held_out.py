@@ -11,9 +11,7 @@ not committed). Greedy agreement is a count, not a timing: the machine's load do
 from __future__ import annotations
 
 import json
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,12 +21,12 @@ def main() -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from pipespec.backend import distill
-    from pipespec.backend.draft_data import held_out_split, response_examples, used_width
-    from pipespec.backend.models import cache_dir, target_path
+    from pipespec.backend.draft_data import greedy_agreement, held_out_split, response_examples
+    from pipespec.backend.models import target_path
     from pipespec.backend.responses import load_responses
 
     recipe = distill.RECIPES["smollm2-chat5"]
-    state_path = Path(os.environ.get("PIPESPEC_CHECKPOINTS", cache_dir() / "checkpoints")) / recipe.name / "state.pt"
+    state_path = distill.checkpoint_path(recipe)
     if not state_path.is_file():
         print(f"chat5_clean_held_out: no checkpoint at {state_path}: `pipespec models build {recipe.name}`",
               file=sys.stderr)
@@ -38,16 +36,11 @@ def main() -> int:
     target = AutoModelForCausalLM.from_pretrained(target_path(), dtype=torch.float32).eval()
     ids, mask = response_examples(load_responses()[:recipe.responses], recipe.seq_len, tokenizer.eos_token_id)
     held, _ = held_out_split(recipe.responses, 0, recipe.seed)
-    first = distill.DraftRecipe.responses  # chat4's
-    clean = torch.from_numpy(np.sort(held[held >= first]))
+    clean = torch.from_numpy(np.sort(held[held >= distill.responses_before(recipe)]))  # past chat4's rows
     student = distill.Student(recipe, target)  # chat4's weights: the draft it starts from
 
     def agreement() -> dict[str, float]:
-        hits = total = 0
-        for rows in clean.split(8):
-            width = used_width(mask[rows])
-            h, n = student.agreement(ids[rows, :width], mask[rows, :width])
-            hits, total = hits + h, total + n
+        hits, total = greedy_agreement(student, ids, mask, clean, recipe.batch)
         return {"agreement": hits / total, "tokens": total}
 
     result = {"rows": len(clean), "smollm2-chat4": agreement()}
